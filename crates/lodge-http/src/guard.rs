@@ -1,0 +1,130 @@
+//! Checks every request passes before it reaches a session: Host (DNS rebinding)
+//! and Origin.
+
+use crate::errors::{HttpError, http_error};
+use axum::http::{HeaderMap, StatusCode, header};
+use lodge_proto::codes;
+
+#[derive(Clone, Debug)]
+pub struct FrontConfig {
+    /// Browser origins allowed besides loopback ones. `"*"` allows any.
+    pub allowed_origins: Vec<String>,
+    /// Host names (without port) allowed besides loopback ones. `"*"` allows any.
+    pub allowed_hosts: Vec<String>,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl Default for FrontConfig {
+    fn default() -> Self {
+        FrontConfig {
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            max_body_bytes: 4 << 20,
+        }
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1")
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:80` → `[::1]`.
+fn strip_port(authority: &str) -> &str {
+    if authority.starts_with('[') {
+        return authority.split_inclusive(']').next().unwrap_or(authority);
+    }
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
+}
+
+impl FrontConfig {
+    pub(crate) fn check(&self, headers: &HeaderMap) -> Result<(), HttpError> {
+        if let Some(host) = headers.get(header::HOST) {
+            let host = host.to_str().map(strip_port).unwrap_or("");
+            let host = host.to_ascii_lowercase();
+            let allowed = is_loopback_host(&host)
+                || self
+                    .allowed_hosts
+                    .iter()
+                    .any(|h| h == "*" || h.eq_ignore_ascii_case(&host));
+            if !allowed {
+                return Err(http_error(
+                    StatusCode::FORBIDDEN,
+                    codes::INVALID_REQUEST,
+                    format!(
+                        "Host {host:?} is not allowed (DNS rebinding protection); add it to allowed_hosts"
+                    ),
+                ));
+            }
+        }
+        if let Some(origin) = headers.get(header::ORIGIN) {
+            let origin = origin.to_str().unwrap_or("");
+            let host = origin
+                .split_once("://")
+                .map(|(_, rest)| strip_port(rest.trim_end_matches('/')))
+                .unwrap_or("");
+            let allowed = is_loopback_host(&host.to_ascii_lowercase())
+                || self
+                    .allowed_origins
+                    .iter()
+                    .any(|o| o == "*" || o.eq_ignore_ascii_case(origin));
+            if !allowed {
+                return Err(http_error(
+                    StatusCode::FORBIDDEN,
+                    codes::INVALID_REQUEST,
+                    format!("Origin {origin:?} is not allowed; add it to allowed_origins"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn check(config: &FrontConfig, host: Option<&str>, origin: Option<&str>) -> bool {
+        let mut h = HeaderMap::new();
+        if let Some(v) = host {
+            h.insert(header::HOST, v.parse().unwrap());
+        }
+        if let Some(v) = origin {
+            h.insert(header::ORIGIN, v.parse().unwrap());
+        }
+        config.check(&h).is_ok()
+    }
+
+    #[test]
+    fn loopback_is_allowed_by_default_and_nothing_else() {
+        let c = FrontConfig::default();
+        assert!(check(&c, Some("localhost:8787"), None));
+        assert!(check(&c, Some("127.0.0.1"), Some("http://localhost:3000")));
+        assert!(check(&c, Some("[::1]:8787"), Some("http://[::1]:9")));
+        assert!(!check(&c, Some("evil.example:8787"), None));
+        assert!(!check(&c, Some("localhost"), Some("https://evil.example")));
+        assert!(!check(&c, Some("localhost"), Some("null")));
+    }
+
+    #[test]
+    fn configured_hosts_and_origins_are_allowed() {
+        let c = FrontConfig {
+            allowed_origins: vec!["https://app.example".into()],
+            allowed_hosts: vec!["lodge.internal".into()],
+            ..FrontConfig::default()
+        };
+        assert!(check(
+            &c,
+            Some("lodge.internal:443"),
+            Some("https://app.example")
+        ));
+        assert!(!check(
+            &c,
+            Some("lodge.internal"),
+            Some("https://app.example.evil")
+        ));
+    }
+}

@@ -1,0 +1,67 @@
+//! Server-sent events out of a session stream.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
+use lodge_proto::headers::MCP_SESSION_ID;
+use lodge_runtime::{Event, EventStream};
+use std::convert::Infallible;
+use std::fmt::Write;
+use tokio_stream::wrappers::ReceiverStream;
+
+/// One event as SSE text. Message data is a single JSON line (servers write one
+/// message per line and Lodge forwards it untouched), so it fits one `data:` field.
+pub(crate) fn frame(event: &Event) -> Bytes {
+    let mut out = BytesMut::with_capacity(event.data.len() + 32);
+    let _ = write!(out, "id: {}\ndata:", event.id);
+    if !event.data.is_empty() {
+        out.put_u8(b' ');
+        out.put_slice(&event.data);
+    }
+    out.put_slice(b"\n\n");
+    out.freeze()
+}
+
+pub(crate) fn response(events: EventStream, session_id: Option<&str>) -> Response {
+    let body = Body::from_stream(
+        ReceiverStream::new(events).map(|event| Ok::<_, Infallible>(frame(&event))),
+    );
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    if let Some(id) = session_id.and_then(|id| HeaderValue::from_str(id).ok()) {
+        headers.insert(MCP_SESSION_ID, id);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lodge_runtime::EventId;
+
+    #[test]
+    fn frames_messages_and_priming_events() {
+        let id = EventId { stream: 2, seq: 5 };
+        let msg = Event {
+            id,
+            data: Bytes::from_static(b"{\"a\":1}"),
+            is_response: false,
+        };
+        assert_eq!(&frame(&msg)[..], b"id: 2-5\ndata: {\"a\":1}\n\n");
+        let priming = Event {
+            id,
+            data: Bytes::new(),
+            is_response: false,
+        };
+        assert_eq!(&frame(&priming)[..], b"id: 2-5\ndata:\n\n");
+    }
+}

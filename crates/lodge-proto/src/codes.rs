@@ -1,0 +1,17 @@
+//! JSON-RPC error codes Lodge emits. -32000..-32019 are ours (JSON-RPC leaves
+//! -32000..-32099 to implementations; MCP 2026-07-28 claims -32020 and up).
+
+pub const PARSE_ERROR: i64 = -32700;
+pub const INVALID_REQUEST: i64 = -32600;
+pub const METHOD_NOT_FOUND: i64 = -32601;
+pub const INVALID_PARAMS: i64 = -32602;
+pub const INTERNAL_ERROR: i64 = -32603;
+
+/// The session ended (or its server exited) while this request was pending.
+pub const SESSION_ENDED: i64 = -32000;
+/// The `Mcp-Session-Id` names no live session. The same code the reference servers use.
+pub const SESSION_NOT_FOUND: i64 = -32001;
+/// Lodge cannot take this request now (session limit, draining, server not reading).
+pub const UNAVAILABLE: i64 = -32002;
+/// The MCP server could not be started.
+pub const SERVER_START_FAILED: i64 = -32003;

@@ -1,0 +1,51 @@
+use lodge_sandbox::{Backend, Limits};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Session lifecycle and buffering settings shared by every server.
+#[derive(Clone, Debug)]
+pub struct SessionConfig {
+    /// Idle time (no client request in flight) after which a session ends.
+    pub idle_timeout: Duration,
+    /// Absolute lifetime of a session, counted from its creation.
+    pub max_lifetime: Duration,
+    /// Live sessions allowed at once, over all servers.
+    pub max_sessions: usize,
+    /// Events kept per stream for `Last-Event-ID` replay.
+    pub event_buffer: usize,
+    /// Time a server gets between SIGTERM and SIGKILL.
+    pub terminate_grace: Duration,
+    /// Bytes of a server's stderr logged per session.
+    pub stderr_cap: usize,
+    /// Longest message line accepted from a server.
+    pub max_message_bytes: usize,
+    /// Where per-session scratch directories are made.
+    pub scratch_root: PathBuf,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            idle_timeout: Duration::from_secs(15 * 60),
+            max_lifetime: Duration::from_secs(8 * 3600),
+            max_sessions: 1000,
+            event_buffer: 1024,
+            terminate_grace: Duration::from_secs(2),
+            stderr_cap: 1 << 20,
+            max_message_bytes: 16 << 20,
+            scratch_root: lodge_sandbox::default_scratch_root(),
+        }
+    }
+}
+
+/// One MCP server Lodge hosts: how to start it, and in which sandbox.
+#[derive(Clone)]
+pub struct ServerSpec {
+    pub name: String,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub limits: Limits,
+    pub backend: Arc<dyn Backend>,
+}

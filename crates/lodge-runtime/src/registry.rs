@@ -1,0 +1,221 @@
+//! The registry of live sessions, and what is remembered of ended ones.
+
+use crate::config::{ServerSpec, SessionConfig};
+use crate::error::{EndReason, RuntimeError};
+use crate::session::{Actor, SessionHandle, Shared};
+use crate::upstream::{self, WRITE_QUEUE};
+use lodge_sandbox::SandboxSpec;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// Ended sessions remembered for their 404 message.
+const ENDED_REMEMBERED: usize = 16_384;
+/// Commands queued per session before senders wait.
+const COMMAND_QUEUE: usize = 64;
+/// Messages from a server queued before its reader waits.
+const FROM_SERVER_QUEUE: usize = 256;
+
+/// A hosted server, as the front routes to it.
+pub struct Server {
+    pub spec: ServerSpec,
+}
+
+/// What a session id refers to.
+pub enum Lookup {
+    Live(SessionHandle),
+    Ended(EndReason),
+    Unknown,
+}
+
+#[derive(Default)]
+struct Ended {
+    reasons: HashMap<Arc<str>, EndReason>,
+    order: VecDeque<Arc<str>>,
+}
+
+pub struct Runtime {
+    servers: Vec<Arc<Server>>,
+    config: SessionConfig,
+    sessions: Mutex<HashMap<Arc<str>, SessionHandle>>,
+    ended: Mutex<Ended>,
+    /// Sessions whose sandbox exists (live, or ending).
+    live: AtomicUsize,
+    draining: AtomicBool,
+    released: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // No code panics while holding these locks; recover the data if one ever did.
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Runtime {
+    pub fn new(servers: Vec<ServerSpec>, config: SessionConfig) -> Arc<Self> {
+        Arc::new(Runtime {
+            servers: servers
+                .into_iter()
+                .map(|spec| Arc::new(Server { spec }))
+                .collect(),
+            config,
+            sessions: Mutex::default(),
+            ended: Mutex::default(),
+            live: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            released: Notify::new(),
+        })
+    }
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    pub fn servers(&self) -> &[Arc<Server>] {
+        &self.servers
+    }
+
+    pub fn server(&self, name: &str) -> Option<&Arc<Server>> {
+        self.servers.iter().find(|s| s.spec.name == name)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn live_sessions(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    pub fn sessions(&self) -> Vec<SessionHandle> {
+        lock(&self.sessions).values().cloned().collect()
+    }
+
+    pub fn lookup(&self, id: &str) -> Lookup {
+        if let Some(handle) = lock(&self.sessions).get(id) {
+            return Lookup::Live(handle.clone());
+        }
+        match lock(&self.ended).reasons.get(id) {
+            Some(reason) => Lookup::Ended(reason.clone()),
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// Starts a new session of `server`: its sandbox, its relay tasks and its actor.
+    pub fn create_session(
+        self: &Arc<Self>,
+        server: &Server,
+    ) -> Result<SessionHandle, RuntimeError> {
+        if self.is_draining() {
+            return Err(RuntimeError::ShuttingDown);
+        }
+        let max = self.config.max_sessions;
+        self.live
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .map_err(|_| RuntimeError::AtCapacity(max))?;
+        let id: Arc<str> = mint_session_id().into();
+        let spec = SandboxSpec {
+            session_id: id.to_string(),
+            command: server.spec.command.clone(),
+            env: server.spec.env.clone(),
+            scratch_root: self.config.scratch_root.clone(),
+            stderr_cap: self.config.stderr_cap,
+            limits: server.spec.limits.clone(),
+        };
+        let sandbox = match server.spec.backend.spawn(&spec) {
+            Ok(sandbox) => sandbox,
+            Err(e) => {
+                self.release();
+                return Err(e.into());
+            }
+        };
+        let pid = sandbox.process.pid();
+        let (to_server, write_queue) = mpsc::channel(WRITE_QUEUE);
+        let (from_server_tx, from_server) = mpsc::channel(FROM_SERVER_QUEUE);
+        tokio::spawn(upstream::write_loop(sandbox.io.stdin, write_queue));
+        tokio::spawn(upstream::read_loop(
+            id.clone(),
+            sandbox.io.stdout,
+            self.config.max_message_bytes,
+            from_server_tx,
+        ));
+        let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let shared = Arc::new(Shared {
+            server: server.spec.name.as_str().into(),
+            created: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            protocol_version: OnceLock::new(),
+        });
+        let handle = SessionHandle::new(id.clone(), commands_tx, shared.clone());
+        lock(&self.sessions).insert(id.clone(), handle.clone());
+        let actor = Actor::new(
+            id.clone(),
+            self.clone(),
+            shared,
+            commands,
+            from_server,
+            to_server,
+            sandbox.process,
+        );
+        tokio::spawn(actor.run());
+        tracing::info!(session = %id, server = %server.spec.name, pid = ?pid, "session started");
+        Ok(handle)
+    }
+
+    /// Called by an ending actor: the id now answers 404 with `reason`.
+    pub(crate) fn retire(&self, id: &Arc<str>, reason: EndReason) {
+        lock(&self.sessions).remove(id);
+        let mut ended = lock(&self.ended);
+        if ended.order.len() >= ENDED_REMEMBERED
+            && let Some(old) = ended.order.pop_front()
+        {
+            ended.reasons.remove(&old);
+        }
+        ended.order.push_back(id.clone());
+        ended.reasons.insert(id.clone(), reason);
+    }
+
+    /// Called when a session's sandbox is gone.
+    pub(crate) fn release(&self) {
+        self.live.fetch_sub(1, Ordering::AcqRel);
+        self.released.notify_waiters();
+    }
+
+    /// Drains: refuses new sessions and requests, lets in-flight calls finish for up
+    /// to `grace`, then ends every session and waits for their sandboxes to go.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.draining.store(true, Ordering::Relaxed);
+        let until = Instant::now() + grace;
+        while Instant::now() < until && self.sessions().iter().any(|s| s.in_flight() > 0) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut stopping = JoinSet::new();
+        for session in self.sessions() {
+            stopping.spawn(async move { session.stop(EndReason::ShuttingDown).await });
+        }
+        while stopping.join_next().await.is_some() {}
+        // Sessions created or ending concurrently release on their own; wait for them.
+        while self.live_sessions() > 0 {
+            let released = self.released.notified();
+            if self.live_sessions() == 0 {
+                break;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(100), released).await;
+        }
+    }
+}
+
+/// 128 random bits from the OS-seeded CSPRNG, as 32 lowercase hex characters.
+fn mint_session_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().fold(String::with_capacity(32), |mut s, b| {
+        use std::fmt::Write;
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}

@@ -1,0 +1,452 @@
+//! The session actor: one task that owns a session's routing state, so no locks.
+//!
+//! It relays client messages to the server as their original bytes and routes what
+//! the server sends back to the right stream (DESIGN.md §2, "Session actor and routing").
+
+use super::streams::{STANDALONE, Streams};
+use super::{Command, EventStream, Shared};
+use crate::error::{EndReason, SessionError};
+use crate::registry::Runtime;
+use crate::upstream::FromServer;
+use bytes::Bytes;
+use lodge_proto::{Id, Kind, Message, codes, error_body};
+use lodge_sandbox::SandboxProcess;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{Instant, sleep_until, timeout};
+
+/// How long to wait for a server's exit status once its stdout has closed.
+const EXIT_STATUS_WAIT: Duration = Duration::from_secs(1);
+
+struct Pending {
+    stream: u32,
+    progress_token: Option<Id>,
+    initialize: bool,
+}
+
+/// A server message that no stream could take yet.
+struct Held {
+    bytes: Bytes,
+    /// A server request or log message (may go to a request stream), or another notification.
+    server_initiated: bool,
+    request_id: Option<Id>,
+}
+
+pub(crate) struct Actor {
+    pub id: Arc<str>,
+    pub runtime: Arc<Runtime>,
+    pub shared: Arc<Shared>,
+    pub commands: mpsc::Receiver<Command>,
+    pub from_server: mpsc::Receiver<FromServer>,
+    pub to_server: mpsc::Sender<Bytes>,
+    pub process: SandboxProcess,
+    pub streams: Streams,
+    pending: HashMap<Id, Pending>,
+    progress: HashMap<Id, u32>,
+    server_requests: HashMap<Id, u32>,
+    held: VecDeque<Held>,
+    /// When the last client request finished; `None` while any is in flight.
+    idle_since: Option<Instant>,
+    lifetime_end: Instant,
+}
+
+impl Actor {
+    pub fn new(
+        id: Arc<str>,
+        runtime: Arc<Runtime>,
+        shared: Arc<Shared>,
+        commands: mpsc::Receiver<Command>,
+        from_server: mpsc::Receiver<FromServer>,
+        to_server: mpsc::Sender<Bytes>,
+        process: SandboxProcess,
+    ) -> Self {
+        let config = runtime.config();
+        let now = shared.created;
+        Actor {
+            streams: Streams::new(config.event_buffer),
+            lifetime_end: now + config.max_lifetime,
+            idle_since: Some(now),
+            id,
+            runtime,
+            shared,
+            commands,
+            from_server,
+            to_server,
+            process,
+            pending: HashMap::new(),
+            progress: HashMap::new(),
+            server_requests: HashMap::new(),
+            held: VecDeque::new(),
+        }
+    }
+
+    pub async fn run(mut self) {
+        let (reason, done) = self.serve().await;
+        self.finish(reason).await;
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
+    }
+
+    /// Relays until the session must end; says why.
+    async fn serve(&mut self) -> (EndReason, Option<oneshot::Sender<()>>) {
+        let timer = sleep_until(self.deadline());
+        tokio::pin!(timer);
+        loop {
+            tokio::select! {
+                biased;
+                event = self.from_server.recv() => match event {
+                    Some(FromServer::Message(msg)) => self.on_server_message(msg),
+                    Some(FromServer::Closed(why)) => return (self.server_exit_reason(why).await, None),
+                    None => return (self.server_exit_reason(None).await, None),
+                },
+                command = self.commands.recv() => match command {
+                    Some(Command::Stop { reason, done }) => return (reason, Some(done)),
+                    Some(command) => self.on_command(command),
+                    None => return (EndReason::ShuttingDown, None),
+                },
+                () = &mut timer => {
+                    let now = Instant::now();
+                    let config = self.runtime.config();
+                    if now >= self.lifetime_end {
+                        return (EndReason::MaxLifetime(config.max_lifetime), None);
+                    }
+                    if self.idle_since.is_some_and(|t| now >= t + config.idle_timeout) {
+                        return (EndReason::IdleTimeout(config.idle_timeout), None);
+                    }
+                }
+            }
+            let deadline = self.deadline();
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+        }
+    }
+
+    fn deadline(&self) -> Instant {
+        match self.idle_since {
+            Some(t) => self
+                .lifetime_end
+                .min(t + self.runtime.config().idle_timeout),
+            None => self.lifetime_end,
+        }
+    }
+
+    fn update_in_flight(&mut self) {
+        self.shared
+            .in_flight
+            .store(self.pending.len(), Ordering::Relaxed);
+        self.idle_since = match (self.pending.is_empty(), self.idle_since) {
+            (false, _) => None,
+            (true, None) => Some(Instant::now()),
+            (true, since) => since,
+        };
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Requests {
+                messages,
+                sse,
+                reply,
+            } => {
+                let _ = reply.send(self.start_requests(messages, sse));
+            }
+            Command::Deliver { message, reply } => {
+                let _ = reply.send(self.deliver(message));
+            }
+            Command::Listen {
+                last_event_id,
+                reply,
+            } => {
+                let result = match last_event_id {
+                    Some(after) => self
+                        .streams
+                        .attach(after.stream, Some(after.seq))
+                        .ok_or_else(|| SessionError::UnknownEvent(after.to_string())),
+                    None => self
+                        .streams
+                        .attach(STANDALONE, None)
+                        .ok_or_else(|| SessionError::UnknownEvent(String::new())),
+                };
+                if result.is_ok() && self.streams.standalone_attached() {
+                    self.release_held(true);
+                }
+                let _ = reply.send(result);
+            }
+            Command::Stop { .. } => unreachable!("handled by serve"),
+        }
+    }
+
+    fn start_requests(
+        &mut self,
+        messages: Vec<Message>,
+        sse: bool,
+    ) -> Result<EventStream, SessionError> {
+        if self.runtime.is_draining() {
+            return Err(SessionError::ShuttingDown);
+        }
+        if let Some(id) = messages
+            .iter()
+            .filter_map(Message::request_id)
+            .find(|id| self.pending.contains_key(*id))
+        {
+            return Err(SessionError::DuplicateRequestId(id.clone()));
+        }
+        self.forward(messages.iter().map(|m| m.bytes.clone()).collect())?;
+        let (stream, rx) = self.streams.open(sse, messages.len());
+        for message in messages {
+            if let Kind::Request {
+                id,
+                method,
+                progress_token,
+            } = message.kind
+            {
+                if let Some(token) = &progress_token {
+                    self.progress.insert(token.clone(), stream);
+                }
+                let initialize = &*method == "initialize";
+                self.pending.insert(
+                    id,
+                    Pending {
+                        stream,
+                        progress_token,
+                        initialize,
+                    },
+                );
+            }
+        }
+        self.update_in_flight();
+        if sse && !self.streams.standalone_attached() {
+            self.release_held(false);
+        }
+        Ok(rx)
+    }
+
+    fn deliver(&mut self, message: Message) -> Result<(), SessionError> {
+        self.forward(vec![message.bytes.clone()])?;
+        match &message.kind {
+            Kind::Response { id } => {
+                self.server_requests.remove(id);
+            }
+            Kind::Notification {
+                method,
+                cancelled_id: Some(id),
+                ..
+            } if &**method == "notifications/cancelled" => {
+                // The client gave up on this request: its stream ends now, and a late
+                // response from the server is dropped (the spec tells clients to ignore it).
+                if let Some(pending) = self.pending.remove(id) {
+                    self.forget(&pending);
+                    self.streams.settle(pending.stream);
+                }
+            }
+            _ => {}
+        }
+        if self.pending.is_empty() {
+            self.idle_since = Some(Instant::now());
+        }
+        self.update_in_flight();
+        Ok(())
+    }
+
+    /// Queues messages for the server, all or none.
+    fn forward(&self, messages: Vec<Bytes>) -> Result<(), SessionError> {
+        let permits = self
+            .to_server
+            .try_reserve_many(messages.len())
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(()) => SessionError::ServerBusy,
+                mpsc::error::TrySendError::Closed(()) => SessionError::Gone,
+            })?;
+        for (permit, bytes) in permits.zip(messages) {
+            permit.send(bytes);
+        }
+        Ok(())
+    }
+
+    fn forget(&mut self, pending: &Pending) {
+        if let Some(token) = &pending.progress_token {
+            self.progress.remove(token);
+        }
+    }
+
+    fn on_server_message(&mut self, msg: Message) {
+        match &msg.kind {
+            Kind::Response { id } => match self.pending.remove(id) {
+                Some(pending) => {
+                    if pending.initialize {
+                        self.record_protocol_version(&msg.bytes);
+                    }
+                    self.forget(&pending);
+                    self.streams.emit(pending.stream, msg.bytes, true);
+                    self.streams.settle(pending.stream);
+                    self.update_in_flight();
+                }
+                None if id.is_lodge_owned() => {}
+                None => {
+                    tracing::debug!(session = %self.id, %id, "late response to a cancelled request dropped")
+                }
+            },
+            Kind::Request { id, .. } => {
+                let id = id.clone();
+                self.route_server_initiated(msg.bytes, Some(id));
+            }
+            Kind::Notification {
+                method,
+                progress_token,
+                cancelled_id,
+            } => match &**method {
+                "notifications/progress" => {
+                    match progress_token.as_ref().and_then(|t| self.progress.get(t)) {
+                        Some(&stream) => self.streams.emit(stream, msg.bytes, false),
+                        None => {
+                            tracing::debug!(session = %self.id, "progress for a finished request dropped")
+                        }
+                    }
+                }
+                "notifications/cancelled" => {
+                    let target = cancelled_id.as_ref().and_then(|id| {
+                        self.server_requests
+                            .remove(id)
+                            .or_else(|| self.pending.get(id).map(|p| p.stream))
+                    });
+                    match target {
+                        Some(stream) => self.streams.emit(stream, msg.bytes, false),
+                        None => self.route_other(msg.bytes),
+                    }
+                }
+                "notifications/message" => self.route_server_initiated(msg.bytes, None),
+                _ => self.route_other(msg.bytes),
+            },
+        }
+    }
+
+    fn route_server_initiated(&mut self, bytes: Bytes, request_id: Option<Id>) {
+        match self.streams.for_server_initiated() {
+            Some(stream) => self.emit_server_initiated(stream, bytes, request_id),
+            None => self.hold(Held {
+                bytes,
+                server_initiated: true,
+                request_id,
+            }),
+        }
+    }
+
+    fn emit_server_initiated(&mut self, stream: u32, bytes: Bytes, request_id: Option<Id>) {
+        if let Some(id) = request_id {
+            self.server_requests.insert(id, stream);
+        }
+        self.streams.emit(stream, bytes, false);
+    }
+
+    fn route_other(&mut self, bytes: Bytes) {
+        if self.streams.standalone_attached() {
+            self.streams.emit(STANDALONE, bytes, false);
+        } else {
+            self.hold(Held {
+                bytes,
+                server_initiated: false,
+                request_id: None,
+            });
+        }
+    }
+
+    fn hold(&mut self, held: Held) {
+        if self.held.len() >= self.runtime.config().event_buffer {
+            tracing::warn!(session = %self.id, "no client stream open for a long time; oldest held server message discarded");
+            self.held.pop_front();
+        }
+        self.held.push_back(held);
+    }
+
+    /// Sends held messages now that a stream can take them: all of them to the
+    /// standalone stream, or only server requests and logs to a request stream.
+    fn release_held(&mut self, to_standalone: bool) {
+        let held = std::mem::take(&mut self.held);
+        for h in held {
+            let target = if to_standalone {
+                Some(STANDALONE)
+            } else if h.server_initiated {
+                self.streams.for_server_initiated()
+            } else {
+                None
+            };
+            match target {
+                Some(stream) => self.emit_server_initiated(stream, h.bytes, h.request_id),
+                None => self.held.push_back(h),
+            }
+        }
+    }
+
+    fn record_protocol_version(&self, response: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Init {
+            result: InitResult,
+        }
+        #[derive(serde::Deserialize)]
+        struct InitResult {
+            #[serde(rename = "protocolVersion")]
+            protocol_version: String,
+        }
+        if let Ok(init) = serde_json::from_slice::<Init>(response) {
+            let _ = self
+                .shared
+                .protocol_version
+                .set(init.result.protocol_version);
+        }
+    }
+
+    async fn server_exit_reason(&mut self, why: Option<String>) -> EndReason {
+        let how = match timeout(EXIT_STATUS_WAIT, self.process.exited()).await {
+            Ok(report) => report.to_string(),
+            Err(_) => "closed its output".to_string(),
+        };
+        let how = match why {
+            Some(why) => format!("{how} ({why})"),
+            None => how,
+        };
+        EndReason::ServerExited {
+            how,
+            last_stderr: self.process.stderr_tail().pop(),
+        }
+    }
+
+    /// Ends the session: answers what is pending, closes streams, stops the sandbox.
+    async fn finish(self, reason: EndReason) {
+        let Actor {
+            id,
+            runtime,
+            shared,
+            mut streams,
+            pending,
+            to_server,
+            process,
+            commands,
+            from_server,
+            ..
+        } = self;
+        // From here on, requests naming this session get 404 with the reason.
+        runtime.retire(&id, reason.clone());
+        drop(commands);
+        let message = format!("The session ended before the server answered: {reason}.");
+        for (request, p) in pending {
+            streams.emit(
+                p.stream,
+                error_body(Some(&request), codes::SESSION_ENDED, &message),
+                true,
+            );
+            streams.settle(p.stream);
+        }
+        streams.close_all();
+        shared.in_flight.store(0, Ordering::Relaxed);
+        drop(to_server); // closes the server's stdin: a polite first hint to exit
+        drop(from_server);
+        let report = process.terminate(runtime.config().terminate_grace).await;
+        tracing::info!(session = %id, %reason, server = %report, "session ended");
+        runtime.release();
+    }
+}

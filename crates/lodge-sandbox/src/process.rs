@@ -1,0 +1,94 @@
+//! The `process` backend: no isolation. The server runs as Lodge's user in its own
+//! process group, with its scratch dir as cwd and a cleared environment.
+
+use std::io;
+use std::process::Stdio;
+use std::sync::Once;
+
+use tokio::process::Command;
+
+use crate::command::{host_path, resolve_program, validate_env};
+use crate::scratch::{ScratchDir, validate_session_id};
+use crate::stderr::StderrCapture;
+use crate::{Backend, Sandbox, SandboxError, SandboxIo, SandboxProcess, SandboxSpec};
+
+/// Runs the server as a plain child process: own process group, own scratch dir, cleared
+/// environment (`PATH` copied from Lodge, `HOME` and `TMPDIR` = scratch dir,
+/// `LANG=C.UTF-8`, then the configured variables). No isolation, no resource limits.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessBackend;
+
+static LIMITS_IGNORED: Once = Once::new();
+
+impl Backend for ProcessBackend {
+    fn name(&self) -> &'static str {
+        "process"
+    }
+
+    fn spawn(&self, spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {
+        let (program, args) = spec
+            .command
+            .split_first()
+            .ok_or(SandboxError::EmptyCommand)?;
+        let spawn_err = |source| SandboxError::Spawn {
+            program: program.clone(),
+            source,
+        };
+        validate_session_id(&spec.session_id)?;
+        validate_env(&spec.env)?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(spawn_err(io::Error::other(
+                "sandboxes must be started from within a Tokio runtime",
+            )));
+        }
+        if !spec.limits.is_empty() {
+            LIMITS_IGNORED.call_once(|| {
+                tracing::warn!(
+                    limits = ?spec.limits,
+                    "the `process` backend does not enforce resource limits (memory, cpus, pids); ignoring them"
+                );
+            });
+        }
+
+        let search_path = host_path();
+        let resolved = resolve_program(program, &search_path)?;
+        let scratch = ScratchDir::create(&spec.scratch_root, &spec.session_id)?;
+
+        let mut cmd = Command::new(&resolved);
+        cmd.arg0(program)
+            .args(args)
+            .env_clear()
+            .env("PATH", &search_path)
+            .env("HOME", scratch.path())
+            .env("TMPDIR", scratch.path())
+            .env("LANG", "C.UTF-8")
+            .envs(&spec.env)
+            .current_dir(scratch.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        // On failure `scratch` is dropped, which removes it.
+        let mut child = cmd.spawn().map_err(spawn_err)?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(spawn_err(io::Error::other(
+                "a standard stream was not piped",
+            )));
+        };
+        let stderr = StderrCapture::spawn(stderr, spec.session_id.clone(), spec.stderr_cap);
+        tracing::debug!(
+            session = %spec.session_id,
+            pid = child.id(),
+            program = %resolved.display(),
+            "server started (process backend)"
+        );
+        let process = SandboxProcess::new(spec.session_id.clone(), child, scratch, stderr);
+        Ok(Sandbox {
+            io: SandboxIo { stdin, stdout },
+            process,
+        })
+    }
+}

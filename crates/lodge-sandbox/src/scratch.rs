@@ -1,0 +1,211 @@
+//! Per-session scratch directories: `scratch_root/<session_id>`, mode 0700, removed when
+//! the session ends. Backend-agnostic.
+
+use std::fs::{self, DirBuilder, Permissions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::unistd::{AccessFlags, Uid, access, geteuid};
+
+use crate::SandboxError;
+
+/// The default root for scratch directories: `$XDG_RUNTIME_DIR/lodge` if that variable
+/// names an absolute, writable directory, else `<temp dir>/lodge-<uid>`.
+pub fn default_scratch_root() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from)
+        && dir.is_absolute()
+        && dir.is_dir()
+        && access(&dir, AccessFlags::W_OK | AccessFlags::X_OK).is_ok()
+    {
+        return dir.join("lodge");
+    }
+    std::env::temp_dir().join(format!("lodge-{}", geteuid()))
+}
+
+/// A session's scratch directory. Removed (best effort) on drop unless [`disarm`]ed.
+///
+/// [`disarm`]: ScratchDir::disarm
+#[derive(Debug)]
+pub(crate) struct ScratchDir {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl ScratchDir {
+    /// Create `root/<session_id>` with mode 0700, creating `root` (0700) first if needed.
+    ///
+    /// Fails if the session directory already exists, or if `root` belongs to another user
+    /// (a shared temp dir where someone else pre-created our root).
+    pub(crate) fn create(root: &Path, session_id: &str) -> Result<Self, SandboxError> {
+        validate_session_id(session_id)?;
+        let scratch_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SandboxError::Scratch { path, source }
+        };
+        let root = std::path::absolute(root).map_err(scratch_err(root))?;
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)
+            .map_err(scratch_err(&root))?;
+        check_root_owner(&root).map_err(scratch_err(&root))?;
+
+        let path = root.join(session_id);
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(scratch_err(&path))?;
+        let dir = ScratchDir { path, armed: true };
+        // The umask may have cleared bits we need; make it exactly 0700.
+        fs::set_permissions(&dir.path, Permissions::from_mode(0o700))
+            .map_err(scratch_err(&dir.path))?;
+        Ok(dir)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Give up responsibility for removing the directory; returns its path so the caller
+    /// can remove it (e.g. with [`remove_tree`] on a blocking thread).
+    pub(crate) fn disarm(&mut self) -> PathBuf {
+        self.armed = false;
+        self.path.clone()
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        if self.armed {
+            self.armed = false;
+            remove_tree_logged(&self.path);
+        }
+    }
+}
+
+/// A session id must be usable as one path component.
+pub(crate) fn validate_session_id(id: &str) -> Result<(), SandboxError> {
+    if id.is_empty() || id == "." || id == ".." || id.contains(['/', '\0']) {
+        return Err(SandboxError::InvalidSessionId {
+            session_id: id.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn check_root_owner(root: &Path) -> io::Result<()> {
+    let owner = fs::metadata(root)?.uid();
+    let me = geteuid();
+    if owner == me.as_raw() || Uid::from_raw(owner).is_root() {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("it is owned by uid {owner}, not by Lodge's user (uid {me}) or root"),
+    ))
+}
+
+/// Remove a directory tree, logging (not returning) failures.
+pub(crate) fn remove_tree_logged(path: &Path) {
+    if let Err(error) = remove_tree(path) {
+        tracing::warn!(path = %path.display(), %error, "cannot remove scratch directory");
+    }
+}
+
+/// Remove a directory tree; a missing tree is not an error. If removal fails (a server
+/// may have made subdirectories read-only), make every directory owner-writable and retry.
+pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+    let missing_ok = |r: io::Result<()>| match r {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        r => r,
+    };
+    if missing_ok(fs::remove_dir_all(path)).is_ok() {
+        return Ok(());
+    }
+    make_dirs_writable(path);
+    missing_ok(fs::remove_dir_all(path))
+}
+
+/// Add `u+rwx` to every directory under `path` (iterative: trees may be deep).
+/// Never follows symlinks.
+fn make_dirs_writable(path: &Path) {
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(meta) = fs::symlink_metadata(&dir) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            continue;
+        }
+        let _ = fs::set_permissions(&dir, Permissions::from_mode(meta.mode() | 0o700));
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(entry.path());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn creates_0700_and_removes_on_drop() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("a/b");
+        let dir = ScratchDir::create(&root, "s1").unwrap();
+        let path = dir.path().to_path_buf();
+        assert_eq!(path, root.join("s1"));
+        assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o700);
+        assert_eq!(fs::metadata(&root).unwrap().mode() & 0o077, 0);
+        fs::create_dir_all(path.join("x/y")).unwrap();
+        fs::write(path.join("x/y/f"), b"hi").unwrap();
+        fs::set_permissions(path.join("x"), Permissions::from_mode(0o500)).unwrap();
+        drop(dir);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn existing_session_dir_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let _dir = ScratchDir::create(tmp.path(), "s1").unwrap();
+        let err = ScratchDir::create(tmp.path(), "s1").unwrap_err();
+        assert!(matches!(err, SandboxError::Scratch { .. }), "{err}");
+    }
+
+    #[test]
+    fn bad_session_ids() {
+        let tmp = tempfile::tempdir().unwrap();
+        for id in ["", ".", "..", "a/b", "../x", "a\0b"] {
+            let err = ScratchDir::create(tmp.path(), id).unwrap_err();
+            assert!(
+                matches!(err, SandboxError::InvalidSessionId { .. }),
+                "{id:?}"
+            );
+        }
+        assert!(ScratchDir::create(tmp.path(), "...").is_ok());
+    }
+
+    #[test]
+    fn disarm_keeps_the_dir() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut dir = ScratchDir::create(tmp.path(), "s").unwrap();
+        let path = dir.disarm();
+        drop(dir);
+        assert!(path.is_dir());
+        remove_tree(&path).unwrap();
+        assert!(!path.exists());
+        remove_tree(&path).unwrap();
+    }
+
+    #[test]
+    fn default_root_is_absolute() {
+        assert!(default_scratch_root().is_absolute());
+    }
+}

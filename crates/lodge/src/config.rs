@@ -1,0 +1,526 @@
+//! `lodge serve` settings: the TOML file, then command-line flags, then `LODGE_*`
+//! environment variables, each overriding the one before (DESIGN.md §3).
+
+use anyhow::{Context, bail};
+use clap::Args;
+use lodge_http::FrontConfig;
+use lodge_runtime::{ServerSpec, SessionConfig};
+use lodge_sandbox::{Backend, Limits, ProcessBackend};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Address of the MCP endpoint [default: 127.0.0.1:8787].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Address of the admin listener (/healthz, /readyz, /admin/sessions).
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
+    /// Sandbox backend for every server: process | namespaces.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// End a session after this long with no request in flight (e.g. 90s, 15m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// End a session this long after it started, busy or not (e.g. 8h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub max_lifetime: Option<Duration>,
+    /// Most live sessions at once.
+    #[arg(long)]
+    pub max_sessions: Option<usize>,
+    /// Host the bundled demo server (a trip planner that elicits, samples and reports progress).
+    #[arg(long, conflicts_with = "command")]
+    pub demo: bool,
+    /// A stdio MCP server to host, e.g. `-- python3 server.py`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
+    max_body_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    shutdown_grace: Option<Duration>,
+    #[serde(default)]
+    session: SessionSection,
+    #[serde(default)]
+    server: Vec<ServerSection>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SessionSection {
+    #[serde(default, with = "humantime_serde")]
+    idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    max_lifetime: Option<Duration>,
+    max_sessions: Option<usize>,
+    event_buffer: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    terminate_grace: Option<Duration>,
+    scratch_root: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    name: String,
+    command: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    transport: Option<String>,
+    #[serde(default)]
+    sandbox: SandboxSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SandboxSection {
+    backend: Option<String>,
+    memory: Option<String>,
+    cpus: Option<f64>,
+    pids: Option<u64>,
+    network: Option<String>,
+}
+
+/// Everything `lodge serve` needs, resolved.
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
+    pub front: FrontConfig,
+    pub session: SessionConfig,
+    pub servers: Vec<ServerSpec>,
+    pub backend: &'static str,
+    pub shutdown_grace: Duration,
+}
+
+/// `LODGE_*` variables, read once so tests can pass their own.
+pub struct Env(pub BTreeMap<String, String>);
+
+impl Env {
+    pub fn from_process() -> Self {
+        Env(std::env::vars()
+            .filter(|(k, _)| k.starts_with("LODGE_"))
+            .collect())
+    }
+
+    fn get<T: std::str::FromStr>(&self, key: &str) -> anyhow::Result<Option<T>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.0
+            .get(key)
+            .map(|v| {
+                v.parse::<T>()
+                    .map_err(|e| anyhow::anyhow!("{key}={v:?}: {e}"))
+            })
+            .transpose()
+    }
+
+    fn duration(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+        self.0
+            .get(key)
+            .map(|v| {
+                humantime::parse_duration(v)
+                    .with_context(|| format!("{key}={v:?} is not a duration like 90s or 15m"))
+            })
+            .transpose()
+    }
+}
+
+impl Settings {
+    pub fn load(args: ServeArgs, env: &Env) -> anyhow::Result<Settings> {
+        let config_path = args.config.clone().or(env.get::<PathBuf>("LODGE_CONFIG")?);
+        let (file, file_dir) = match &config_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                let file: FileConfig = toml::from_str(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?;
+                (
+                    file,
+                    path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                )
+            }
+            None => (FileConfig::default(), PathBuf::new()),
+        };
+
+        let backend_name = env
+            .get::<String>("LODGE_BACKEND")?
+            .or(args.backend.clone())
+            .or_else(|| file.server.iter().find_map(|s| s.sandbox.backend.clone()));
+        let backend = select_backend(backend_name.as_deref())?;
+
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        let servers = if args.demo {
+            let exe = std::env::current_exe().context("cannot find the lodge executable")?;
+            vec![server_spec(
+                "demo",
+                vec![exe.display().to_string(), "demo-server".into()],
+                BTreeMap::new(),
+                Limits::default(),
+                &backend,
+            )]
+        } else if !args.command.is_empty() {
+            let command = absolutize_paths(args.command.clone(), &cwd);
+            let name = Path::new(&command[0])
+                .file_stem()
+                .map_or("server".into(), |s| s.to_string_lossy().into_owned());
+            vec![server_spec(
+                &name,
+                command,
+                BTreeMap::new(),
+                Limits::default(),
+                &backend,
+            )]
+        } else {
+            file.server
+                .into_iter()
+                .map(|s| s.into_spec(&file_dir, &backend))
+                .collect::<anyhow::Result<_>>()?
+        };
+        if servers.is_empty() {
+            bail!(
+                "nothing to serve: put a stdio MCP server command after `--` (lodge serve -- python3 server.py), use --demo, or add a [[server]] to the config file"
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &servers {
+            if !names.insert(s.name.as_str()) {
+                bail!(
+                    "two servers are named {:?}; names must be unique (each is served at /mcp/NAME)",
+                    s.name
+                );
+            }
+        }
+
+        let defaults = SessionConfig::default();
+        let s = file.session;
+        let session = SessionConfig {
+            idle_timeout: pick(
+                env.duration("LODGE_IDLE_TIMEOUT")?,
+                args.idle_timeout,
+                s.idle_timeout,
+                defaults.idle_timeout,
+            ),
+            max_lifetime: pick(
+                env.duration("LODGE_MAX_LIFETIME")?,
+                args.max_lifetime,
+                s.max_lifetime,
+                defaults.max_lifetime,
+            ),
+            max_sessions: pick(
+                env.get("LODGE_MAX_SESSIONS")?,
+                args.max_sessions,
+                s.max_sessions,
+                defaults.max_sessions,
+            ),
+            event_buffer: s.event_buffer.unwrap_or(defaults.event_buffer),
+            terminate_grace: s.terminate_grace.unwrap_or(defaults.terminate_grace),
+            scratch_root: s.scratch_root.unwrap_or(defaults.scratch_root),
+            ..defaults
+        };
+        if session.max_sessions == 0 {
+            bail!("max_sessions must be at least 1");
+        }
+        let default_listen = SocketAddr::from(([127, 0, 0, 1], 8787));
+        Ok(Settings {
+            listen: pick(
+                env.get("LODGE_LISTEN")?,
+                args.listen,
+                file.listen,
+                default_listen,
+            ),
+            admin_listen: env
+                .get("LODGE_ADMIN_LISTEN")?
+                .or(args.admin_listen)
+                .or(file.admin_listen),
+            front: FrontConfig {
+                allowed_origins: file.allowed_origins,
+                allowed_hosts: file.allowed_hosts,
+                max_body_bytes: file
+                    .max_body_bytes
+                    .unwrap_or(FrontConfig::default().max_body_bytes),
+            },
+            session,
+            servers,
+            backend: backend.name(),
+            shutdown_grace: file.shutdown_grace.unwrap_or(Duration::from_secs(10)),
+        })
+    }
+}
+
+/// Environment, then flag, then file, then default.
+fn pick<T>(env: Option<T>, flag: Option<T>, file: Option<T>, default: T) -> T {
+    env.or(flag).or(file).unwrap_or(default)
+}
+
+fn select_backend(name: Option<&str>) -> anyhow::Result<Arc<dyn Backend>> {
+    match name {
+        None | Some("process") => Ok(Arc::new(ProcessBackend)),
+        Some("namespaces") => bail!(
+            "the namespaces sandbox backend is not available in this build yet; use --backend process"
+        ),
+        Some(other) => bail!("unknown sandbox backend {other:?}; expected process or namespaces"),
+    }
+}
+
+fn server_spec(
+    name: &str,
+    command: Vec<String>,
+    env: BTreeMap<String, String>,
+    limits: Limits,
+    backend: &Arc<dyn Backend>,
+) -> ServerSpec {
+    ServerSpec {
+        name: name.into(),
+        command,
+        env,
+        limits,
+        backend: backend.clone(),
+    }
+}
+
+/// The server runs in its own scratch directory, so arguments naming files relative
+/// to where the user started Lodge (or to the config file) are made absolute.
+fn absolutize_paths(command: Vec<String>, base: &Path) -> Vec<String> {
+    command
+        .into_iter()
+        .enumerate()
+        .map(|(i, arg)| {
+            let path = Path::new(&arg);
+            let looks_like_path = i > 0 || arg.contains('/');
+            if looks_like_path
+                && path.is_relative()
+                && !arg.starts_with('-')
+                && base.join(path).exists()
+            {
+                base.join(path).display().to_string()
+            } else {
+                arg
+            }
+        })
+        .collect()
+}
+
+impl ServerSection {
+    fn into_spec(
+        self,
+        config_dir: &Path,
+        backend: &Arc<dyn Backend>,
+    ) -> anyhow::Result<ServerSpec> {
+        let name = self.name;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            bail!(
+                "server name {name:?} must be non-empty letters, digits, '-' or '_' (it becomes /mcp/{name})"
+            );
+        }
+        if self.command.is_empty() {
+            bail!("server {name:?} has an empty command");
+        }
+        match self.transport.as_deref() {
+            None | Some("stdio") => {}
+            Some("http") => bail!(
+                "server {name:?}: transport = \"http\" needs the namespaces backend, which is not in this build yet"
+            ),
+            Some(other) => bail!("server {name:?}: unknown transport {other:?}; expected stdio"),
+        }
+        match self.sandbox.network.as_deref() {
+            None | Some("none") | Some("host") => {}
+            Some(other) => {
+                bail!("server {name:?}: unknown network {other:?}; expected none or host")
+            }
+        }
+        let memory = self
+            .sandbox
+            .memory
+            .as_deref()
+            .map(parse_bytes)
+            .transpose()
+            .with_context(|| format!("server {name:?}: invalid sandbox.memory"))?;
+        let limits = Limits {
+            memory,
+            cpus: self.sandbox.cpus,
+            pids: self.sandbox.pids,
+        };
+        let command = absolutize_paths(self.command, config_dir);
+        Ok(server_spec(&name, command, self.env, limits, backend))
+    }
+}
+
+/// `512MiB`, `1GiB`, `800M`, `4096` → bytes.
+fn parse_bytes(text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .with_context(|| format!("{text:?} is not a size like 512MiB"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" | "KiB" => 1 << 10,
+        "M" | "MB" | "MiB" => 1 << 20,
+        "G" | "GB" | "GiB" => 1 << 30,
+        other => bail!("unknown size unit {other:?} in {text:?}; use KiB, MiB or GiB"),
+    };
+    number
+        .checked_mul(factor)
+        .with_context(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env(pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
+    }
+
+    fn config_file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    const FILE: &str = r#"
+listen = "127.0.0.1:9000"
+[session]
+idle_timeout = "10m"
+max_lifetime = "2h"
+max_sessions = 5
+[[server]]
+name = "a"
+command = ["cat"]
+env = { GREETING = "hi" }
+[server.sandbox]
+memory = "512MiB"
+[[server]]
+name = "b"
+command = ["cat"]
+"#;
+
+    #[test]
+    fn file_then_flags_then_env() {
+        let f = config_file(FILE);
+        let args = || ServeArgs {
+            config: Some(f.path().into()),
+            ..ServeArgs::default()
+        };
+        let s = Settings::load(args(), &env(&[])).unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.session.idle_timeout, Duration::from_secs(600));
+        assert_eq!(s.session.max_sessions, 5);
+        assert_eq!(s.servers.len(), 2);
+        assert_eq!(s.servers[0].env["GREETING"], "hi");
+        assert_eq!(s.servers[0].limits.memory, Some(512 << 20));
+
+        let flagged = ServeArgs {
+            idle_timeout: Some(Duration::from_secs(90)),
+            listen: Some("127.0.0.1:9001".parse().unwrap()),
+            ..args()
+        };
+        let s = Settings::load(flagged, &env(&[])).unwrap();
+        assert_eq!(s.session.idle_timeout, Duration::from_secs(90));
+        assert_eq!(s.listen.port(), 9001);
+
+        let flagged = ServeArgs {
+            idle_timeout: Some(Duration::from_secs(90)),
+            ..args()
+        };
+        let s = Settings::load(
+            flagged,
+            &env(&[
+                ("LODGE_IDLE_TIMEOUT", "3s"),
+                ("LODGE_LISTEN", "127.0.0.1:9002"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.session.idle_timeout, Duration::from_secs(3));
+        assert_eq!(s.listen.port(), 9002);
+    }
+
+    #[test]
+    fn clear_errors_for_bad_input() {
+        let err = |text: &str| {
+            let f = config_file(text);
+            Settings::load(
+                ServeArgs {
+                    config: Some(f.path().into()),
+                    ..ServeArgs::default()
+                },
+                &env(&[]),
+            )
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default()
+        };
+        assert!(err("").contains("nothing to serve"));
+        assert!(err("lisen = 1").contains("unknown field `lisen`"));
+        assert!(err("[session]\nidle_timeout = \"soon\"").contains("idle_timeout"));
+        assert!(
+            err("[[server]]\nname=\"a\"\ncommand=[\"x\"]\n[[server]]\nname=\"a\"\ncommand=[\"y\"]")
+                .contains("unique")
+        );
+        assert!(
+            err("[[server]]\nname=\"a b\"\ncommand=[\"x\"]").contains("must be non-empty letters")
+        );
+        assert!(
+            err("[[server]]\nname=\"a\"\ncommand=[\"x\"]\n[server.sandbox]\nmemory=\"lots\"")
+                .contains("invalid sandbox.memory")
+        );
+        let bad_env = Settings::load(
+            ServeArgs {
+                demo: true,
+                ..ServeArgs::default()
+            },
+            &env(&[("LODGE_IDLE_TIMEOUT", "x")]),
+        );
+        assert!(format!("{:#}", bad_env.err().unwrap()).contains("LODGE_IDLE_TIMEOUT"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("4096").unwrap(), 4096);
+        assert_eq!(parse_bytes("1GiB").unwrap(), 1 << 30);
+        assert!(parse_bytes("1TB").is_err());
+    }
+
+    #[test]
+    fn relative_script_paths_become_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("server.py"), "").unwrap();
+        let cmd = absolutize_paths(
+            vec!["python3".into(), "server.py".into(), "--flag".into()],
+            dir.path(),
+        );
+        assert_eq!(cmd[0], "python3");
+        assert_eq!(cmd[1], dir.path().join("server.py").display().to_string());
+        assert_eq!(cmd[2], "--flag");
+    }
+}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The project's test command.
+#
+#   scripts/test.sh                      # whole workspace
+#   scripts/test.sh -p lodge-runtime     # extra args go to the test runner as-is
+#
+# 1. Makes sure the Python fixture venv exists (scripts/setup-python.sh; a no-op when it is
+#    already at the pinned versions) and exports LODGE_TEST_PYTHON=<venv python>, which tests
+#    use to run tests/fixtures/python/server.py. A LODGE_TEST_PYTHON already set is kept.
+# 2. Runs `cargo nextest run --workspace --no-fail-fast` when cargo-nextest is installed,
+#    else `cargo test --workspace`. Cargo's incremental builds keep reruns fast.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [[ -z "${LODGE_TEST_PYTHON:-}" ]]; then
+    LODGE_TEST_PYTHON="$(scripts/setup-python.sh)"
+fi
+export LODGE_TEST_PYTHON
+echo "test.sh: LODGE_TEST_PYTHON=$LODGE_TEST_PYTHON" >&2
+
+if cargo nextest --version >/dev/null 2>&1; then
+    exec cargo nextest run --workspace --no-fail-fast "$@"
+else
+    echo "test.sh: cargo-nextest not found; using cargo test" >&2
+    exec cargo test --workspace "$@"
+fi
