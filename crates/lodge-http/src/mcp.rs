@@ -237,12 +237,13 @@ async fn post(
             "Content-Type must be application/json",
         ));
     }
-    check_protocol_version(headers)?;
     let body = read_body(app, headers, body).await?;
     if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        check_protocol_version(headers)?;
         return post_batch(app, server, headers, &body, accept.sse).await;
     }
     let message = parse(body)?;
+    // initialize negotiates the version in its body; every later request names it in the header.
     if message.method() == Some("initialize") && message.is_request() {
         let session = app
             .runtime
@@ -255,6 +256,7 @@ async fn post(
             .map_err(|e| session_failed(app, &session, e).with_id(id.as_ref()))?;
         return Ok(respond(events, accept.sse, Some(session.id()), false).await);
     }
+    check_protocol_version(headers).map_err(|e| e.with_id(message.request_id()))?;
     let session = resolve(app, server, headers).map_err(|e| e.with_id(message.request_id()))?;
     if message.is_request() {
         let id = message.request_id().cloned();

@@ -1,0 +1,334 @@
+//! Test harness: a real `lodge serve` process on a free port, and a small raw
+//! Streamable HTTP client for checks that need exact control of the wire.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_stream::StreamExt;
+
+pub const LODGE: &str = env!("CARGO_BIN_EXE_lodge");
+
+/// A running `lodge serve`, killed on drop.
+pub struct Lodge {
+    child: Child,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    pub stdout_banner: String,
+}
+
+/// `[[server]]` entry hosting the bundled demo server.
+pub fn demo_server_toml() -> String {
+    format!("[[server]]\nname = \"demo\"\ncommand = [{LODGE:?}, \"demo-server\"]\n")
+}
+
+impl Lodge {
+    /// Starts Lodge with `config` (TOML; a scratch root in a temp dir is added).
+    pub fn start(config: &str) -> Lodge {
+        Self::start_with_args(config, &[])
+    }
+
+    pub fn start_with_args(config: &str, args: &[&str]) -> Lodge {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = dir.path().join("scratch");
+        let config = if config.contains("[session]") {
+            config.replacen(
+                "[session]",
+                &format!("[session]\nscratch_root = {scratch:?}"),
+                1,
+            )
+        } else {
+            format!("{config}\n[session]\nscratch_root = {scratch:?}\n")
+        };
+        let path = dir.path().join("lodge.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(LODGE)
+            .args(["serve", "--config"])
+            .arg(&path)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("LODGE_LOG", "info,lodge_runtime=debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().expect("lodge printed nothing").unwrap();
+        let addr = first
+            .split("listening on ")
+            .nth(1)
+            .unwrap_or_else(|| panic!("unexpected banner: {first}"))
+            .to_string();
+        let mut banner = first.clone();
+        // Drain the rest of stdout in the background so Lodge never blocks on it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        while let Ok(line) = rx.try_recv() {
+            banner.push('\n');
+            banner.push_str(&line);
+        }
+        Lodge {
+            child,
+            base: addr,
+            dir,
+            stdout_banner: banner,
+        }
+    }
+
+    pub fn demo(session_toml: &str) -> Lodge {
+        Self::start(&format!(
+            "{}\n[session]\n{session_toml}\n",
+            demo_server_toml()
+        ))
+    }
+
+    pub fn url(&self) -> String {
+        format!("{}/mcp", self.base)
+    }
+
+    pub fn scratch_root(&self) -> PathBuf {
+        self.dir.path().join("scratch")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for Lodge to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "lodge did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Lodge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn process_alive(pid: u32) -> bool {
+    // /proc/PID exists for zombies too; a zombie's state is Z.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Polls `check` until it returns true or `timeout` passes.
+pub async fn eventually(timeout: Duration, what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// One SSE event as the raw client saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SseEvent {
+    pub id: Option<String>,
+    pub data: String,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data).unwrap()
+    }
+}
+
+/// A raw Streamable HTTP client for one session.
+pub struct Raw {
+    pub http: reqwest::Client,
+    pub url: String,
+    pub session: Option<String>,
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    pub fn events(&self) -> Vec<SseEvent> {
+        parse_sse(&self.body)
+    }
+}
+
+pub fn parse_sse(text: &str) -> Vec<SseEvent> {
+    text.split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let mut ev = SseEvent {
+                id: None,
+                data: String::new(),
+            };
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id:") {
+                    ev.id = Some(v.trim().to_string());
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    ev.data.push_str(v.trim_start());
+                }
+            }
+            ev
+        })
+        .collect()
+}
+
+impl Raw {
+    pub fn new(url: String) -> Raw {
+        Raw {
+            http: reqwest::Client::new(),
+            url,
+            session: None,
+        }
+    }
+
+    pub fn post_builder(&self, body: &Value) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_string());
+        if let Some(s) = &self.session {
+            req = req
+                .header("mcp-session-id", s)
+                .header("mcp-protocol-version", "2025-11-25");
+        }
+        req
+    }
+
+    pub async fn send(req: reqwest::RequestBuilder) -> Reply {
+        let resp = req.send().await.unwrap();
+        Reply {
+            status: resp.status().as_u16(),
+            headers: resp.headers().clone(),
+            body: resp.text().await.unwrap(),
+        }
+    }
+
+    pub async fn post(&self, body: Value) -> Reply {
+        Self::send(self.post_builder(&body)).await
+    }
+
+    /// initialize + notifications/initialized; remembers the session id.
+    pub async fn initialize(&mut self) -> Value {
+        let reply = self
+            .post(
+                json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+                "protocolVersion":"2025-11-25","capabilities":{"elicitation":{},"sampling":{}},
+                "clientInfo":{"name":"raw-test","version":"1"}}}),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let id = reply.headers["mcp-session-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            id.len() >= 32 && id.bytes().all(|b| (0x21..=0x7e).contains(&b)),
+            "session id {id:?}"
+        );
+        self.session = Some(id);
+        let result = reply.events().last().unwrap().json();
+        let ack = self
+            .post(json!({"jsonrpc":"2.0","method":"notifications/initialized"}))
+            .await;
+        assert_eq!(ack.status, 202);
+        result
+    }
+
+    pub async fn call(&self, id: u64, tool: &str, args: Value) -> Reply {
+        self.post(json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":args}}))
+            .await
+    }
+
+    /// The text of a tools/call result carried by the last event of an SSE reply.
+    pub async fn call_text(&self, id: u64, tool: &str, args: Value) -> String {
+        let reply = self.call(id, tool, args).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let result = reply.events().last().unwrap().json();
+        result["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no text: {result}"))
+            .to_string()
+    }
+
+    pub fn get_builder(&self, last_event_id: Option<&str>) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .get(&self.url)
+            .header("accept", "text/event-stream");
+        if let Some(s) = &self.session {
+            req = req.header("mcp-session-id", s);
+        }
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        req
+    }
+}
+
+/// Reads SSE events from a streaming response until `stop` says enough, then drops
+/// the connection (which is what a client losing its network does).
+pub async fn read_events_until(
+    resp: reqwest::Response,
+    mut stop: impl FnMut(&SseEvent) -> bool,
+) -> Vec<SseEvent> {
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut events = Vec::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(30), stream.next())
+        .await
+        .expect("stream stalled")
+    {
+        buf.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            for ev in parse_sse(&block) {
+                let done = stop(&ev);
+                events.push(ev);
+                if done {
+                    return events;
+                }
+            }
+        }
+    }
+    events
+}
+
+pub fn read_file(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
