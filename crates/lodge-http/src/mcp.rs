@@ -11,6 +11,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
 use lodge_proto::headers::{LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use lodge_proto::{Message, ParseError, codes, parse_batch, version};
 use lodge_runtime::{EventId, EventStream, Lookup, Runtime, Server, SessionError, SessionHandle};
@@ -171,6 +172,10 @@ fn session_failed(app: &App, session: &SessionHandle, e: SessionError) -> HttpEr
     from_session_error(e, ended)
 }
 
+/// Bytes of an oversized body read and discarded before answering 413, so the
+/// client finishes sending and sees the answer instead of a reset connection.
+const DRAIN_LIMIT: usize = 16 << 20;
+
 async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, HttpError> {
     let limit = app.front.max_body_bytes;
     let too_large = || {
@@ -184,18 +189,26 @@ async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, 
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > limit) {
+    if declared.is_some_and(|n| n > DRAIN_LIMIT) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let over_limit = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if over_limit {
-            too_large()
-        } else {
-            HttpError::bad_request(format!("Could not read the request body: {e}"))
+    let mut data = body.into_data_stream();
+    let mut kept = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut total = 0usize;
+    while let Some(chunk) = data.next().await {
+        let chunk = chunk
+            .map_err(|e| HttpError::bad_request(format!("Could not read the request body: {e}")))?;
+        total += chunk.len();
+        if total <= limit {
+            kept.extend_from_slice(&chunk);
+        } else if total > DRAIN_LIMIT {
+            break;
         }
-    })
+    }
+    if total > limit {
+        return Err(too_large());
+    }
+    Ok(kept.freeze())
 }
 
 fn parse(bytes: Bytes) -> Result<Message, HttpError> {

@@ -45,7 +45,7 @@ impl fmt::Display for EndReason {
 fn humanize(d: Duration) -> String {
     let secs = d.as_secs();
     match secs {
-        0 => format!("{}ms", d.as_millis()),
+        _ if d.subsec_millis() != 0 => format!("{}ms", d.as_millis()),
         s if s % 3600 == 0 => format!("{}h", s / 3600),
         s if s % 60 == 0 => format!("{}m", s / 60),
         s => format!("{s}s"),

@@ -1,0 +1,212 @@
+//! Session lifecycle: idle timeout (never for busy sessions), max lifetime, server
+//! crashes, the session limit, and a draining shutdown with no orphan processes.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Lodge, Raw, eventually, process_alive};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn message(reply: &common::Reply) -> String {
+    reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn pid_of(raw: &Raw, id: u64) -> u32 {
+    let info: Value =
+        serde_json::from_str(&raw.call_text(id, "session_info", json!({})).await).unwrap();
+    info["pid"].as_u64().unwrap() as u32
+}
+
+#[tokio::test]
+async fn idle_sessions_expire_but_a_busy_one_is_never_reaped() {
+    let lodge = Lodge::demo("idle_timeout = \"1s\"");
+    let mut idle = Raw::new(lodge.url());
+    idle.initialize().await;
+    let idle_pid = pid_of(&idle, 1).await;
+    let mut busy = Raw::new(lodge.url());
+    busy.initialize().await;
+    // A call that stays in flight for three idle timeouts.
+    let long = busy.post_builder(&json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"slow","arguments":{"seconds":3,"steps":3}}}));
+    let long = tokio::spawn(Raw::send(long));
+
+    // Watch the process, not the endpoint: a request would count as activity.
+    eventually(
+        Duration::from_secs(10),
+        "the idle session's server to end",
+        async || !process_alive(idle_pid),
+    )
+    .await;
+    let reply = idle.call(3, "echo", json!({"text":"x"})).await;
+    assert!(
+        message(&reply).contains("it was idle for 1s (the idle timeout)"),
+        "{}",
+        message(&reply)
+    );
+
+    let long = long.await.unwrap();
+    let result = long.events().last().unwrap().json();
+    assert_eq!(result["result"]["content"][0]["text"], "finished 3 steps");
+    // Still alive right after its call, and it expires once idle itself.
+    let busy_pid = pid_of(&busy, 6).await;
+    eventually(
+        Duration::from_secs(10),
+        "the formerly busy session to expire",
+        async || !process_alive(busy_pid),
+    )
+    .await;
+    assert_eq!(busy.call(7, "echo", json!({"text":"x"})).await.status, 404);
+}
+
+#[tokio::test]
+async fn sessions_end_at_max_lifetime_even_when_active() {
+    let lodge = Lodge::demo("max_lifetime = \"1500ms\"");
+    let mut raw = Raw::new(lodge.url());
+    raw.initialize().await;
+    let pid = pid_of(&raw, 1).await;
+    let mut id = 10;
+    eventually(
+        Duration::from_secs(10),
+        "the session to reach its lifetime",
+        async || {
+            id += 1;
+            raw.call(id, "echo", json!({"text":"x"})).await.status == 404
+        },
+    )
+    .await;
+    let reply = raw.call(100, "echo", json!({"text":"x"})).await;
+    assert!(
+        message(&reply).contains("maximum lifetime of 1500ms"),
+        "{}",
+        message(&reply)
+    );
+    assert!(!process_alive(pid));
+}
+
+/// A stdio server that answers initialize, then dies on its first tool call.
+const CRASHING_SERVER: &str = r#"
+read line
+printf '%s\n' '{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"crashy","version":"1"}}}'
+read line
+read line
+echo "fatal: out of cheese" >&2
+exit 3
+"#;
+
+#[tokio::test]
+async fn a_crashing_server_fails_pending_calls_at_once_and_ends_the_session() {
+    let lodge = Lodge::start(&format!(
+        "[[server]]\nname = \"crashy\"\ncommand = [\"sh\", \"-c\", {CRASHING_SERVER:?}]\n"
+    ));
+    let mut raw = Raw::new(lodge.url());
+    raw.initialize().await;
+    let started = std::time::Instant::now();
+    let reply = raw.call(1, "anything", json!({})).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the error must come promptly"
+    );
+    assert_eq!(reply.status, 200);
+    let error = reply.events().last().unwrap().json();
+    assert_eq!(error["id"], 1);
+    assert_eq!(error["error"]["code"], -32000);
+    let text = error["error"]["message"].as_str().unwrap();
+    assert!(
+        text.contains("the MCP server exited with status 3"),
+        "{text}"
+    );
+    assert!(text.contains("fatal: out of cheese"), "{text}");
+
+    let later = raw.call(2, "anything", json!({})).await;
+    assert_eq!(later.status, 404);
+    assert!(message(&later).contains("exited with status 3"));
+}
+
+#[tokio::test]
+async fn a_server_that_cannot_start_gets_a_clear_error() {
+    let lodge = Lodge::start("[[server]]\nname = \"typo\"\ncommand = [\"no-such-mcp-server\"]\n");
+    let reply = Raw::new(lodge.url())
+        .post(json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}))
+        .await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.json()["id"], 0);
+    assert!(
+        message(&reply).contains("`no-such-mcp-server` not found"),
+        "{}",
+        message(&reply)
+    );
+}
+
+#[tokio::test]
+async fn max_sessions_is_enforced_with_503_and_frees_up_on_end() {
+    let lodge = Lodge::demo("max_sessions = 1");
+    let mut first = Raw::new(lodge.url());
+    first.initialize().await;
+    let mut second = Raw::new(lodge.url());
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    let reply = second.post(init.clone()).await;
+    assert_eq!(reply.status, 503);
+    assert!(
+        message(&reply).contains("limit of 1 live sessions"),
+        "{}",
+        message(&reply)
+    );
+    // The first session is unharmed.
+    assert_eq!(first.call_text(1, "echo", json!({"text":"ok"})).await, "ok");
+    let del = Raw::send(
+        first
+            .http
+            .delete(lodge.url())
+            .header("mcp-session-id", first.session.clone().unwrap()),
+    )
+    .await;
+    assert_eq!(del.status, 204);
+    second.initialize().await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_calls_finish_then_ends_every_sandbox() {
+    let mut lodge = Lodge::demo("");
+    let mut a = Raw::new(lodge.url());
+    a.initialize().await;
+    let mut b = Raw::new(lodge.url());
+    b.initialize().await;
+    let pids = [pid_of(&a, 1).await, pid_of(&b, 1).await];
+    let scratch = lodge.scratch_root();
+    assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 2);
+
+    let call = a.post_builder(&json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slow","arguments":{"seconds":1.5,"steps":3}}}));
+    let call = tokio::spawn(Raw::send(call));
+    eventually(Duration::from_secs(10), "the call to start", async || {
+        let r = a
+            .call(3, "notes", json!({"action":"read","name":"slow.log"}))
+            .await;
+        r.events()
+            .last()
+            .is_some_and(|e| e.json()["result"]["isError"] == false)
+    })
+    .await;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = lodge.terminate();
+        (status, lodge)
+    });
+    let reply = call.await.unwrap();
+    let result = reply.events().last().unwrap().json();
+    assert_eq!(
+        result["result"]["content"][0]["text"], "finished 3 steps",
+        "the in-flight call finished"
+    );
+    let (status, _lodge) = status.await.unwrap();
+    assert!(status.success(), "lodge exits cleanly: {status:?}");
+    for pid in pids {
+        assert!(!process_alive(pid), "server {pid} outlived Lodge");
+    }
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "scratch directories removed"
+    );
+}
