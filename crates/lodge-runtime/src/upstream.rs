@@ -125,7 +125,7 @@ mod tests {
 
     #[tokio::test]
     async fn oversized_line_closes_with_reason() {
-        let input = vec![b'x'; 100];
+        let input = [b'x'; 100];
         let (tx, mut rx) = mpsc::channel(8);
         read_loop("s".into(), &input[..], 10, tx).await;
         match rx.recv().await.unwrap() {

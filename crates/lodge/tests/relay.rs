@@ -171,8 +171,14 @@ async fn plan_trip_elicits_samples_and_reports_progress_through_lodge() {
         },
     )
     .await;
-    let seen = handler.seen.lock().unwrap();
-    let values: Vec<_> = seen.progress.iter().map(|p| (p.0, p.1)).collect();
+    let values: Vec<_> = handler
+        .seen
+        .lock()
+        .unwrap()
+        .progress
+        .iter()
+        .map(|p| (p.0, p.1))
+        .collect();
     assert_eq!(
         values,
         vec![
@@ -182,7 +188,7 @@ async fn plan_trip_elicits_samples_and_reports_progress_through_lodge() {
             (4.0, Some(4.0))
         ]
     );
-    drop(seen);
+
     assert_eq!(
         handler.progress_messages(),
         vec![
