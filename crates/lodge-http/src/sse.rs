@@ -4,12 +4,11 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::StreamExt;
 use lodge_proto::headers::MCP_SESSION_ID;
 use lodge_runtime::{Event, EventStream};
 use std::convert::Infallible;
 use std::fmt::Write;
-use tokio_stream::wrappers::ReceiverStream;
+use std::time::Duration;
 
 /// One event as SSE text. Message data is a single JSON line (servers write one
 /// message per line and Lodge forwards it untouched), so it fits one `data:` field.
@@ -24,10 +23,19 @@ pub(crate) fn frame(event: &Event) -> Bytes {
     out.freeze()
 }
 
+/// A comment line sent when a stream has been quiet this long, so proxies and load
+/// balancers do not cut a long call, and a vanished client is noticed.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 pub(crate) fn response(events: EventStream, session_id: Option<&str>) -> Response {
-    let body = Body::from_stream(
-        ReceiverStream::new(events).map(|event| Ok::<_, Infallible>(frame(&event))),
-    );
+    let frames = futures_util::stream::unfold(events, |mut events| async move {
+        let next = tokio::select! {
+            event = events.recv() => frame(&event?),
+            () = tokio::time::sleep(KEEP_ALIVE) => Bytes::from_static(b": keep-alive\n\n"),
+        };
+        Some((Ok::<_, Infallible>(next), events))
+    });
+    let body = Body::from_stream(frames);
     let mut response = Response::new(body);
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();

@@ -104,8 +104,11 @@ impl Actor {
                     None => return (self.server_exit_reason(None).await, None),
                 },
                 command = self.commands.recv() => match command {
-                    Some(Command::Stop { reason, done }) => return (reason, Some(done)),
-                    Some(command) => self.on_command(command),
+                    Some(command) => {
+                        if let Err((reason, done)) = self.on_command(command) {
+                            return (reason, Some(done));
+                        }
+                    }
                     None => return (EndReason::ShuttingDown, None),
                 },
                 () = &mut timer => {
@@ -146,7 +149,8 @@ impl Actor {
         };
     }
 
-    fn on_command(&mut self, command: Command) {
+    /// Handles one command; `Err` carries a stop request out to `serve`.
+    fn on_command(&mut self, command: Command) -> Result<(), (EndReason, oneshot::Sender<()>)> {
         match command {
             Command::Requests {
                 messages,
@@ -177,8 +181,9 @@ impl Actor {
                 }
                 let _ = reply.send(result);
             }
-            Command::Stop { .. } => unreachable!("handled by serve"),
+            Command::Stop { reason, done } => return Err((reason, done)),
         }
+        Ok(())
     }
 
     fn start_requests(

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 /// The standalone (GET) stream of a session.
 pub(crate) const STANDALONE: u32 = 0;
 /// Completed streams kept for replay, per session.
-const COMPLETED_KEPT: usize = 32;
+const COMPLETED_KEPT: usize = 16;
 
 /// `{stream}-{seq}`: unique in the session, and it says which stream to resume.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
