@@ -18,7 +18,8 @@ pub(crate) async fn write_loop(stdin: impl AsyncWrite + Unpin, mut queue: mpsc::
     while let Some(first) = queue.recv().await {
         let mut next = Some(first);
         while let Some(msg) = next {
-            if out.write_all(&msg).await.is_err() || out.write_all(b"\n").await.is_err() {
+            let line = one_line(msg);
+            if out.write_all(&line).await.is_err() || out.write_all(b"\n").await.is_err() {
                 return;
             }
             next = queue.try_recv().ok();
@@ -27,6 +28,19 @@ pub(crate) async fn write_loop(stdin: impl AsyncWrite + Unpin, mut queue: mpsc::
             return;
         }
     }
+}
+
+/// The stdio transport is one message per line, but a client may send pretty-printed
+/// JSON. Raw line breaks in JSON can only be whitespace between tokens (inside strings
+/// they must be escaped), so turning them into spaces keeps the message identical.
+fn one_line(msg: Bytes) -> Bytes {
+    if !msg.iter().any(|&b| b == b'\n' || b == b'\r') {
+        return msg;
+    }
+    msg.iter()
+        .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b })
+        .collect::<Vec<u8>>()
+        .into()
 }
 
 /// What the reader tells the session actor.
@@ -138,10 +152,12 @@ mod tests {
     async fn writes_one_line_per_message() {
         let (tx, rx) = mpsc::channel(8);
         tx.send(Bytes::from_static(b"{}")).await.unwrap();
-        tx.send(Bytes::from_static(b"[]")).await.unwrap();
+        tx.send(Bytes::from_static(b"{\"a\":\r\n \"x\\ny\"}"))
+            .await
+            .unwrap();
         drop(tx);
         let mut out = Vec::new();
         write_loop(&mut out, rx).await;
-        assert_eq!(out, b"{}\n[]\n");
+        assert_eq!(out, b"{}\n{\"a\":   \"x\\ny\"}\n");
     }
 }

@@ -367,3 +367,24 @@ async fn server_requests_go_to_the_standalone_stream_when_calls_overlap() {
         "a cancelled call's stream ends without a response"
     );
 }
+
+#[tokio::test]
+async fn pretty_printed_json_reaches_a_stdio_server_intact() {
+    // Regression: line breaks in a client's JSON used to split the message in two on
+    // the server's stdin, and the call hung.
+    let (lodge, raw) = demo();
+    let body = "{\n  \"jsonrpc\": \"2.0\",\n  \"id\": 1,\n  \"method\": \"initialize\",\r\n  \"params\": {\"protocolVersion\": \"2025-11-25\",\n \"capabilities\": {}, \"clientInfo\": {\"name\": \"curl\", \"version\": \"1\"}}\n}\n";
+    let reply = Raw::send(
+        raw.http
+            .post(lodge.url())
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.events().last().unwrap().json()["result"]["serverInfo"]["name"],
+        "lodge-demo"
+    );
+}

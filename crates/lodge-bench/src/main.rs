@@ -1,0 +1,150 @@
+//! `lodge-bench`: starts its own Lodge (hosting the bundled demo server) and measures
+//! it against baselines taken in the same run, because the machines here are shared
+//! and noisy: absolute numbers drift, ratios much less.
+//!
+//! `cargo run --release -p lodge-bench -- [--quick] [--iterations N] [--only relay]`
+//!
+//! Prints a Markdown table on stdout; progress and Lodge's own warnings go to stderr.
+
+mod http;
+mod lodge;
+mod mcp;
+mod measure;
+mod report;
+mod sse;
+mod stats;
+mod stdio;
+
+use anyhow::Context;
+use clap::Parser;
+use measure::{Ctx, Which};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "lodge-bench",
+    about = "Measure Lodge's session cold start and relay overhead against same-run baselines"
+)]
+struct Cli {
+    /// Small counts, for CI: a few seconds in a debug build.
+    #[arg(long)]
+    quick: bool,
+    /// Timed rounds for every selected measurement [default: cold-start 200, relay 2000;
+    /// with --quick 20 and 50].
+    #[arg(long, value_name = "N")]
+    iterations: Option<usize>,
+    /// Untimed warm-up rounds first [default: cold-start 5, relay 50; with --quick 2 and 10].
+    #[arg(long, value_name = "N")]
+    warmup: Option<usize>,
+    /// Run only these measurements (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Which>,
+    /// The `lodge` binary to measure [default: the one next to this executable,
+    /// built first if running under cargo or missing].
+    #[arg(long, value_name = "PATH")]
+    lodge: Option<PathBuf>,
+    /// Do not run `cargo build -p lodge` before measuring.
+    #[arg(long)]
+    no_build: bool,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let selected: Vec<Which> = if cli.only.is_empty() {
+        Which::ALL.to_vec()
+    } else {
+        Which::ALL
+            .into_iter()
+            .filter(|w| cli.only.contains(w))
+            .collect()
+    };
+    let lodge_bin = lodge::locate(cli.lodge.clone(), !cli.no_build)?;
+    let server = lodge::LodgeServer::start_demo(&lodge_bin)?;
+    eprintln!(
+        "lodge-bench: Lodge (pid {}) at {}",
+        server.pid(),
+        server.base_url
+    );
+    let ctx = Ctx {
+        http: http::McpHttp::new(server.mcp_url())?,
+        lodge: server,
+        lodge_bin,
+        scratch: tempfile::tempdir().context("cannot create a temp dir")?,
+    };
+
+    let mut rows = Vec::new();
+    let mut plan = Vec::new();
+    for which in selected {
+        let mut counts = which.counts(cli.quick);
+        counts.iterations = cli.iterations.unwrap_or(counts.iterations);
+        counts.warmup = cli.warmup.unwrap_or(counts.warmup);
+        eprintln!(
+            "lodge-bench: {}: {} warm-up + {} timed rounds",
+            which.name(),
+            counts.warmup,
+            counts.iterations
+        );
+        let start = Instant::now();
+        rows.extend(
+            which
+                .run(&ctx, counts)
+                .await
+                .with_context(|| format!("measuring {}", which.name()))?,
+        );
+        eprintln!(
+            "lodge-bench: {} done in {:.1} s",
+            which.name(),
+            start.elapsed().as_secs_f64()
+        );
+        plan.push(format!(
+            "{} {} (+{} warm-up)",
+            which.name(),
+            counts.iterations,
+            counts.warmup
+        ));
+    }
+
+    println!("## lodge-bench");
+    println!();
+    println!(
+        "- command: `{}`",
+        std::env::args().collect::<Vec<_>>().join(" ")
+    );
+    println!(
+        "- build: {}; lodge: `{}` (`lodge serve --demo`, sandbox backend: {})",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        ctx.lodge_bin.display(),
+        ctx.lodge.backend().as_deref().unwrap_or("unknown")
+    );
+    println!("- machine: {}", machine());
+    println!(
+        "- rounds: {}; Lodge and baseline samples interleaved",
+        plan.join(", ")
+    );
+    println!();
+    print!("{}", report::table(&rows));
+    Ok(())
+}
+
+/// CPUs, CPU model and kernel, as far as /proc tells.
+fn machine() -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|k| format!("Linux {}", k.trim()))
+        .unwrap_or_else(|_| std::env::consts::OS.into());
+    format!("{cpus} CPUs ({model}), {kernel}")
+}

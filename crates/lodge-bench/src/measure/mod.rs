@@ -1,0 +1,79 @@
+//! The measurements: one module each, each reporting Lodge against a baseline
+//! measured in the same run, interleaved with it so noise hits both alike.
+//!
+//! To add one (throughput, elicitation round trip, memory per session, churn...):
+//! a module with `async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>>`,
+//! a variant in [`Which`], and its counts in [`Which::counts`].
+
+mod cold_start;
+mod relay;
+
+use crate::http::McpHttp;
+use crate::lodge::LodgeServer;
+use crate::report::Row;
+use std::path::PathBuf;
+
+/// What every measurement may use: one Lodge hosting the demo server, one HTTP
+/// client (connections reused), and the `lodge` binary for direct baselines.
+pub struct Ctx {
+    pub lodge_bin: PathBuf,
+    pub lodge: LodgeServer,
+    pub http: McpHttp,
+    /// Working directory for directly spawned servers.
+    pub scratch: tempfile::TempDir,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Counts {
+    /// Untimed rounds first (page cache, allocator, connection pool, branch predictors).
+    pub warmup: usize,
+    /// Timed rounds (each: one Lodge sample and one baseline sample).
+    pub iterations: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Which {
+    /// New session per round: initialize through Lodge vs. spawn + initialize on stdio.
+    ColdStart,
+    /// tools/call echo round trips in one session: through Lodge vs. direct stdio.
+    Relay,
+}
+
+impl Which {
+    pub const ALL: [Which; 2] = [Which::ColdStart, Which::Relay];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Which::ColdStart => "cold-start",
+            Which::Relay => "relay",
+        }
+    }
+
+    pub fn counts(self, quick: bool) -> Counts {
+        match (self, quick) {
+            (Which::ColdStart, false) => Counts {
+                warmup: 5,
+                iterations: 200,
+            },
+            (Which::ColdStart, true) => Counts {
+                warmup: 2,
+                iterations: 20,
+            },
+            (Which::Relay, false) => Counts {
+                warmup: 50,
+                iterations: 2000,
+            },
+            (Which::Relay, true) => Counts {
+                warmup: 10,
+                iterations: 50,
+            },
+        }
+    }
+
+    pub async fn run(self, ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
+        match self {
+            Which::ColdStart => cold_start::run(ctx, counts).await,
+            Which::Relay => relay::run(ctx, counts).await,
+        }
+    }
+}
