@@ -2,7 +2,7 @@
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use lodge_proto::{Id, codes, error_body};
+use lodge_proto::{Id, codes, error_body_with_data};
 use lodge_runtime::{EndReason, RuntimeError, SessionError};
 
 pub(crate) struct HttpError {
@@ -10,6 +10,7 @@ pub(crate) struct HttpError {
     pub code: i64,
     pub message: String,
     pub id: Option<Id>,
+    pub data: Option<serde_json::Value>,
 }
 
 pub(crate) fn http_error(status: StatusCode, code: i64, message: impl Into<String>) -> HttpError {
@@ -18,6 +19,7 @@ pub(crate) fn http_error(status: StatusCode, code: i64, message: impl Into<Strin
         code,
         message: message.into(),
         id: None,
+        data: None,
     }
 }
 
@@ -56,7 +58,9 @@ impl From<RuntimeError> for HttpError {
             RuntimeError::AtCapacity(_) | RuntimeError::ShuttingDown => {
                 (StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE)
             }
-            RuntimeError::Spawn(_) => (StatusCode::BAD_GATEWAY, codes::SERVER_START_FAILED),
+            RuntimeError::Spawn(_) | RuntimeError::Prepare(_) => {
+                (StatusCode::BAD_GATEWAY, codes::SERVER_START_FAILED)
+            }
         };
         http_error(status, code, e.to_string())
     }
@@ -74,7 +78,9 @@ pub(crate) fn from_session_error(e: SessionError, ended: Option<EndReason>) -> H
         SessionError::DuplicateRequestId(_) | SessionError::UnknownEvent(_) => {
             StatusCode::BAD_REQUEST
         }
+        SessionError::StaleState(_) => StatusCode::BAD_REQUEST,
         SessionError::ServerBusy | SessionError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        SessionError::Upstream(_) => StatusCode::BAD_GATEWAY,
     };
     http_error(status, e.code(), e.to_string())
 }
@@ -89,7 +95,12 @@ impl IntoResponse for HttpError {
         (
             self.status,
             [(header::CONTENT_TYPE, "application/json")],
-            error_body(self.id.as_ref(), self.code, &self.message),
+            error_body_with_data(
+                self.id.as_ref(),
+                self.code,
+                &self.message,
+                self.data.as_ref(),
+            ),
         )
             .into_response()
     }

@@ -8,6 +8,7 @@ mod admin;
 mod errors;
 mod guard;
 mod mcp;
+mod modern;
 mod sse;
 
 pub use admin::admin_router;

@@ -256,8 +256,20 @@ async fn post(
         return post_batch(app, server, headers, &body, accept.sse).await;
     }
     let message = parse(body)?;
+    // One endpoint, two eras: initialize or an Mcp-Session-Id means a legacy session;
+    // a request naming 2026-07-28 in its _meta or headers is served statelessly.
+    let is_initialize = message.method() == Some("initialize") && message.is_request();
+    let header_version = headers
+        .get(MCP_PROTOCOL_VERSION)
+        .and_then(|v| v.to_str().ok());
+    if !is_initialize
+        && !headers.contains_key(MCP_SESSION_ID)
+        && lodge_proto::modern::is_modern_request(&message, header_version)
+    {
+        return crate::modern::post(&app.runtime, server, headers, message, accept.sse).await;
+    }
     // initialize negotiates the version in its body; every later request names it in the header.
-    if message.method() == Some("initialize") && message.is_request() {
+    if is_initialize {
         let session = app
             .runtime
             .create_session(server)

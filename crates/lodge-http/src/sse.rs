@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use lodge_proto::headers::MCP_SESSION_ID;
-use lodge_runtime::{Event, EventStream};
+use lodge_runtime::{CallStream, Event, EventStream};
 use std::convert::Infallible;
 use std::fmt::Write;
 use std::time::Duration;
@@ -31,12 +31,34 @@ pub(crate) fn response(events: EventStream, session_id: Option<&str>) -> Respons
     let frames = futures_util::stream::unfold(events, |mut events| async move {
         let next = tokio::select! {
             event = events.recv() => frame(&event?),
-            () = tokio::time::sleep(KEEP_ALIVE) => Bytes::from_static(b": keep-alive\n\n"),
+            () = tokio::time::sleep(KEEP_ALIVE) => Bytes::from_static(KEEP_ALIVE_COMMENT),
         };
         Some((Ok::<_, Infallible>(next), events))
     });
-    let body = Body::from_stream(frames);
-    let mut response = Response::new(body);
+    with_headers(Response::new(Body::from_stream(frames)), session_id)
+}
+
+const KEEP_ALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
+
+/// A 2026-07-28 response stream, starting with an event already received. The call
+/// stream lives in the body: when the client goes away the body is dropped, and
+/// with it the call, which cancels the request.
+pub(crate) fn modern_response(first: Event, events: CallStream) -> Response {
+    let frames =
+        futures_util::stream::unfold((Some(first), events), |(first, mut events)| async move {
+            if let Some(first) = first {
+                return Some((Ok::<_, Infallible>(frame(&first)), (None, events)));
+            }
+            let next = tokio::select! {
+                event = events.recv() => frame(&event?),
+                () = tokio::time::sleep(KEEP_ALIVE) => Bytes::from_static(KEEP_ALIVE_COMMENT),
+            };
+            Some((Ok(next), (None, events)))
+        });
+    with_headers(Response::new(Body::from_stream(frames)), None)
+}
+
+fn with_headers(mut response: Response, session_id: Option<&str>) -> Response {
     *response.status_mut() = StatusCode::OK;
     let headers = response.headers_mut();
     headers.insert(

@@ -15,3 +15,10 @@ pub const SESSION_NOT_FOUND: i64 = -32001;
 pub const UNAVAILABLE: i64 = -32002;
 /// The MCP server could not be started.
 pub const SERVER_START_FAILED: i64 = -32003;
+
+/// 2026-07-28: mirrored HTTP headers missing or not matching the body.
+pub const HEADER_MISMATCH: i64 = -32020;
+/// 2026-07-28: the request needs a client capability it did not declare.
+pub const MISSING_CLIENT_CAPABILITY: i64 = -32021;
+/// 2026-07-28: the protocol version is not supported (`data.supported`).
+pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;

@@ -3,3 +3,8 @@
 pub const MCP_SESSION_ID: &str = "mcp-session-id";
 pub const MCP_PROTOCOL_VERSION: &str = "mcp-protocol-version";
 pub const LAST_EVENT_ID: &str = "last-event-id";
+/// 2026-07-28 (SEP-2243): mirrors of the body's method and name.
+pub const MCP_METHOD: &str = "mcp-method";
+pub const MCP_NAME: &str = "mcp-name";
+/// Lodge's own: names the runtime session (sandbox) a 2026-07-28 request runs in.
+pub const LODGE_SESSION_ID: &str = "lodge-session-id";

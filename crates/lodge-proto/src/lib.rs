@@ -6,6 +6,10 @@
 pub mod codes;
 pub mod headers;
 mod message;
+pub mod modern;
+mod rewrite;
+pub mod seal;
 pub mod version;
 
-pub use message::{Id, Kind, Message, ParseError, error_body, parse_batch};
+pub use message::{Id, Kind, Message, ParseError, error_body, error_body_with_data, parse_batch};
+pub use rewrite::{replace_id, set_meta_field};

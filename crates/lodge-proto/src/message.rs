@@ -41,6 +41,8 @@ pub enum Kind {
         progress_token: Option<Id>,
         /// `params.requestId` of `notifications/cancelled`.
         cancelled_id: Option<Id>,
+        /// `params._meta.subscriptionId` (2026-07-28 `subscriptions/listen` streams).
+        subscription_id: Option<Id>,
     },
     Response {
         id: Id,
@@ -52,6 +54,8 @@ pub enum Kind {
 pub struct Message {
     pub bytes: Bytes,
     pub kind: Kind,
+    /// `params._meta["io.modelcontextprotocol/protocolVersion"]`: set on 2026-07-28 requests.
+    meta_version: Option<Box<str>>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -100,6 +104,10 @@ struct Params<'a> {
 struct Meta<'a> {
     #[serde(rename = "progressToken", borrow)]
     progress_token: Option<&'a RawValue>,
+    #[serde(rename = "io.modelcontextprotocol/protocolVersion")]
+    protocol_version: Option<Box<str>>,
+    #[serde(rename = "io.modelcontextprotocol/subscriptionId", borrow)]
+    subscription_id: Option<&'a RawValue>,
 }
 
 fn present<'de, D: serde::Deserializer<'de>>(
@@ -122,15 +130,12 @@ impl Message {
             return Err(ParseError::Invalid("\"jsonrpc\" must be \"2.0\""));
         }
         let id = id_of(env.id.flatten());
+        let meta = env.params.as_ref().and_then(|p| p.meta.as_ref());
         let kind = match (env.method, id) {
             (Some(method), Some(id)) => Kind::Request {
                 id,
                 method,
-                progress_token: env
-                    .params
-                    .as_ref()
-                    .and_then(|p| p.meta.as_ref())
-                    .and_then(|m| id_of(m.progress_token)),
+                progress_token: meta.and_then(|m| id_of(m.progress_token)),
             },
             (Some(method), None) if env.id.is_none() => {
                 let params = env.params.as_ref();
@@ -138,6 +143,7 @@ impl Message {
                     method,
                     progress_token: params.and_then(|p| id_of(p.progress_token)),
                     cancelled_id: params.and_then(|p| id_of(p.request_id)),
+                    subscription_id: meta.and_then(|m| id_of(m.subscription_id)),
                 }
             }
             (Some(_), None) => return Err(ParseError::Invalid("a request id must not be null")),
@@ -154,7 +160,17 @@ impl Message {
                 ));
             }
         };
-        Ok(Message { bytes, kind })
+        let meta_version = meta.and_then(|m| m.protocol_version.clone());
+        Ok(Message {
+            bytes,
+            kind,
+            meta_version,
+        })
+    }
+
+    /// The protocol version a 2026-07-28 request names in its `_meta`.
+    pub fn meta_protocol_version(&self) -> Option<&str> {
+        self.meta_version.as_deref()
     }
 
     pub fn method(&self) -> Option<&str> {
@@ -191,10 +207,21 @@ pub fn parse_batch(bytes: &Bytes) -> Result<Vec<Bytes>, ParseError> {
 
 /// A JSON-RPC error response. `id` is echoed when known, `null` otherwise.
 pub fn error_body(id: Option<&Id>, code: i64, message: &str) -> Bytes {
+    error_body_with_data(id, code, message, None)
+}
+
+/// A JSON-RPC error response with a `data` member.
+pub fn error_body_with_data(
+    id: Option<&Id>,
+    code: i64,
+    message: &str,
+    data: Option<&serde_json::Value>,
+) -> Bytes {
     let id = id.map_or("null", Id::as_json_text);
     let message = serde_json::to_string(message).unwrap_or_else(|_| "\"error\"".into());
+    let data = data.map_or(String::new(), |d| format!(r#","data":{d}"#));
     Bytes::from(format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#
+        r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}{data}}}}}"#
     ))
 }
 

@@ -6,6 +6,13 @@ pub const LEGACY: &[&str] = &["2024-11-05", "2025-03-26", "2025-06-18", "2025-11
 /// What a request without `MCP-Protocol-Version` is assumed to speak (transport spec).
 pub const ASSUMED_WITHOUT_HEADER: &str = "2025-03-26";
 
+/// Stateless revisions Lodge serves.
+pub const MODERN: &[&str] = &["2026-07-28"];
+
+pub fn is_modern(version: &str) -> bool {
+    MODERN.contains(&version)
+}
+
 pub fn is_legacy(version: &str) -> bool {
     LEGACY.contains(&version)
 }

@@ -1,3 +1,4 @@
+use crate::session::Protocol;
 use lodge_sandbox::{Backend, Limits};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -48,4 +49,6 @@ pub struct ServerSpec {
     pub env: BTreeMap<String, String>,
     pub limits: Limits,
     pub backend: Arc<dyn Backend>,
+    /// The era 2026-07-28 clients are served in: passed through, or bridged.
+    pub protocol: Protocol,
 }

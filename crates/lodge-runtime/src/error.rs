@@ -61,10 +61,12 @@ pub enum RuntimeError {
     ShuttingDown,
     #[error("could not start the MCP server: {0}")]
     Spawn(#[from] lodge_sandbox::SandboxError),
+    #[error("could not set up the MCP server for a 2026-07-28 client: {0}")]
+    Prepare(String),
 }
 
 /// Errors delivering a client message to a live session.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum SessionError {
     /// The session ended (between lookup and delivery, or during it).
     #[error("the session has ended")]
@@ -77,6 +79,12 @@ pub enum SessionError {
     ShuttingDown,
     #[error("Last-Event-ID {0:?} names no stream of this session that can be resumed")]
     UnknownEvent(String),
+    /// The server would not do what Lodge asked on the client's behalf.
+    #[error("{0}")]
+    Upstream(String),
+    /// An MRTR retry whose `requestState` no longer (or never did) match a waiting call.
+    #[error("{0}")]
+    StaleState(String),
 }
 
 impl SessionError {
@@ -86,7 +94,9 @@ impl SessionError {
             SessionError::DuplicateRequestId(_) | SessionError::UnknownEvent(_) => {
                 codes::INVALID_REQUEST
             }
+            SessionError::StaleState(_) => codes::INVALID_PARAMS,
             SessionError::ServerBusy | SessionError::ShuttingDown => codes::UNAVAILABLE,
+            SessionError::Upstream(_) => codes::SERVER_START_FAILED,
         }
     }
 }

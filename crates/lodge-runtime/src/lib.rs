@@ -15,4 +15,7 @@ pub use config::{ServerSpec, SessionConfig};
 pub use error::{EndReason, RuntimeError, SessionError};
 pub use lodge_proto::Message;
 pub use registry::{Lookup, Runtime, Server};
-pub use session::{Event, EventId, EventStream, SessionHandle};
+pub use session::{
+    BridgeState, CallStream, Event, EventId, EventStream, ModernCall, Protocol, SessionHandle,
+    StateError,
+};

@@ -3,7 +3,9 @@
 use crate::config::{ServerSpec, SessionConfig};
 use crate::error::{EndReason, RuntimeError};
 use crate::session::{Actor, SessionHandle, Shared};
+use crate::session::{BridgeState, StateError};
 use crate::upstream::{self, WRITE_QUEUE};
+use lodge_proto::seal::Sealer;
 use lodge_sandbox::SandboxSpec;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -47,6 +49,8 @@ pub struct Runtime {
     live: AtomicUsize,
     draining: AtomicBool,
     released: Notify,
+    /// Seals the `requestState` Lodge hands 2026-07-28 clients when it bridges MRTR.
+    sealer: Sealer,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -67,6 +71,7 @@ impl Runtime {
             live: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             released: Notify::new(),
+            sealer: Sealer::random(),
         })
     }
 
@@ -104,10 +109,51 @@ impl Runtime {
         }
     }
 
-    /// Starts a new session of `server`: its sandbox, its relay tasks and its actor.
+    pub(crate) fn sealer(&self) -> &Sealer {
+        &self.sealer
+    }
+
+    /// Opens a `requestState`: `Ok(None)` if it is not one Lodge minted (it belongs to
+    /// the server and passes through), an error if it is Lodge's but bad.
+    pub fn open_request_state(&self, token: &str) -> Result<Option<BridgeState>, StateError> {
+        let Some(sealed) = token.strip_prefix(crate::session::STATE_PREFIX) else {
+            return Ok(None);
+        };
+        let state: BridgeState = self.sealer.open(sealed).map_err(|_| StateError::Tampered)?;
+        state.check_fresh().map(Some)
+    }
+
+    /// Starts a runtime session for a 2026-07-28 client and learns (or sets up) the
+    /// era its server is spoken to in.
+    pub async fn create_modern_session(
+        self: &Arc<Self>,
+        server: &Server,
+        capabilities: serde_json::Value,
+    ) -> Result<SessionHandle, RuntimeError> {
+        let session = self.start_session(server, true)?;
+        if let Err(e) = session
+            .prepare_modern(capabilities, server.spec.protocol)
+            .await
+        {
+            session.stop(EndReason::Stopped).await;
+            return Err(RuntimeError::Prepare(e.to_string()));
+        }
+        Ok(session)
+    }
+
+    /// Starts a new legacy session of `server` (for an `initialize` request).
     pub fn create_session(
         self: &Arc<Self>,
         server: &Server,
+    ) -> Result<SessionHandle, RuntimeError> {
+        self.start_session(server, false)
+    }
+
+    /// Starts a session: its sandbox, its relay tasks and its actor.
+    fn start_session(
+        self: &Arc<Self>,
+        server: &Server,
+        modern: bool,
     ) -> Result<SessionHandle, RuntimeError> {
         if self.is_draining() {
             return Err(RuntimeError::ShuttingDown);
@@ -150,6 +196,8 @@ impl Runtime {
             created: Instant::now(),
             in_flight: AtomicUsize::new(0),
             protocol_version: OnceLock::new(),
+            modern,
+            adopted: std::sync::atomic::AtomicBool::new(false),
         });
         let handle = SessionHandle::new(id.clone(), commands_tx, shared.clone());
         lock(&self.sessions).insert(id.clone(), handle.clone());

@@ -4,7 +4,7 @@
 use anyhow::{Context, bail};
 use clap::Args;
 use lodge_http::FrontConfig;
-use lodge_runtime::{ServerSpec, SessionConfig};
+use lodge_runtime::{Protocol, ServerSpec, SessionConfig};
 use lodge_sandbox::{Backend, Limits, ProcessBackend};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -84,6 +84,9 @@ struct ServerSection {
     #[serde(default)]
     env: BTreeMap<String, String>,
     transport: Option<String>,
+    /// How 2026-07-28 clients reach it: auto | legacy (bridged) | modern (passed through).
+    #[serde(default)]
+    protocol: Protocol,
     #[serde(default)]
     sandbox: SandboxSection,
 }
@@ -293,6 +296,7 @@ fn server_spec(
         env,
         limits,
         backend: backend.clone(),
+        protocol: Protocol::Auto,
     }
 }
 
@@ -363,7 +367,9 @@ impl ServerSection {
             pids: self.sandbox.pids,
         };
         let command = absolutize_paths(self.command, config_dir);
-        Ok(server_spec(&name, command, self.env, limits, backend))
+        let mut spec = server_spec(&name, command, self.env, limits, backend);
+        spec.protocol = self.protocol;
+        Ok(spec)
     }
 }
 

@@ -11,6 +11,7 @@
 #![allow(deprecated)]
 
 use std::{
+    borrow::Cow,
     path::Path,
     sync::{
         Arc,
@@ -23,8 +24,8 @@ use rmcp::{
     ErrorData, RoleServer, ServerHandler, ServiceExt,
     handler::server::{router::tool::ToolRouter, wrapper::Parameters},
     model::{
-        Implementation, LoggingLevel, ProgressNotificationParam, ServerCapabilities, ServerConfig,
-        SetLevelRequestParams,
+        Implementation, LoggingLevel, ProgressNotificationParam, ProtocolVersion,
+        ServerCapabilities, ServerConfig, SetLevelRequestParams,
     },
     service::RequestContext,
     tool, tool_handler, tool_router,
@@ -250,6 +251,13 @@ impl ServerHandler for DemoServer {
         )
         .with_server_info(Implementation::new("lodge-demo", env!("CARGO_PKG_VERSION")))
         .with_instructions(INSTRUCTIONS)
+    }
+
+    /// The demo is deliberately a legacy (stateful) server: its tools ask the client
+    /// with server-initiated requests. Saying so lets Lodge bridge it for 2026-07-28
+    /// clients (MRTR) instead of passing their requests straight through.
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
     }
 
     async fn set_level(

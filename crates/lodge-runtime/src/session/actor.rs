@@ -3,6 +3,7 @@
 //! It relays client messages to the server as their original bytes and routes what
 //! the server sends back to the right stream (DESIGN.md §2, "Session actor and routing").
 
+use super::modern::{Internal, Listener, ModernPending, Preparing, Upstream};
 use super::streams::{STANDALONE, Streams};
 use super::{Command, EventStream, Shared};
 use crate::error::{EndReason, SessionError};
@@ -21,10 +22,12 @@ use tokio::time::{Instant, sleep_until, timeout};
 /// How long to wait for a server's exit status once its stdout has closed.
 const EXIT_STATUS_WAIT: Duration = Duration::from_secs(1);
 
-struct Pending {
-    stream: u32,
-    progress_token: Option<Id>,
-    initialize: bool,
+pub(super) struct Pending {
+    pub stream: u32,
+    pub progress_token: Option<Id>,
+    pub initialize: bool,
+    /// Set for 2026-07-28 requests, whose ids Lodge rewrites.
+    pub modern: Option<Box<ModernPending>>,
 }
 
 /// A server message that no stream could take yet.
@@ -44,10 +47,20 @@ pub(crate) struct Actor {
     pub to_server: mpsc::Sender<Bytes>,
     pub process: SandboxProcess,
     pub streams: Streams,
-    pending: HashMap<Id, Pending>,
-    progress: HashMap<Id, u32>,
+    pub(super) pending: HashMap<Id, Pending>,
+    pub(super) progress: HashMap<Id, u32>,
     server_requests: HashMap<Id, u32>,
     held: VecDeque<Held>,
+    /// What the server speaks, once known (legacy sessions: always legacy).
+    pub(super) upstream: Option<Upstream>,
+    /// Requests Lodge itself sent to the server, by their `lodge:` id.
+    pub(super) internal: HashMap<Id, Internal>,
+    /// The server's `initialize` result, when Lodge initialized it for modern clients.
+    pub(super) init_result: Option<serde_json::Value>,
+    /// 2026-07-28 `subscriptions/listen` streams Lodge serves itself (legacy server).
+    pub(super) listeners: Vec<Listener>,
+    pub(super) next_upstream_id: u64,
+    pub(super) preparing: Option<Preparing>,
     /// When the last client request finished; `None` while any is in flight.
     idle_since: Option<Instant>,
     lifetime_end: Instant,
@@ -80,6 +93,12 @@ impl Actor {
             progress: HashMap::new(),
             server_requests: HashMap::new(),
             held: VecDeque::new(),
+            upstream: None,
+            internal: HashMap::new(),
+            init_result: None,
+            listeners: Vec::new(),
+            next_upstream_id: 0,
+            preparing: None,
         }
     }
 
@@ -117,8 +136,9 @@ impl Actor {
                     if now >= self.lifetime_end {
                         return (EndReason::MaxLifetime(config.max_lifetime), None);
                     }
-                    if self.idle_since.is_some_and(|t| now >= t + config.idle_timeout) {
-                        return (EndReason::IdleTimeout(config.idle_timeout), None);
+                    let idle = self.idle_timeout();
+                    if self.idle_since.is_some_and(|t| now >= t + idle) {
+                        return (EndReason::IdleTimeout(idle), None);
                     }
                 }
             }
@@ -131,18 +151,31 @@ impl Actor {
 
     fn deadline(&self) -> Instant {
         match self.idle_since {
-            Some(t) => self
-                .lifetime_end
-                .min(t + self.runtime.config().idle_timeout),
+            Some(t) => self.lifetime_end.min(t + self.idle_timeout()),
             None => self.lifetime_end,
         }
     }
 
-    fn update_in_flight(&mut self) {
-        self.shared
-            .in_flight
-            .store(self.pending.len(), Ordering::Relaxed);
-        self.idle_since = match (self.pending.is_empty(), self.idle_since) {
+    /// A runtime session a modern client never came back to (it did not keep its
+    /// `Lodge-Session-Id`) is cheap to lose: it gets a short idle timeout.
+    fn idle_timeout(&self) -> Duration {
+        let configured = self.runtime.config().idle_timeout;
+        if !self.shared.modern || self.shared.adopted.load(Ordering::Relaxed) {
+            configured
+        } else {
+            configured.min(super::modern::UNADOPTED_IDLE_TIMEOUT)
+        }
+    }
+
+    pub(super) fn update_in_flight(&mut self) {
+        // An open `subscriptions/listen` stream is not activity, like a GET stream.
+        let busy = self
+            .pending
+            .values()
+            .filter(|p| !p.modern.as_ref().is_some_and(|m| m.listen))
+            .count();
+        self.shared.in_flight.store(busy, Ordering::Relaxed);
+        self.idle_since = match (busy == 0, self.idle_since) {
             (false, _) => None,
             (true, None) => Some(Instant::now()),
             (true, since) => since,
@@ -181,6 +214,19 @@ impl Actor {
                 }
                 let _ = reply.send(result);
             }
+            Command::PrepareModern {
+                capabilities,
+                policy,
+                reply,
+            } => self.prepare_modern(capabilities, policy, reply),
+            Command::Modern {
+                call,
+                resume,
+                reply,
+            } => {
+                let _ = reply.send(self.start_modern(*call, resume));
+            }
+            Command::Abandon { stream } => self.abandon(stream),
             Command::Stop { reason, done } => return Err((reason, done)),
         }
         Ok(())
@@ -220,6 +266,7 @@ impl Actor {
                         stream,
                         progress_token,
                         initialize,
+                        modern: None,
                     },
                 );
             }
@@ -251,7 +298,7 @@ impl Actor {
             }
             _ => {}
         }
-        if self.pending.is_empty() {
+        if self.shared.in_flight.load(Ordering::Relaxed) == 0 {
             self.idle_since = Some(Instant::now());
         }
         self.update_in_flight();
@@ -259,7 +306,7 @@ impl Actor {
     }
 
     /// Queues messages for the server, all or none.
-    fn forward(&self, messages: Vec<Bytes>) -> Result<(), SessionError> {
+    pub(super) fn forward(&self, messages: Vec<Bytes>) -> Result<(), SessionError> {
         let permits = self
             .to_server
             .try_reserve_many(messages.len())
@@ -273,7 +320,7 @@ impl Actor {
         Ok(())
     }
 
-    fn forget(&mut self, pending: &Pending) {
+    pub(super) fn forget(&mut self, pending: &Pending) {
         if let Some(token) = &pending.progress_token {
             self.progress.remove(token);
         }
@@ -287,23 +334,37 @@ impl Actor {
                         self.record_protocol_version(&msg.bytes);
                     }
                     self.forget(&pending);
-                    self.streams.emit(pending.stream, msg.bytes, true);
+                    let bytes = match &pending.modern {
+                        Some(modern) => self.modern_response(modern, &msg.bytes),
+                        None => msg.bytes,
+                    };
+                    self.streams.emit(pending.stream, bytes, true);
                     self.streams.settle(pending.stream);
                     self.update_in_flight();
                 }
-                None if id.is_lodge_owned() => {}
+                None if id.is_lodge_owned() => self.on_internal_response(id, &msg.bytes),
                 None => {
                     tracing::debug!(session = %self.id, %id, "late response to a cancelled request dropped")
                 }
             },
-            Kind::Request { id, .. } => {
+            Kind::Request { id, method, .. } => {
                 let id = id.clone();
-                self.route_server_initiated(msg.bytes, Some(id));
+                if !self.bridge_server_request(&id, method, &msg.bytes) {
+                    self.route_server_initiated(msg.bytes, Some(id));
+                }
+            }
+            Kind::Notification {
+                subscription_id: Some(subscription),
+                ..
+            } if self.upstream == Some(Upstream::Modern) => {
+                let subscription = subscription.clone();
+                self.route_subscription(&subscription, msg.bytes);
             }
             Kind::Notification {
                 method,
                 progress_token,
                 cancelled_id,
+                ..
             } => match &**method {
                 "notifications/progress" => {
                     match progress_token.as_ref().and_then(|t| self.progress.get(t)) {
@@ -324,7 +385,9 @@ impl Actor {
                         None => self.route_other(msg.bytes),
                     }
                 }
+                "notifications/message" if self.shared.modern => self.route_modern_log(msg.bytes),
                 "notifications/message" => self.route_server_initiated(msg.bytes, None),
+                _ if self.shared.modern => self.route_to_listeners(method, msg.bytes),
                 _ => self.route_other(msg.bytes),
             },
         }

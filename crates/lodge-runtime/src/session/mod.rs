@@ -1,9 +1,12 @@
 //! One session: a handle the front uses, and the actor task that owns the state.
 
 mod actor;
+mod modern;
 mod streams;
 
 pub(crate) use actor::Actor;
+pub(crate) use modern::STATE_PREFIX;
+pub use modern::{BridgeState, CallStream, ModernCall, Protocol, StateError};
 pub use streams::{Event, EventId};
 
 use crate::error::{EndReason, SessionError};
@@ -37,6 +40,21 @@ pub(crate) enum Command {
         reason: EndReason,
         done: oneshot::Sender<()>,
     },
+    /// Before the first 2026-07-28 request: learn what the server speaks and, for a
+    /// legacy server, initialize it on the client's behalf.
+    PrepareModern {
+        capabilities: serde_json::Value,
+        policy: Protocol,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    /// A 2026-07-28 request, or the MRTR retry of one (`resume`: Lodge's opened state).
+    Modern {
+        call: Box<ModernCall>,
+        resume: Option<modern::BridgeState>,
+        reply: oneshot::Sender<Result<(u32, EventStream), SessionError>>,
+    },
+    /// The client closed a 2026-07-28 response stream: that cancels its request.
+    Abandon { stream: u32 },
 }
 
 /// What the front may read about a session without asking its actor.
@@ -47,6 +65,10 @@ pub(crate) struct Shared {
     pub in_flight: AtomicUsize,
     /// The protocol version the server chose in its `initialize` result.
     pub protocol_version: OnceLock<String>,
+    /// Started by a 2026-07-28 request (a runtime session) rather than `initialize`.
+    pub modern: bool,
+    /// A modern client came back with the session's `Lodge-Session-Id`.
+    pub adopted: std::sync::atomic::AtomicBool,
 }
 
 /// A cheap, cloneable way to talk to a session's actor.
@@ -119,6 +141,46 @@ impl SessionHandle {
             reply,
         })
         .await?
+    }
+
+    /// Whether a 2026-07-28 request started this session (it has no `Mcp-Session-Id` use).
+    pub fn is_modern(&self) -> bool {
+        self.shared.modern
+    }
+
+    /// Records that a modern client kept this session's id: it gets the full idle timeout.
+    pub fn adopt(&self) {
+        self.shared.adopted.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) async fn prepare_modern(
+        &self,
+        capabilities: serde_json::Value,
+        policy: Protocol,
+    ) -> Result<(), SessionError> {
+        self.ask(|reply| Command::PrepareModern {
+            capabilities,
+            policy,
+            reply,
+        })
+        .await?
+    }
+
+    /// Sends a 2026-07-28 request. Closing the returned stream before its response
+    /// cancels the request, as the transport says.
+    pub async fn modern(
+        &self,
+        call: ModernCall,
+        resume: Option<modern::BridgeState>,
+    ) -> Result<CallStream, SessionError> {
+        let events = self
+            .ask(|reply| Command::Modern {
+                call: Box::new(call),
+                resume,
+                reply,
+            })
+            .await??;
+        Ok(CallStream::new(events, self.commands.clone()))
     }
 
     /// Ends the session and waits until its sandbox is gone.
