@@ -12,13 +12,17 @@ use std::time::{Duration, Instant};
 /// (same target directory, same profile). Under `cargo run` (or when that binary is
 /// missing) `cargo build -p lodge` is run first with this bench's profile, so the
 /// numbers are never those of a stale build.
-pub fn locate(explicit: Option<PathBuf>, build: bool) -> anyhow::Result<PathBuf> {
+///
+/// Returns the path, and a warning for the report when the build failed and an
+/// older binary is measured instead.
+pub fn locate(explicit: Option<PathBuf>, build: bool) -> anyhow::Result<(PathBuf, Option<String>)> {
     if let Some(path) = explicit {
         if !path.exists() {
             bail!("--lodge {}: no such file", path.display());
         }
-        return Ok(path);
+        return Ok((path, None));
     }
+    let mut warning = None;
     let exe = std::env::current_exe().context("cannot find this executable")?;
     let dir = exe.parent().context("this executable has no directory")?;
     let candidate = dir.join(format!("lodge{}", std::env::consts::EXE_SUFFIX));
@@ -40,13 +44,17 @@ pub fn locate(explicit: Option<PathBuf>, build: bool) -> anyhow::Result<PathBuf>
         match status {
             Ok(s) if s.success() => {}
             Ok(s) if candidate.exists() => {
-                eprintln!("lodge-bench: building lodge failed ({s}); measuring the existing binary")
+                let w = format!("building lodge failed ({s}); the existing binary was measured");
+                eprintln!("lodge-bench: {w}");
+                warning = Some(w);
             }
             Ok(s) => {
                 bail!("building lodge failed ({s}); run `cargo build -p lodge --profile {profile}`")
             }
             Err(e) if candidate.exists() => {
-                eprintln!("lodge-bench: cannot run cargo ({e}); measuring the existing binary")
+                let w = format!("cannot run cargo ({e}); the existing binary was measured");
+                eprintln!("lodge-bench: {w}");
+                warning = Some(w);
             }
             Err(e) => bail!("cannot run cargo to build lodge: {e}"),
         }
@@ -57,7 +65,7 @@ pub fn locate(explicit: Option<PathBuf>, build: bool) -> anyhow::Result<PathBuf>
             candidate.display()
         );
     }
-    Ok(candidate)
+    Ok((candidate, warning))
 }
 
 /// A running `lodge serve`, stopped (SIGTERM, then SIGKILL) on drop.
@@ -141,6 +149,11 @@ impl LodgeServer {
                 .and_then(|rest| rest.split([' ', '(']).next())
                 .map(str::to_string)
         })
+    }
+
+    /// How Lodge ended, if it has (to explain a failed measurement).
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     pub fn pid(&self) -> u32 {

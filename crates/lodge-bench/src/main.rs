@@ -60,14 +60,14 @@ async fn main() -> anyhow::Result<()> {
             .filter(|w| cli.only.contains(w))
             .collect()
     };
-    let lodge_bin = lodge::locate(cli.lodge.clone(), !cli.no_build)?;
+    let (lodge_bin, build_warning) = lodge::locate(cli.lodge.clone(), !cli.no_build)?;
     let server = lodge::LodgeServer::start_demo(&lodge_bin)?;
     eprintln!(
         "lodge-bench: Lodge (pid {}) at {}",
         server.pid(),
         server.base_url
     );
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         http: http::McpHttp::new(server.mcp_url())?,
         lodge: server,
         lodge_bin,
@@ -87,12 +87,12 @@ async fn main() -> anyhow::Result<()> {
             counts.iterations
         );
         let start = Instant::now();
-        rows.extend(
-            which
-                .run(&ctx, counts)
-                .await
-                .with_context(|| format!("measuring {}", which.name()))?,
-        );
+        let result = which.run(&ctx, counts).await;
+        let lodge_state = match ctx.lodge.exit_status() {
+            Some(status) => format!("Lodge has exited ({status})"),
+            None => "Lodge is still running".to_string(),
+        };
+        rows.extend(result.with_context(|| format!("measuring {} ({lodge_state})", which.name()))?);
         eprintln!(
             "lodge-bench: {} done in {:.1} s",
             which.name(),
@@ -122,6 +122,9 @@ async fn main() -> anyhow::Result<()> {
         ctx.lodge_bin.display(),
         ctx.lodge.backend().as_deref().unwrap_or("unknown")
     );
+    if let Some(warning) = build_warning {
+        println!("- **warning**: {warning}");
+    }
     println!("- machine: {}", machine());
     println!(
         "- rounds: {}; Lodge and baseline samples interleaved",

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
-use lodge_proto::headers::{LAST_EVENT_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
+use lodge_proto::headers::{LAST_EVENT_ID, LODGE_SESSION_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use lodge_proto::{Message, ParseError, codes, parse_batch, version};
 use lodge_runtime::{EventId, EventStream, Lookup, Runtime, Server, SessionError, SessionHandle};
 use std::sync::Arc;
@@ -416,8 +416,18 @@ async fn get(app: &App, server: &Server, headers: &HeaderMap) -> Result<Response
     Ok(sse::response(events, None))
 }
 
+/// Ends a legacy session (`Mcp-Session-Id`) or a 2026-07-28 runtime session
+/// (`Lodge-Session-Id`): the explicit stop.
 async fn delete(app: &App, server: &Server, headers: &HeaderMap) -> Result<Response, HttpError> {
-    let session = resolve(app, server, headers)?;
+    let runtime_session = headers.get(LODGE_SESSION_ID).and_then(|v| v.to_str().ok());
+    let session = match runtime_session {
+        Some(id) if !headers.contains_key(MCP_SESSION_ID) => match app.runtime.lookup(id) {
+            Lookup::Live(session) if session.server() == server.spec.name => session,
+            Lookup::Ended(reason) => return Err(HttpError::session_ended(&reason)),
+            _ => return Err(HttpError::unknown_session()),
+        },
+        _ => resolve(app, server, headers)?,
+    };
     session.stop(lodge_runtime::EndReason::Deleted).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

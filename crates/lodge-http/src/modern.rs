@@ -83,6 +83,13 @@ pub(crate) async fn post(
     accepts_sse: bool,
 ) -> Result<Response, HttpError> {
     let id = message.request_id().cloned();
+    for name in [MCP_PROTOCOL_VERSION, MCP_METHOD, MCP_NAME] {
+        if headers.get_all(name).iter().count() > 1 {
+            let e =
+                ModernError::HeaderMismatch(format!("the {name} header appears more than once"));
+            return Err(spec_error(e).with_id(id.as_ref()));
+        }
+    }
     let mirrored = MirroredHeaders {
         protocol_version: header(headers, MCP_PROTOCOL_VERSION),
         method: header(headers, MCP_METHOD),

@@ -24,6 +24,9 @@ pub struct SessionConfig {
     pub max_message_bytes: usize,
     /// Where per-session scratch directories are made.
     pub scratch_root: PathBuf,
+    /// How long a 2026-07-28 client has to retry an `input_required` result Lodge
+    /// made for a bridged legacy server (the sealed `requestState`'s lifetime).
+    pub request_state_ttl: Duration,
 }
 
 impl Default for SessionConfig {
@@ -37,6 +40,7 @@ impl Default for SessionConfig {
             stderr_cap: 1 << 20,
             max_message_bytes: 16 << 20,
             scratch_root: lodge_sandbox::default_scratch_root(),
+            request_state_ttl: Duration::from_secs(600),
         }
     }
 }

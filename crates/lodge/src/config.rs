@@ -74,6 +74,8 @@ struct SessionSection {
     #[serde(default, with = "humantime_serde")]
     terminate_grace: Option<Duration>,
     scratch_root: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    request_state_ttl: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -236,6 +238,7 @@ impl Settings {
             event_buffer: s.event_buffer.unwrap_or(defaults.event_buffer),
             terminate_grace: s.terminate_grace.unwrap_or(defaults.terminate_grace),
             scratch_root: s.scratch_root.unwrap_or(defaults.scratch_root),
+            request_state_ttl: s.request_state_ttl.unwrap_or(defaults.request_state_ttl),
             ..defaults
         };
         if session.max_sessions == 0 {

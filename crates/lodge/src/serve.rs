@@ -47,12 +47,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             admin.local_addr()?
         );
         let admin_app = lodge_http::admin_router(runtime.clone());
-        tokio::spawn(async move { axum::serve(admin, admin_app).await });
+        tokio::spawn(async move { axum::serve(no_delay(admin), admin_app).await });
     }
     let app = lodge_http::router(runtime.clone(), settings.front.clone());
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
+        axum::serve(no_delay(listener), app)
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.changed().await;
             })
@@ -74,6 +74,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Small SSE writes must leave at once: with Nagle's algorithm on, an event written
+/// right after the stream's headers waits for the client's delayed ACK (~40 ms).
+fn no_delay(listener: TcpListener) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    })
 }
 
 fn announce(settings: &Settings, addr: std::net::SocketAddr) {

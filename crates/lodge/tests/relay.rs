@@ -308,28 +308,6 @@ async fn cancellation_reaches_the_server() {
     client.cancel().await.unwrap();
 }
 
-fn python() -> String {
-    if let Ok(p) = std::env::var("LODGE_TEST_PYTHON") {
-        return p;
-    }
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-    let out = std::process::Command::new(format!("{root}/scripts/setup-python.sh"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "setup-python.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
 #[tokio::test]
 async fn a_python_sdk_server_elicits_samples_and_reports_progress_through_lodge() {
     let server = concat!(
@@ -338,7 +316,7 @@ async fn a_python_sdk_server_elicits_samples_and_reports_progress_through_lodge(
     );
     let lodge = Lodge::start(&format!(
         "[[server]]\nname = \"py\"\ncommand = [{:?}, {server:?}]\n",
-        python()
+        common::python()
     ));
     let handler = TestClient::new(json!({"guests": 4, "time": "19:30"}), "See you soon!");
     let client = handler

@@ -18,6 +18,7 @@ use anyhow::Context;
 use std::time::{Duration, Instant};
 
 const INIT_ID: u64 = 0;
+const VARIANTS: [&str; 3] = ["Lodge, SSE", "Lodge, JSON", "direct"];
 
 #[derive(Default)]
 struct Samples {
@@ -37,15 +38,19 @@ pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
     let (mut sse, mut json, mut direct) =
         (Samples::default(), Samples::default(), Samples::default());
     for round in 0..counts.warmup + counts.iterations {
-        // Rotate who goes first, so none always follows the same other's teardown.
+        // Rotate which variant goes first in a round (the cyclic order stays the same).
         let mut taken = [None, None, None];
         for k in 0..3 {
             let which = (round + k) % 3;
-            taken[which] = Some(match which {
-                0 => through_lodge(ctx, Accept::Both, &init).await?,
-                1 => through_lodge(ctx, Accept::Json, &init).await?,
-                _ => directly(ctx, &init).await?,
-            });
+            let what = || format!("round {round}, {}", VARIANTS[which]);
+            taken[which] = Some(
+                match which {
+                    0 => through_lodge(ctx, Accept::Both, &init).await,
+                    1 => through_lodge(ctx, Accept::Json, &init).await,
+                    _ => directly(ctx, &init).await,
+                }
+                .with_context(what)?,
+            );
         }
         if round >= counts.warmup {
             let [Some(s), Some(j), Some(d)] = taken else {
@@ -83,11 +88,9 @@ async fn through_lodge(
     accept: Accept,
     init: &str,
 ) -> anyhow::Result<(Duration, Duration)> {
+    let body = init.to_string();
     let start = Instant::now();
-    let mut reply = ctx
-        .http
-        .post_accepting(accept, None, init.to_string())
-        .await?;
+    let mut reply = ctx.http.post_accepting(accept, None, body).await?;
     let response = reply.response_to(INIT_ID).await?;
     let started = start.elapsed();
     let session = reply

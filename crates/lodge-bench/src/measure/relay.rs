@@ -16,6 +16,7 @@ use anyhow::{Context, bail};
 use std::time::{Duration, Instant};
 
 const TEXT: &str = "hi";
+const VARIANTS: [&str; 4] = ["Lodge, SSE", "Lodge, JSON", "direct", "HTTP floor"];
 
 pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
     // Through Lodge: one session, set up as a client would.
@@ -40,34 +41,21 @@ pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
     let no_session = "0".repeat(32);
     let mut next_id = 1u64;
     for round in 0..counts.warmup + counts.iterations {
-        // Rotate the order: 0 SSE, 1 JSON, 2 direct, 3 HTTP floor.
+        // Rotate which variant goes first in a round (the cyclic order stays the same).
         let mut took = [Duration::ZERO; 4];
         for k in 0..4 {
             let which = (round + k) % 4;
             let id = next_id;
             next_id += 1;
             let call = mcp::echo(id, TEXT);
+            let what = || format!("round {round}, {}", VARIANTS[which]);
             took[which] = match which {
-                0 => via_lodge(ctx, &session, Accept::Both, call, id).await?,
-                1 => via_lodge(ctx, &session, Accept::Json, call, id).await?,
-                2 => {
-                    let start = Instant::now();
-                    server.send(&call).await?;
-                    let response = server.response_to(id).await?;
-                    let took = start.elapsed();
-                    mcp::check_echo(&response, TEXT)?;
-                    took
-                }
-                _ => {
-                    let start = Instant::now();
-                    let status = ctx.http.post_status(Some(&no_session), call).await?;
-                    let took = start.elapsed();
-                    if status != reqwest::StatusCode::NOT_FOUND {
-                        bail!("a POST naming no live session answered {status}, expected 404");
-                    }
-                    took
-                }
-            };
+                0 => via_lodge(ctx, &session, Accept::Both, call, id).await,
+                1 => via_lodge(ctx, &session, Accept::Json, call, id).await,
+                2 => direct_call(&mut server, &call, id).await,
+                _ => http_floor(ctx, &no_session, call).await,
+            }
+            .with_context(what)?;
         }
         if round >= counts.warmup {
             sse.push(took[0]);
@@ -111,5 +99,24 @@ async fn via_lodge(
     let took = start.elapsed();
     reply.finish().await?;
     mcp::check_echo(&response, TEXT)?;
+    Ok(took)
+}
+
+async fn direct_call(server: &mut StdioServer, call: &str, id: u64) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    server.send(call).await?;
+    let response = server.response_to(id).await?;
+    let took = start.elapsed();
+    mcp::check_echo(&response, TEXT)?;
+    Ok(took)
+}
+
+async fn http_floor(ctx: &Ctx, no_session: &str, call: String) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    let status = ctx.http.post_status(Some(no_session), call).await?;
+    let took = start.elapsed();
+    if status != reqwest::StatusCode::NOT_FOUND {
+        bail!("a POST naming no live session answered {status}, expected 404");
+    }
     Ok(took)
 }

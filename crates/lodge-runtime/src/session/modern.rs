@@ -19,8 +19,6 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Idle timeout of a runtime session until a client comes back with its id.
 pub(crate) const UNADOPTED_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a client has to answer an `input_required` result.
-pub(crate) const STATE_TTL: Duration = Duration::from_secs(600);
 /// Marks a `requestState` Lodge minted (anything else belongs to the server).
 pub const STATE_PREFIX: &str = "lodge1.";
 
@@ -122,7 +120,7 @@ fn unix_now() -> u64 {
 impl BridgeState {
     /// Checks what can be checked without the session: expiry.
     pub(crate) fn check_fresh(self) -> Result<BridgeState, StateError> {
-        if unix_now() > self.expires {
+        if unix_now() >= self.expires {
             return Err(StateError::Expired);
         }
         Ok(self)
@@ -571,7 +569,7 @@ impl Actor {
             method: modern.method.to_string(),
             digest: modern.digest.clone(),
             principal: String::new(),
-            expires: unix_now() + STATE_TTL.as_secs(),
+            expires: unix_now() + self.runtime.config().request_state_ttl.as_secs(),
         };
         let token = format!("{STATE_PREFIX}{}", self.runtime.sealer().seal(&state));
         let requests: Map<String, Value> = modern

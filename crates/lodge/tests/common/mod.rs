@@ -332,3 +332,26 @@ pub async fn read_events_until(
 pub fn read_file(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// The Python with the pinned MCP SDK: `LODGE_TEST_PYTHON`, or set up on demand.
+pub fn python() -> String {
+    if let Ok(p) = std::env::var("LODGE_TEST_PYTHON") {
+        return p;
+    }
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let out = std::process::Command::new(format!("{root}/scripts/setup-python.sh"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "setup-python.sh failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string()
+}

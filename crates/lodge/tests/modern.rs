@@ -1,0 +1,425 @@
+//! 2026-07-28 clients on the same endpoint: the spec's error rules, runtime
+//! sessions (`Lodge-Session-Id`), the MRTR bridge to a legacy server, and
+//! pass-through to a modern server Lodge did not write.
+#![allow(clippy::unwrap_used)]
+#![allow(deprecated)] // rmcp marks sampling deprecated (SEP-2577)
+
+mod common;
+
+use common::{Lodge, Reply, eventually};
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, CreateMessageRequestParams,
+    CreateMessageResult, ElicitRequestParams, ElicitResult, ElicitationAction, Implementation,
+    ProtocolVersion, SamplingMessage,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{ClientHandler, ClientLifecycleMode, ClientServiceExt, ErrorData, RoleClient};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+const V: &str = "2026-07-28";
+
+fn meta(caps: Value) -> Value {
+    json!({"io.modelcontextprotocol/protocolVersion": V, "io.modelcontextprotocol/clientCapabilities": caps})
+}
+
+/// A raw 2026-07-28 request with the mirrored headers a conforming client sends.
+struct Modern {
+    http: reqwest::Client,
+    url: String,
+    session: Option<String>,
+}
+
+impl Modern {
+    fn new(url: String) -> Self {
+        Modern {
+            http: reqwest::Client::new(),
+            url,
+            session: None,
+        }
+    }
+
+    fn builder(&self, id: u64, method: &str, mut params: Value) -> reqwest::RequestBuilder {
+        if params.get("_meta").is_none() {
+            params["_meta"] = meta(json!({"elicitation": {}, "sampling": {}}));
+        }
+        let mut req = self
+            .http
+            .post(&self.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", V)
+            .header("mcp-method", method);
+        if let Some(name) = params
+            .get("name")
+            .or(params.get("uri"))
+            .and_then(Value::as_str)
+        {
+            req = req.header("mcp-name", name);
+        }
+        if let Some(s) = &self.session {
+            req = req.header("lodge-session-id", s);
+        }
+        req.body(json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string())
+    }
+
+    async fn send(&self, id: u64, method: &str, params: Value) -> Reply {
+        common::Raw::send(self.builder(id, method, params)).await
+    }
+
+    /// A tools/call answered as JSON; returns (reply, result object).
+    async fn call(&self, id: u64, tool: &str, args: Value, extra: Value) -> (Reply, Value) {
+        let mut params = json!({"name": tool, "arguments": args});
+        if let Value::Object(extra) = extra {
+            params.as_object_mut().unwrap().extend(extra);
+        }
+        let reply = self.send(id, "tools/call", params).await;
+        let body = if reply.headers["content-type"] == "text/event-stream" {
+            reply.events().last().unwrap().json()
+        } else {
+            reply.json()
+        };
+        (reply, body)
+    }
+}
+
+fn text(result: &Value) -> &str {
+    result["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text in {result}"))
+}
+
+#[tokio::test]
+async fn spec_errors_for_malformed_modern_requests() {
+    let lodge = Lodge::demo("");
+    let m = Modern::new(lodge.url());
+    let no_meta = m
+        .http
+        .post(&m.url)
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", V)
+        .header("mcp-method", "tools/list")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#);
+    let reply = common::Raw::send(no_meta).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json()["error"]["code"], -32602);
+    assert_eq!(reply.json()["id"], 1);
+
+    let reply = m.send(2, "tools/list", json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2099-01-01", "io.modelcontextprotocol/clientCapabilities": {}}})).await;
+    // The header says 2026-07-28, the body 2099: the version check comes first.
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.json()["error"]["code"], -32022);
+    assert_eq!(reply.json()["error"]["data"]["supported"], json!([V]));
+
+    let mismatched = m
+        .builder(3, "tools/list", json!({}))
+        .header("mcp-method", "tools/call");
+    let reply = common::Raw::send(mismatched).await;
+    assert_eq!(
+        (reply.status, reply.json()["error"]["code"].as_i64()),
+        (400, Some(-32020))
+    );
+
+    let reply = m.send(4, "ping", json!({})).await;
+    assert_eq!(
+        (reply.status, reply.json()["error"]["code"].as_i64()),
+        (404, Some(-32601))
+    );
+}
+
+#[tokio::test]
+async fn a_modern_client_keeps_its_sandbox_with_lodge_session_id_and_gets_fresh_state_without() {
+    let lodge = Lodge::demo("");
+    let mut m = Modern::new(lodge.url());
+    let inc = json!({"action": "increment"});
+    let (first, result) = m.call(1, "counter", inc.clone(), json!({})).await;
+    assert_eq!(text(&result), "1");
+    assert_eq!(result["result"]["resultType"], "complete");
+    assert_eq!(
+        result["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "lodge-demo"
+    );
+    let session = first.headers["lodge-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+
+    // Without the header: a fresh sandbox, fresh state (and another session id).
+    let (other, result) = m.call(2, "counter", inc.clone(), json!({})).await;
+    assert_eq!(text(&result), "1");
+    assert_ne!(other.headers["lodge-session-id"].to_str().unwrap(), session);
+
+    // With it: the same sandbox, its state kept across stateless requests.
+    m.session = Some(session.clone());
+    for expected in ["2", "3"] {
+        let (reply, result) = m.call(3, "counter", inc.clone(), json!({})).await;
+        assert_eq!(text(&result), expected);
+        assert_eq!(reply.headers["lodge-session-id"].to_str().unwrap(), session);
+    }
+    // DELETE with Lodge-Session-Id ends it; later use gets 404 saying why.
+    let del = common::Raw::send(m.http.delete(&m.url).header("lodge-session-id", &session)).await;
+    assert_eq!(del.status, 204);
+    let (reply, body) = m.call(4, "counter", inc, json!({})).await;
+    assert_eq!(reply.status, 404);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("DELETE")
+    );
+}
+
+#[tokio::test]
+async fn mrtr_bridge_runs_a_legacy_tool_over_two_rounds_and_refuses_bad_state() {
+    let lodge = Lodge::demo("");
+    let m = Modern::new(lodge.url());
+    let (_, round1) = m.call(1, "plan_trip", json!({}), json!({})).await;
+    let r1 = &round1["result"];
+    assert_eq!(r1["resultType"], "input_required");
+    let (key, ask) = r1["inputRequests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    assert_eq!(ask["method"], "elicitation/create");
+    assert_eq!(
+        ask["params"]["message"],
+        "Where and how do you want to travel?"
+    );
+    let state1 = r1["requestState"].as_str().unwrap().to_string();
+
+    // A tampered state is refused, and the waiting call is not disturbed.
+    let mut tampered = state1.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == 'A' { 'B' } else { 'A' });
+    let answer = json!({key.clone(): {"action": "accept", "content": {"destination": "Kyoto", "days": 4, "budget": "luxury", "flights": true}}});
+    let (reply, body) = m
+        .call(
+            2,
+            "plan_trip",
+            json!({}),
+            json!({"requestState": tampered, "inputResponses": answer}),
+        )
+        .await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(body["error"]["code"], -32602);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed verification")
+    );
+    // A state presented with different params is refused too.
+    let (reply, body) = m
+        .call(
+            3,
+            "plan_trip",
+            json!({"x": 1}),
+            json!({"requestState": state1, "inputResponses": answer}),
+        )
+        .await;
+    assert_eq!(reply.status, 400, "{body}");
+
+    let (_, round2) = m
+        .call(
+            4,
+            "plan_trip",
+            json!({}),
+            json!({"requestState": state1, "inputResponses": answer}),
+        )
+        .await;
+    let r2 = &round2["result"];
+    assert_eq!(r2["resultType"], "input_required", "{round2}");
+    let (key2, ask2) = r2["inputRequests"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    assert_eq!(ask2["method"], "sampling/createMessage");
+    assert_eq!(
+        ask2["params"]["messages"][0]["content"]["text"],
+        "Write a 4-day luxury itinerary for Kyoto. Include flights."
+    );
+    // Replaying round one's state now is refused.
+    let (reply, body) = m
+        .call(
+            5,
+            "plan_trip",
+            json!({}),
+            json!({"requestState": state1, "inputResponses": answer}),
+        )
+        .await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{body}"
+    );
+
+    let sampled = json!({key2.clone(): {"role": "assistant", "content": {"type": "text", "text": "Temples, then ramen."}, "model": "m"}});
+    let (_, done) = m
+        .call(
+            6,
+            "plan_trip",
+            json!({}),
+            json!({"requestState": r2["requestState"], "inputResponses": sampled}),
+        )
+        .await;
+    assert_eq!(done["id"], 6);
+    assert_eq!(done["result"]["resultType"], "complete");
+    assert_eq!(
+        text(&done),
+        "Trip to Kyoto: 4 days, luxury, flights yes.\n\nTemples, then ramen."
+    );
+}
+
+#[tokio::test]
+async fn an_expired_request_state_is_refused() {
+    let lodge = Lodge::demo("request_state_ttl = \"1s\"");
+    let m = Modern::new(lodge.url());
+    let (_, round1) = m.call(1, "plan_trip", json!({}), json!({})).await;
+    let state = round1["result"]["requestState"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let issued = SystemTime::now();
+    eventually(
+        Duration::from_secs(5),
+        "the state's lifetime to pass",
+        async || issued.elapsed().unwrap() >= Duration::from_secs(2),
+    )
+    .await;
+    let (reply, body) = m
+        .call(
+            2,
+            "plan_trip",
+            json!({}),
+            json!({"requestState": state, "inputResponses": {}}),
+        )
+        .await;
+    assert_eq!(reply.status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{body}"
+    );
+}
+
+#[derive(Clone, Default)]
+struct Answers {
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl ClientHandler for Answers {
+    fn get_info(&self) -> ClientConfig {
+        let caps = ClientCapabilities::builder()
+            .enable_elicitation()
+            .enable_sampling()
+            .build();
+        ClientConfig::new(caps, Implementation::new("modern-test", "0"))
+            .with_protocol_version(ProtocolVersion::V_2026_07_28)
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        if let ElicitRequestParams::FormElicitationParams { message, .. } = request {
+            self.seen.lock().unwrap().push(message);
+        }
+        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(
+            json!({"destination": "Lisbon", "days": 3, "budget": "comfort", "flights": false}),
+        ))
+    }
+
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        let prompt = serde_json::to_value(&params).unwrap()["messages"][0]["content"]["text"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        self.seen.lock().unwrap().push(prompt);
+        Ok(CreateMessageResult::new(
+            SamplingMessage::assistant_text("Day 1: tiles."),
+            "m".into(),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn an_rmcp_2026_client_completes_plan_trip_on_a_legacy_server_via_mrtr() {
+    let lodge = Lodge::demo("");
+    let handler = Answers::default();
+    let transport = StreamableHttpClientTransport::from_uri(lodge.url());
+    let lifecycle = ClientLifecycleMode::Discover {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+    };
+    let client = handler
+        .clone()
+        .serve_with_lifecycle(transport, lifecycle)
+        .await
+        .unwrap();
+    let result = client
+        .call_tool(CallToolRequestParams::new("plan_trip"))
+        .await
+        .unwrap();
+    assert_eq!(
+        result.content[0].as_text().unwrap().text,
+        "Trip to Lisbon: 3 days, comfort, flights no.\n\nDay 1: tiles."
+    );
+    assert_eq!(
+        *handler.seen.lock().unwrap(),
+        vec![
+            "Where and how do you want to travel?",
+            "Write a 3-day comfort itinerary for Lisbon."
+        ]
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_modern_python_sdk_server_is_passed_through() {
+    let server = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/python/server.py"
+    );
+    let lodge = Lodge::start(&format!(
+        "[[server]]\nname = \"py\"\ncommand = [{:?}, {server:?}]\n",
+        common::python()
+    ));
+    let mut m = Modern::new(format!("{}/mcp/py", lodge.base));
+    let discover = m.send(1, "server/discover", json!({})).await;
+    assert_eq!(discover.status, 200, "{}", discover.body);
+    assert!(
+        discover.json()["result"]["supportedVersions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(V))
+    );
+    let (reply, result) = m.call(2, "tally", json!({"add": 5}), json!({})).await;
+    assert_eq!(text(&result), "5");
+    assert_eq!(
+        result["id"], 2,
+        "the client's id comes back, not Lodge's upstream id"
+    );
+    m.session = Some(
+        reply.headers["lodge-session-id"]
+            .to_str()
+            .unwrap()
+            .to_string(),
+    );
+    let (_, result) = m.call(3, "tally", json!({"add": 3}), json!({})).await;
+    assert_eq!(text(&result), "8");
+}
