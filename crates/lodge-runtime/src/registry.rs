@@ -209,6 +209,7 @@ impl Runtime {
             from_server,
             to_server,
             sandbox.process,
+            server.spec.protocol,
         );
         tokio::spawn(actor.run());
         tracing::info!(session = %id, server = %server.spec.name, pid = ?pid, "session started");

@@ -3,8 +3,9 @@
 //! It relays client messages to the server as their original bytes and routes what
 //! the server sends back to the right stream (DESIGN.md §2, "Session actor and routing").
 
-use super::modern::{Internal, Listener, ModernPending, Preparing, Upstream};
+use super::modern::{Internal, Listener, ModernPending, Preparing, Protocol, Upstream};
 use super::streams::{STANDALONE, Streams};
+use super::to_modern::{LegacyClient, ToModern};
 use super::{Command, EventStream, Shared};
 use crate::error::{EndReason, SessionError};
 use crate::registry::Runtime;
@@ -28,6 +29,8 @@ pub(super) struct Pending {
     pub initialize: bool,
     /// Set for 2026-07-28 requests, whose ids Lodge rewrites.
     pub modern: Option<Box<ModernPending>>,
+    /// Set for a legacy client's request to a 2026-07-28-only server.
+    pub to_modern: Option<Box<ToModern>>,
 }
 
 /// A server message that no stream could take yet.
@@ -61,6 +64,13 @@ pub(crate) struct Actor {
     pub(super) listeners: Vec<Listener>,
     pub(super) next_upstream_id: u64,
     pub(super) preparing: Option<Preparing>,
+    /// How 2026-07-28 clients reach this server (configured per server).
+    pub(super) policy: Protocol,
+    /// A legacy client's declarations, for speaking to a modern server for it.
+    pub(super) legacy_client: Option<LegacyClient>,
+    /// Requests Lodge pushed to a legacy client for a modern server's MRTR round:
+    /// push id → (the call's retry id, the input key).
+    pub(super) pushed: HashMap<Id, (Id, String)>,
     /// When the last client request finished; `None` while any is in flight.
     idle_since: Option<Instant>,
     lifetime_end: Instant,
@@ -75,6 +85,7 @@ impl Actor {
         from_server: mpsc::Receiver<FromServer>,
         to_server: mpsc::Sender<Bytes>,
         process: SandboxProcess,
+        policy: Protocol,
     ) -> Self {
         let config = runtime.config();
         let now = shared.created;
@@ -99,6 +110,9 @@ impl Actor {
             listeners: Vec::new(),
             next_upstream_id: 0,
             preparing: None,
+            policy,
+            legacy_client: None,
+            pushed: HashMap::new(),
         }
     }
 
@@ -247,9 +261,23 @@ impl Actor {
         {
             return Err(SessionError::DuplicateRequestId(id.clone()));
         }
-        self.forward(messages.iter().map(|m| m.bytes.clone()).collect())?;
+        for message in &messages {
+            if message.method() == Some("initialize") {
+                self.remember_legacy_client(message);
+            }
+        }
+        let upstream: Vec<Option<Bytes>> = messages
+            .iter()
+            .map(|m| self.legacy_upstream_bytes(m))
+            .collect();
+        self.forward(upstream.iter().flatten().cloned().collect())?;
         let (stream, rx) = self.streams.open(sse, messages.len());
-        for message in messages {
+        let mut local = Vec::new();
+        for (message, sent) in messages.into_iter().zip(upstream) {
+            let to_modern = self.to_modern_for(&message);
+            if sent.is_none() {
+                local.push(message.clone());
+            }
             if let Kind::Request {
                 id,
                 method,
@@ -267,11 +295,15 @@ impl Actor {
                         progress_token,
                         initialize,
                         modern: None,
+                        to_modern,
                     },
                 );
             }
         }
         self.update_in_flight();
+        for message in local {
+            self.answer_locally(&message);
+        }
         if sse && !self.streams.standalone_attached() {
             self.release_held(false);
         }
@@ -279,7 +311,13 @@ impl Actor {
     }
 
     fn deliver(&mut self, message: Message) -> Result<(), SessionError> {
-        self.forward(vec![message.bytes.clone()])?;
+        let answered_push = match &message.kind {
+            Kind::Response { id } => self.take_pushed_answer(id, &message.bytes),
+            _ => false,
+        };
+        if !answered_push && let Some(bytes) = self.legacy_upstream_bytes(&message) {
+            self.forward(vec![bytes])?;
+        }
         match &message.kind {
             Kind::Response { id } => {
                 self.server_requests.remove(id);
@@ -329,6 +367,16 @@ impl Actor {
     fn on_server_message(&mut self, msg: Message) {
         match &msg.kind {
             Kind::Response { id } => match self.pending.remove(id) {
+                Some(pending) if pending.to_modern.is_some() => {
+                    self.to_modern_response(pending, &msg.bytes);
+                }
+                Some(pending) if pending.initialize && self.falls_back_to_discover(&msg.bytes) => {
+                    // A 2026-07-28-only server refused the legacy handshake: answer
+                    // the client from server/discover instead.
+                    let client = id.clone();
+                    self.pending.insert(client.clone(), pending);
+                    self.initialize_via_discover(client);
+                }
                 Some(pending) => {
                     if pending.initialize {
                         self.record_protocol_version(&msg.bytes);
@@ -448,6 +496,21 @@ impl Actor {
                 None => self.held.push_back(h),
             }
         }
+    }
+
+    /// Whether an `initialize` error means "I only speak 2026-07-28" and the server's
+    /// policy lets Lodge bridge.
+    fn falls_back_to_discover(&self, response: &[u8]) -> bool {
+        if self.shared.modern || self.policy == Protocol::Legacy {
+            return false;
+        }
+        let code = serde_json::from_slice::<serde_json::Value>(response)
+            .ok()
+            .and_then(|v| v.pointer("/error/code").and_then(serde_json::Value::as_i64));
+        matches!(
+            code,
+            Some(codes::UNSUPPORTED_PROTOCOL_VERSION | codes::METHOD_NOT_FOUND)
+        )
     }
 
     fn record_protocol_version(&self, response: &[u8]) {

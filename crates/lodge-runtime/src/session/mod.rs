@@ -3,6 +3,7 @@
 mod actor;
 mod modern;
 mod streams;
+mod to_modern;
 
 pub(crate) use actor::Actor;
 pub(crate) use modern::STATE_PREFIX;

@@ -43,6 +43,8 @@ pub(crate) enum Upstream {
 pub(crate) enum Internal {
     Discover,
     Initialize,
+    /// Discover on behalf of a legacy client's `initialize` (its id).
+    DiscoverForInitialize(Id),
     Ignore,
 }
 
@@ -236,7 +238,7 @@ impl Actor {
         }
     }
 
-    fn send_internal(&mut self, kind: Internal, method: &str, params: Value) {
+    pub(super) fn send_internal(&mut self, kind: Internal, method: &str, params: Value) {
         self.next_upstream_id += 1;
         let id = format!("lodge:{}", self.next_upstream_id);
         let body = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
@@ -318,6 +320,9 @@ impl Actor {
                     ))));
                 }
             },
+            Internal::DiscoverForInitialize(client) => {
+                self.initialize_from_discover(&client, &response)
+            }
             Internal::Ignore => {}
         }
     }
@@ -374,6 +379,7 @@ impl Actor {
                 stream,
                 progress_token,
                 initialize: false,
+                to_modern: None,
                 modern: Some(Box::new(ModernPending {
                     client_id,
                     listen: method == "subscriptions/listen",
