@@ -198,6 +198,7 @@ impl Runtime {
             protocol_version: OnceLock::new(),
             modern,
             adopted: std::sync::atomic::AtomicBool::new(false),
+            policy: server.spec.protocol,
         });
         let handle = SessionHandle::new(id.clone(), commands_tx, shared.clone());
         lock(&self.sessions).insert(id.clone(), handle.clone());
@@ -209,7 +210,6 @@ impl Runtime {
             from_server,
             to_server,
             sandbox.process,
-            server.spec.protocol,
         );
         tokio::spawn(actor.run());
         tracing::info!(session = %id, server = %server.spec.name, pid = ?pid, "session started");

@@ -64,8 +64,6 @@ pub(crate) struct Actor {
     pub(super) listeners: Vec<Listener>,
     pub(super) next_upstream_id: u64,
     pub(super) preparing: Option<Preparing>,
-    /// How 2026-07-28 clients reach this server (configured per server).
-    pub(super) policy: Protocol,
     /// A legacy client's declarations, for speaking to a modern server for it.
     pub(super) legacy_client: Option<LegacyClient>,
     /// Requests Lodge pushed to a legacy client for a modern server's MRTR round:
@@ -85,7 +83,6 @@ impl Actor {
         from_server: mpsc::Receiver<FromServer>,
         to_server: mpsc::Sender<Bytes>,
         process: SandboxProcess,
-        policy: Protocol,
     ) -> Self {
         let config = runtime.config();
         let now = shared.created;
@@ -110,7 +107,6 @@ impl Actor {
             listeners: Vec::new(),
             next_upstream_id: 0,
             preparing: None,
-            policy,
             legacy_client: None,
             pushed: HashMap::new(),
         }
@@ -368,7 +364,7 @@ impl Actor {
         match &msg.kind {
             Kind::Response { id } => match self.pending.remove(id) {
                 Some(pending) if pending.to_modern.is_some() => {
-                    self.to_modern_response(pending, &msg.bytes);
+                    self.relay_modern_server_response(pending, &msg.bytes);
                 }
                 Some(pending) if pending.initialize && self.falls_back_to_discover(&msg.bytes) => {
                     // A 2026-07-28-only server refused the legacy handshake: answer
@@ -501,7 +497,7 @@ impl Actor {
     /// Whether an `initialize` error means "I only speak 2026-07-28" and the server's
     /// policy lets Lodge bridge.
     fn falls_back_to_discover(&self, response: &[u8]) -> bool {
-        if self.shared.modern || self.policy == Protocol::Legacy {
+        if self.shared.modern || self.shared.policy == Protocol::Legacy {
             return false;
         }
         let code = serde_json::from_slice::<serde_json::Value>(response)

@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     pub modern: bool,
     /// A modern client came back with the session's `Lodge-Session-Id`.
     pub adopted: std::sync::atomic::AtomicBool,
+    /// How 2026-07-28 clients reach this session's server.
+    pub policy: Protocol,
 }
 
 /// A cheap, cloneable way to talk to a session's actor.

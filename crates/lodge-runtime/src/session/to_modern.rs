@@ -43,7 +43,7 @@ impl Actor {
         if self.upstream != Some(Upstream::Modern) {
             let intercept_initialize = method == "initialize"
                 && message.is_request()
-                && self.policy == super::Protocol::Modern;
+                && self.shared.policy == super::Protocol::Modern;
             return (!intercept_initialize).then(|| message.bytes.clone());
         }
         match method {
@@ -208,7 +208,7 @@ impl Actor {
 
     /// A response to a legacy client's call on a modern server: final, or a request
     /// for input that Lodge asks the client for.
-    pub(super) fn to_modern_response(&mut self, mut pending: Pending, bytes: &Bytes) {
+    pub(super) fn relay_modern_server_response(&mut self, mut pending: Pending, bytes: &Bytes) {
         let Some(call) = pending.to_modern.as_mut() else {
             return;
         };
