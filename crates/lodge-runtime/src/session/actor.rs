@@ -142,6 +142,7 @@ impl Actor {
                 },
                 () = &mut timer => {
                     let now = Instant::now();
+                    self.expire_parked(now);
                     let config = self.runtime.config();
                     if now >= self.lifetime_end {
                         return (EndReason::MaxLifetime(config.max_lifetime), None);
@@ -160,10 +161,11 @@ impl Actor {
     }
 
     fn deadline(&self) -> Instant {
-        match self.idle_since {
+        let end = match self.idle_since {
             Some(t) => self.lifetime_end.min(t + self.idle_timeout()),
             None => self.lifetime_end,
-        }
+        };
+        self.next_park_expiry().map_or(end, |t| end.min(t))
     }
 
     /// A runtime session a modern client never came back to (it did not keep its

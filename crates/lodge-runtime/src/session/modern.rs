@@ -83,6 +83,8 @@ pub(crate) struct ModernPending {
     round: u32,
     /// Answered `input_required`; waiting for the client's retry.
     pub parked: bool,
+    /// When the client's `requestState` lapses; the call is then abandoned.
+    pub parked_until: Option<tokio::time::Instant>,
     next_key: u32,
 }
 
@@ -391,6 +393,7 @@ impl Actor {
                     queued: Vec::new(),
                     round: 0,
                     parked: false,
+                    parked_until: None,
                     next_key: 0,
                 })),
             },
@@ -589,6 +592,8 @@ impl Actor {
             "result": {"resultType": "input_required", "inputRequests": requests, "requestState": token},
         });
         modern.parked = true;
+        modern.parked_until =
+            Some(tokio::time::Instant::now() + self.runtime.config().request_state_ttl);
         if let Some(token) = pending.progress_token.take() {
             self.progress.remove(&token);
         }
@@ -638,6 +643,7 @@ impl Actor {
         modern.client_id = client_id;
         modern.round += 1;
         modern.parked = false;
+        modern.parked_until = None;
         let ask_again = !modern.awaiting.is_empty();
         let (stream, rx) = self.streams.open(false, 1);
         pending.stream = stream;
@@ -655,6 +661,56 @@ impl Actor {
         }
         self.update_in_flight();
         Ok((stream, rx))
+    }
+
+    /// The earliest time a parked call's `requestState` lapses.
+    pub(super) fn next_park_expiry(&self) -> Option<tokio::time::Instant> {
+        self.pending
+            .values()
+            .filter_map(|p| p.modern.as_ref().and_then(|m| m.parked_until))
+            .min()
+    }
+
+    /// Abandons bridged calls whose client never came back with their `requestState`:
+    /// the server's waiting requests get an error, and the call is cancelled.
+    pub(super) fn expire_parked(&mut self, now: tokio::time::Instant) {
+        let lapsed: Vec<Id> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| {
+                p.modern
+                    .as_ref()
+                    .and_then(|m| m.parked_until)
+                    .is_some_and(|t| t <= now)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in lapsed {
+            let Some(pending) = self.pending.remove(&id) else {
+                continue;
+            };
+            let mut messages = Vec::new();
+            if let Some(modern) = &pending.modern {
+                for input in modern.awaiting.iter().chain(&modern.queued) {
+                    let refusal = error_body(
+                        Some(&input.server_id),
+                        codes::INTERNAL_ERROR,
+                        "the client did not answer in time",
+                    );
+                    messages.push(refusal);
+                }
+            }
+            let cancel = json!({
+                "jsonrpc": "2.0",
+                "method": "notifications/cancelled",
+                "params": {"requestId": id_value(&id), "reason": "the client did not retry in time"},
+            });
+            messages.push(Bytes::from(cancel.to_string()));
+            let _ = self.forward(messages);
+            self.forget(&pending);
+            tracing::info!(session = %self.id, call = %id, "bridged call abandoned: its requestState lapsed");
+        }
+        self.update_in_flight();
     }
 
     /// The client closed a modern response stream: cancel what it was waiting for.
