@@ -258,17 +258,15 @@ async fn post(
     let message = parse(body)?;
     // One endpoint, two eras: initialize or an Mcp-Session-Id means a legacy session;
     // a request naming 2026-07-28 in its _meta or headers is served statelessly.
-    let is_initialize = message.method() == Some("initialize") && message.is_request();
     let header_version = headers
         .get(MCP_PROTOCOL_VERSION)
         .and_then(|v| v.to_str().ok());
-    if !is_initialize
-        && !headers.contains_key(MCP_SESSION_ID)
-        && lodge_proto::modern::is_modern_request(&message, header_version)
-    {
+    let modern = lodge_proto::modern::is_modern_request(&message, header_version);
+    // An initialize that names 2026-07-28 is a modern request for a removed method.
+    let is_initialize = message.method() == Some("initialize") && message.is_request() && !modern;
+    if !is_initialize && !headers.contains_key(MCP_SESSION_ID) && modern {
         return crate::modern::post(&app.runtime, server, headers, message, accept.sse).await;
     }
-    // initialize negotiates the version in its body; every later request names it in the header.
     if is_initialize {
         let session = app
             .runtime

@@ -58,7 +58,7 @@ async fn session_for(
     let named = resume_session.or_else(|| header(headers, LODGE_SESSION_ID));
     let Some(id) = named else {
         let capabilities = call.request.client_capabilities.clone();
-        return Ok(runtime.create_modern_session(server, capabilities).await?);
+        return Ok(runtime.anonymous_session(server, capabilities).await?);
     };
     match runtime.lookup(id) {
         Lookup::Live(session) if session.server() != server.spec.name => {

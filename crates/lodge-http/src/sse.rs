@@ -14,9 +14,12 @@ use std::time::Duration;
 /// message per line and Lodge forwards it untouched), so it fits one `data:` field.
 pub(crate) fn frame(event: &Event) -> Bytes {
     let mut out = BytesMut::with_capacity(event.data.len() + 32);
-    let _ = write!(out, "id: {}\ndata:", event.id);
-    if !event.data.is_empty() {
-        out.put_u8(b' ');
+    let _ = write!(out, "id: {}\n", event.id);
+    if event.data.is_empty() {
+        // A priming event (SEP-1699): tells the client how soon to resume if cut off.
+        let _ = write!(out, "retry: {}\ndata:", RETRY_MS);
+    } else {
+        out.put_slice(b"data: ");
         out.put_slice(&event.data);
     }
     out.put_slice(b"\n\n");
@@ -25,6 +28,9 @@ pub(crate) fn frame(event: &Event) -> Bytes {
 
 /// A comment line sent when a stream has been quiet this long, so proxies and load
 /// balancers do not cut a long call, and a vanished client is noticed.
+/// Reconnection delay advertised on priming events, in milliseconds.
+const RETRY_MS: u64 = 1000;
+
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 pub(crate) fn response(events: EventStream, session_id: Option<&str>) -> Response {
@@ -92,6 +98,6 @@ mod tests {
             data: Bytes::new(),
             is_response: false,
         };
-        assert_eq!(&frame(&priming)[..], b"id: 2-5\ndata:\n\n");
+        assert_eq!(&frame(&priming)[..], b"id: 2-5\nretry: 1000\ndata:\n\n");
     }
 }

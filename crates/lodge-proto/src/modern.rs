@@ -164,9 +164,6 @@ pub fn validate(
             )));
         }
     };
-    if !version::is_modern(&version) {
-        return Err(ModernError::UnsupportedVersion(version));
-    }
     match headers.protocol_version {
         Some(h) if h == version => {}
         Some(h) => {
@@ -179,6 +176,9 @@ pub fn validate(
                 "the MCP-Protocol-Version header is required".into(),
             ));
         }
+    }
+    if !version::is_modern(&version) {
+        return Err(ModernError::UnsupportedVersion(version));
     }
     if message.is_request() {
         match headers.method {
@@ -313,11 +313,13 @@ mod tests {
         assert_eq!((e.code(), e.http_status()), (-32602, 400));
         let e = validate(&call(json!({PROTOCOL_VERSION_KEY:"2026-07-28"})), headers()).unwrap_err();
         assert_eq!(e.code(), -32602);
-        let e = validate(
-            &call(json!({PROTOCOL_VERSION_KEY:"2099-01-01", CLIENT_CAPABILITIES_KEY:{}})),
-            headers(),
-        )
-        .unwrap_err();
+        let future =
+            || call(json!({PROTOCOL_VERSION_KEY:"2099-01-01", CLIENT_CAPABILITIES_KEY:{}}));
+        // A header naming another version than the body is a mismatch, whatever the body says.
+        assert_eq!(validate(&future(), headers()).unwrap_err().code(), -32020);
+        let mut h = headers();
+        h.protocol_version = Some("2099-01-01");
+        let e = validate(&future(), h).unwrap_err();
         assert_eq!(e.code(), -32022);
         assert_eq!(e.data().unwrap()["requested"], "2099-01-01");
         let mut h = headers();

@@ -55,4 +55,18 @@ pub struct ServerSpec {
     pub backend: Arc<dyn Backend>,
     /// The era 2026-07-28 clients are served in: passed through, or bridged.
     pub protocol: Protocol,
+    /// Where 2026-07-28 requests without `Lodge-Session-Id` run.
+    pub anonymous: Anonymous,
+}
+
+/// Where a 2026-07-28 request that names no runtime session runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Anonymous {
+    /// In a fresh sandbox of its own: no state leaks between such requests.
+    #[default]
+    Fresh,
+    /// In one sandbox shared by all such requests: cheaper, and server-wide
+    /// notifications (list changes) reach every listener.
+    Shared,
 }

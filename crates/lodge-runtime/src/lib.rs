@@ -11,7 +11,7 @@ mod registry;
 mod session;
 mod upstream;
 
-pub use config::{ServerSpec, SessionConfig};
+pub use config::{Anonymous, ServerSpec, SessionConfig};
 pub use error::{EndReason, RuntimeError, SessionError};
 pub use lodge_proto::Message;
 pub use registry::{Lookup, Runtime, Server};

@@ -51,6 +51,8 @@ pub struct Runtime {
     released: Notify,
     /// Seals the `requestState` Lodge hands 2026-07-28 clients when it bridges MRTR.
     sealer: Sealer,
+    /// Per server with `anonymous = shared`: the runtime session such requests share.
+    shared_sessions: tokio::sync::Mutex<HashMap<String, SessionHandle>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -72,6 +74,7 @@ impl Runtime {
             draining: AtomicBool::new(false),
             released: Notify::new(),
             sealer: Sealer::random(),
+            shared_sessions: tokio::sync::Mutex::default(),
         })
     }
 
@@ -138,6 +141,29 @@ impl Runtime {
             session.stop(EndReason::Stopped).await;
             return Err(RuntimeError::Prepare(e.to_string()));
         }
+        Ok(session)
+    }
+
+    /// The runtime session for a 2026-07-28 request that names none: a new one, or
+    /// the server's shared one (`anonymous = shared`), started on first use.
+    pub async fn anonymous_session(
+        self: &Arc<Self>,
+        server: &Server,
+        capabilities: serde_json::Value,
+    ) -> Result<SessionHandle, RuntimeError> {
+        if server.spec.anonymous == crate::Anonymous::Fresh {
+            return self.create_modern_session(server, capabilities).await;
+        }
+        // An async lock: concurrent first requests must not start two shared sandboxes.
+        let mut shared = self.shared_sessions.lock().await;
+        if let Some(session) = shared.get(&server.spec.name)
+            && matches!(self.lookup(session.id()), Lookup::Live(_))
+        {
+            return Ok(session.clone());
+        }
+        let session = self.create_modern_session(server, capabilities).await?;
+        session.adopt();
+        shared.insert(server.spec.name.clone(), session.clone());
         Ok(session)
     }
 

@@ -4,7 +4,7 @@
 use anyhow::{Context, bail};
 use clap::Args;
 use lodge_http::FrontConfig;
-use lodge_runtime::{Protocol, ServerSpec, SessionConfig};
+use lodge_runtime::{Anonymous, Protocol, ServerSpec, SessionConfig};
 use lodge_sandbox::{Backend, Limits, ProcessBackend};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -89,6 +89,9 @@ struct ServerSection {
     /// How 2026-07-28 clients reach it: auto | legacy (bridged) | modern (passed through).
     #[serde(default)]
     protocol: Protocol,
+    /// Where 2026-07-28 requests without Lodge-Session-Id run: fresh | shared.
+    #[serde(default)]
+    anonymous: Anonymous,
     #[serde(default)]
     sandbox: SandboxSection,
 }
@@ -300,6 +303,7 @@ fn server_spec(
         limits,
         backend: backend.clone(),
         protocol: Protocol::Auto,
+        anonymous: Anonymous::Fresh,
     }
 }
 
@@ -372,6 +376,7 @@ impl ServerSection {
         let command = absolutize_paths(self.command, config_dir);
         let mut spec = server_spec(&name, command, self.env, limits, backend);
         spec.protocol = self.protocol;
+        spec.anonymous = self.anonymous;
         Ok(spec)
     }
 }
