@@ -19,6 +19,10 @@ fi
 export LODGE_TEST_PYTHON
 echo "test.sh: LODGE_TEST_PYTHON=$LODGE_TEST_PYTHON" >&2
 
+# Tests start the example servers' binaries (conformance-server is no dependency of
+# lodge): build every binary once up front instead of racing to build it from tests.
+cargo build --workspace --bins --quiet
+
 if cargo nextest --version >/dev/null 2>&1; then
     exec cargo nextest run --workspace --no-fail-fast "$@"
 else

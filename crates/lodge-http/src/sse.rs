@@ -14,7 +14,7 @@ use std::time::Duration;
 /// message per line and Lodge forwards it untouched), so it fits one `data:` field.
 pub(crate) fn frame(event: &Event) -> Bytes {
     let mut out = BytesMut::with_capacity(event.data.len() + 32);
-    let _ = write!(out, "id: {}\n", event.id);
+    let _ = writeln!(out, "id: {}", event.id);
     if event.data.is_empty() {
         // A priming event (SEP-1699): tells the client how soon to resume if cut off.
         let _ = write!(out, "retry: {}\ndata:", RETRY_MS);

@@ -107,8 +107,28 @@ async fn spec_errors_for_malformed_modern_requests() {
     assert_eq!(reply.json()["error"]["code"], -32602);
     assert_eq!(reply.json()["id"], 1);
 
-    let reply = m.send(2, "tools/list", json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2099-01-01", "io.modelcontextprotocol/clientCapabilities": {}}})).await;
-    // The header says 2026-07-28, the body 2099: the version check comes first.
+    let future = json!({"_meta": {"io.modelcontextprotocol/protocolVersion": "2099-01-01", "io.modelcontextprotocol/clientCapabilities": {}}});
+    // The header says 2026-07-28, the body 2099: a mismatch comes first.
+    let reply = m.send(2, "tools/list", future.clone()).await;
+    assert_eq!(
+        (reply.status, reply.json()["error"]["code"].as_i64()),
+        (400, Some(-32020))
+    );
+    let reply = common::Raw::send(
+        m.builder(2, "tools/list", future)
+            .header("mcp-protocol-version", "2099-01-01"),
+    )
+    .await;
+    // (the builder's own header comes first; send a clean one instead)
+    let _ = reply;
+    let clean = m
+        .http
+        .post(&m.url)
+        .header("content-type", "application/json")
+        .header("mcp-protocol-version", "2099-01-01")
+        .header("mcp-method", "tools/list")
+        .body(json!({"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"_meta": {"io.modelcontextprotocol/protocolVersion": "2099-01-01", "io.modelcontextprotocol/clientCapabilities": {}}}}).to_string());
+    let reply = common::Raw::send(clean).await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json()["error"]["code"], -32022);
     assert_eq!(reply.json()["error"]["data"]["supported"], json!([V]));
@@ -281,7 +301,7 @@ async fn mrtr_bridge_runs_a_legacy_tool_over_two_rounds_and_refuses_bad_state() 
 
 #[tokio::test]
 async fn an_expired_request_state_is_refused() {
-    let lodge = Lodge::demo("request_state_ttl = \"1s\"");
+    let lodge = Lodge::demo("request_state_ttl = \"1s\"\nidle_timeout = \"1s\"");
     let m = Modern::new(lodge.url());
     let (_, round1) = m.call(1, "plan_trip", json!({}), json!({})).await;
     let state = round1["result"]["requestState"]
@@ -422,4 +442,82 @@ async fn a_modern_python_sdk_server_is_passed_through() {
     );
     let (_, result) = m.call(3, "tally", json!({"add": 3}), json!({})).await;
     assert_eq!(text(&result), "8");
+}
+
+/// A legacy (2025-11-25) rmcp client that answers elicitation with a name.
+#[derive(Clone, Default)]
+struct LegacyAnswers {
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl ClientHandler for LegacyAnswers {
+    fn get_info(&self) -> ClientConfig {
+        let caps = ClientCapabilities::builder()
+            .enable_elicitation()
+            .enable_sampling()
+            .build();
+        ClientConfig::new(caps, Implementation::new("legacy-test", "0"))
+            .with_protocol_version(ProtocolVersion::V_2025_11_25)
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        if let ElicitRequestParams::FormElicitationParams { message, .. } = request {
+            self.seen.lock().unwrap().push(message);
+        }
+        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(json!({"name": "Ada"})))
+    }
+
+    async fn create_message(
+        &self,
+        _: CreateMessageRequestParams,
+        _: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        self.seen.lock().unwrap().push("sampling".into());
+        Ok(CreateMessageResult::new(
+            SamplingMessage::assistant_text("Paris"),
+            "m".into(),
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_legacy_client_completes_an_mrtr_tool_of_a_modern_server_via_pushed_requests() {
+    // protocol = "modern": Lodge answers initialize from server/discover and speaks
+    // 2026-07-28 to the server for the client.
+    let lodge = Lodge::start(&format!(
+        "[[server]]\nname = \"modern\"\ncommand = [{:?}]\nprotocol = \"modern\"\n",
+        common::conformance_server()
+    ));
+    let handler = LegacyAnswers::default();
+    let transport = StreamableHttpClientTransport::from_uri(lodge.url());
+    let client = rmcp::ServiceExt::serve(handler.clone(), transport)
+        .await
+        .unwrap();
+    assert_eq!(
+        client.peer_info().unwrap().protocol_version,
+        ProtocolVersion::V_2025_11_25
+    );
+    let result = client
+        .call_tool(CallToolRequestParams::new(
+            "test_input_required_result_elicitation",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(result.content[0].as_text().unwrap().text, "Hello, Ada!");
+    assert_eq!(*handler.seen.lock().unwrap(), vec!["What is your name?"]);
+    let result = client
+        .call_tool(CallToolRequestParams::new(
+            "test_input_required_result_sampling",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        result.content[0].as_text().unwrap().text,
+        "Sampling response: Paris"
+    );
+    client.cancel().await.unwrap();
 }

@@ -13,6 +13,15 @@ use tokio_stream::StreamExt;
 
 pub const LODGE: &str = env!("CARGO_BIN_EXE_lodge");
 
+/// reqwest is built without a default TLS crypto provider (the `lodge` binary picks
+/// one); test clients need it installed once per process too.
+pub fn install_tls_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// A running `lodge serve`, killed on drop.
 pub struct Lodge {
     child: Child,
@@ -33,6 +42,7 @@ impl Lodge {
     }
 
     pub fn start_with_args(config: &str, args: &[&str]) -> Lodge {
+        install_tls_provider();
         let dir = tempfile::tempdir().unwrap();
         let scratch = dir.path().join("scratch");
         let config = if config.contains("[session]") {
@@ -208,6 +218,7 @@ pub fn parse_sse(text: &str) -> Vec<SseEvent> {
 
 impl Raw {
     pub fn new(url: String) -> Raw {
+        install_tls_provider();
         Raw {
             http: reqwest::Client::new(),
             url,
@@ -354,4 +365,93 @@ pub fn python() -> String {
         .unwrap()
         .trim()
         .to_string()
+}
+
+// ---------------------------------------------------------------------------------------
+// Helpers for the third-party client and conformance tests (clients.rs, conformance_*.rs).
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs a setup script once per test process and returns its stdout.
+fn run_setup_script(script: &str, args: &[&str]) -> String {
+    let out = Command::new(repo_root().join("scripts").join(script))
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("running scripts/{script}: {e}"));
+    assert!(out.status.success(), "scripts/{script} failed");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Node 22 and the pinned npm tools: `LODGE_TEST_NODE` / `LODGE_TEST_INSPECTOR` when set,
+/// else whatever `scripts/setup-node.sh` installs (once per test process).
+pub struct NodeTools {
+    pub node: String,
+    pub inspector: String,
+}
+
+pub fn node_tools() -> &'static NodeTools {
+    static TOOLS: std::sync::OnceLock<NodeTools> = std::sync::OnceLock::new();
+    TOOLS.get_or_init(|| {
+        if let (Ok(node), Ok(inspector)) = (
+            std::env::var("LODGE_TEST_NODE"),
+            std::env::var("LODGE_TEST_INSPECTOR"),
+        ) {
+            return NodeTools { node, inspector };
+        }
+        let out = run_setup_script("setup-node.sh", &[]);
+        let get = |key: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or_else(|| panic!("setup-node.sh printed no {key}: {out}"))
+                .to_string()
+        };
+        NodeTools {
+            node: get("NODE="),
+            inspector: get("INSPECTOR="),
+        }
+    })
+}
+
+/// The Python of the fixture venv: `LODGE_TEST_PYTHON`, else `scripts/setup-python.sh`.
+pub fn venv_python() -> &'static str {
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(|| {
+        std::env::var("LODGE_TEST_PYTHON").unwrap_or_else(|_| {
+            run_setup_script("setup-python.sh", &[])
+                .lines()
+                .last()
+                .unwrap()
+                .trim()
+                .to_string()
+        })
+    })
+}
+
+/// `[[server]]` entry hosting the conformance server (stdio).
+pub fn conformance_server_toml() -> String {
+    format!(
+        "[[server]]\nname = \"conformance\"\ncommand = [{:?}]\n",
+        conformance_server()
+    )
+}
+
+/// The conformance server binary (built on first use: it is not a dependency of `lodge`).
+pub fn conformance_server() -> String {
+    static BUILT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "-p", "conformance-server"])
+                .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+                .status()
+                .unwrap();
+            assert!(status.success(), "cargo build -p conformance-server failed");
+            let dir = Path::new(LODGE).parent().unwrap();
+            dir.join("conformance-server").display().to_string()
+        })
+        .clone()
 }
