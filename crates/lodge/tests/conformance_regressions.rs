@@ -329,7 +329,10 @@ async fn direct_list_changed_reaches_other_listen_streams() {
 /// one request causes reaches a listen stream another request opened.
 #[tokio::test]
 async fn lodge_list_changed_reaches_other_listen_streams() {
-    let lodge = Lodge::start(&format!("{}anonymous = \"shared\"\n", conformance_server_toml()));
+    let lodge = Lodge::start(&format!(
+        "{}anonymous = \"shared\"\n",
+        conformance_server_toml()
+    ));
     let url = lodge.url();
     check_list_changed_reaches_other_listen_streams(&url).await;
 }
