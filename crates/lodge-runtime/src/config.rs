@@ -57,6 +57,8 @@ pub struct ServerSpec {
     pub protocol: Protocol,
     /// Where 2026-07-28 requests without `Lodge-Session-Id` run.
     pub anonymous: Anonymous,
+    /// Sandboxes kept started and waiting, so a new session skips the spawn.
+    pub warm_pool: usize,
 }
 
 /// Where a 2026-07-28 request that names no runtime session runs.

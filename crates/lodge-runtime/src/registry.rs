@@ -6,7 +6,7 @@ use crate::session::{Actor, SessionHandle, Shared};
 use crate::session::{BridgeState, StateError};
 use crate::upstream::{self, WRITE_QUEUE};
 use lodge_proto::seal::Sealer;
-use lodge_sandbox::SandboxSpec;
+use lodge_sandbox::{Sandbox, SandboxError, SandboxSpec};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -25,6 +25,20 @@ const FROM_SERVER_QUEUE: usize = 256;
 /// A hosted server, as the front routes to it.
 pub struct Server {
     pub spec: ServerSpec,
+    /// Started sandboxes waiting for a session (`warm_pool`); each is used once.
+    pool: Mutex<VecDeque<(Arc<str>, Sandbox)>>,
+    /// Wakes the pool's refill task when a sandbox is taken.
+    taken: Notify,
+}
+
+impl Server {
+    fn take_pooled(&self) -> Option<(Arc<str>, Sandbox)> {
+        let pooled = lock(&self.pool).pop_front();
+        if pooled.is_some() {
+            self.taken.notify_one();
+        }
+        pooled
+    }
 }
 
 /// What a session id refers to.
@@ -65,7 +79,13 @@ impl Runtime {
         Arc::new(Runtime {
             servers: servers
                 .into_iter()
-                .map(|spec| Arc::new(Server { spec }))
+                .map(|spec| {
+                    Arc::new(Server {
+                        spec,
+                        pool: Mutex::default(),
+                        taken: Notify::new(),
+                    })
+                })
                 .collect(),
             config,
             sessions: Mutex::default(),
@@ -190,21 +210,15 @@ impl Runtime {
                 (n < max).then_some(n + 1)
             })
             .map_err(|_| RuntimeError::AtCapacity(max))?;
-        let id: Arc<str> = mint_session_id().into();
-        let spec = SandboxSpec {
-            session_id: id.to_string(),
-            command: server.spec.command.clone(),
-            env: server.spec.env.clone(),
-            scratch_root: self.config.scratch_root.clone(),
-            stderr_cap: self.config.stderr_cap,
-            limits: server.spec.limits.clone(),
-        };
-        let sandbox = match server.spec.backend.spawn(&spec) {
-            Ok(sandbox) => sandbox,
-            Err(e) => {
-                self.release();
-                return Err(e.into());
-            }
+        let (id, sandbox) = match server.take_pooled() {
+            Some(pooled) => pooled,
+            None => match self.spawn_sandbox(server) {
+                Ok(fresh) => fresh,
+                Err(e) => {
+                    self.release();
+                    return Err(e.into());
+                }
+            },
         };
         let pid = sandbox.process.pid();
         let (to_server, write_queue) = mpsc::channel(WRITE_QUEUE);
@@ -242,6 +256,49 @@ impl Runtime {
         Ok(handle)
     }
 
+    /// Starts a sandbox for a future session of `server`, under a fresh session id.
+    fn spawn_sandbox(&self, server: &Server) -> Result<(Arc<str>, Sandbox), SandboxError> {
+        let id: Arc<str> = mint_session_id().into();
+        let spec = SandboxSpec {
+            session_id: id.to_string(),
+            command: server.spec.command.clone(),
+            env: server.spec.env.clone(),
+            scratch_root: self.config.scratch_root.clone(),
+            stderr_cap: self.config.stderr_cap,
+            limits: server.spec.limits.clone(),
+        };
+        Ok((id, server.spec.backend.spawn(&spec)?))
+    }
+
+    /// Keeps each server's warm pool full, in the background, until shutdown.
+    pub fn start_warm_pools(self: &Arc<Self>) {
+        for server in self.servers.iter().filter(|s| s.spec.warm_pool > 0) {
+            let runtime = self.clone();
+            let server = server.clone();
+            tokio::spawn(async move {
+                while !runtime.is_draining() {
+                    let taken = server.taken.notified();
+                    while lock(&server.pool).len() < server.spec.warm_pool && !runtime.is_draining() {
+                        let spawned = tokio::task::spawn_blocking({
+                            let (runtime, server) = (runtime.clone(), server.clone());
+                            move || runtime.spawn_sandbox(&server)
+                        })
+                        .await;
+                        match spawned {
+                            Ok(Ok(sandbox)) => lock(&server.pool).push_back(sandbox),
+                            Ok(Err(e)) => {
+                                tracing::warn!(server = %server.spec.name, error = %e, "warm pool: cannot start a sandbox; retrying in 5s");
+                                tokio::time::sleep(Duration::from_secs(5)).await;
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    taken.await;
+                }
+            });
+        }
+    }
+
     /// Called by an ending actor: the id now answers 404 with `reason`.
     pub(crate) fn retire(&self, id: &Arc<str>, reason: EndReason) {
         lock(&self.sessions).remove(id);
@@ -265,6 +322,10 @@ impl Runtime {
     /// to `grace`, then ends every session and waits for their sandboxes to go.
     pub async fn shutdown(&self, grace: Duration) {
         self.draining.store(true, Ordering::Relaxed);
+        for server in &self.servers {
+            lock(&server.pool).clear(); // dropping a sandbox kills it and removes its scratch
+            server.taken.notify_one();
+        }
         let until = Instant::now() + grace;
         while Instant::now() < until && self.sessions().iter().any(|s| s.in_flight() > 0) {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -92,6 +92,9 @@ struct ServerSection {
     /// Where 2026-07-28 requests without Lodge-Session-Id run: fresh | shared.
     #[serde(default)]
     anonymous: Anonymous,
+    /// Sandboxes kept started ahead of demand.
+    #[serde(default)]
+    warm_pool: usize,
     #[serde(default)]
     sandbox: SandboxSection,
 }
@@ -304,6 +307,7 @@ fn server_spec(
         backend: backend.clone(),
         protocol: Protocol::Auto,
         anonymous: Anonymous::Fresh,
+        warm_pool: 0,
     }
 }
 
@@ -377,6 +381,7 @@ impl ServerSection {
         let mut spec = server_spec(&name, command, self.env, limits, backend);
         spec.protocol = self.protocol;
         spec.anonymous = self.anonymous;
+        spec.warm_pool = self.warm_pool;
         Ok(spec)
     }
 }

@@ -31,6 +31,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     let runtime = Runtime::new(settings.servers.clone(), settings.session.clone());
+    runtime.start_warm_pools();
 
     let admin = match settings.admin_listen {
         Some(admin_addr) => Some(

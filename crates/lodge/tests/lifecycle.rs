@@ -210,3 +210,54 @@ async fn sigterm_lets_calls_finish_then_ends_every_sandbox() {
         "scratch directories removed"
     );
 }
+
+fn dirs(path: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(path)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn a_warm_pool_hands_out_prestarted_sandboxes_once_and_refills() {
+    let mut lodge = Lodge::start(&format!("{}warm_pool = 2\n", common::demo_server_toml()));
+    let scratch = lodge.scratch_root();
+    eventually(Duration::from_secs(10), "the pool to fill", async || {
+        dirs(&scratch).len() == 2
+    })
+    .await;
+    let pooled = dirs(&scratch);
+    let mut raw = Raw::new(lodge.url());
+    raw.initialize().await;
+    let session = raw.session.clone().unwrap();
+    assert!(
+        pooled.contains(&session),
+        "the session took a pre-started sandbox"
+    );
+    let info: Value =
+        serde_json::from_str(&raw.call_text(1, "session_info", json!({})).await).unwrap();
+    assert!(info["cwd"].as_str().unwrap().ends_with(&session));
+    eventually(Duration::from_secs(10), "the pool to refill", async || {
+        dirs(&scratch).len() == 3
+    })
+    .await;
+    let mut other = Raw::new(lodge.url());
+    other.initialize().await;
+    assert_ne!(other.session, raw.session, "a pooled sandbox is used once");
+    let status = tokio::task::spawn_blocking(move || {
+        let status = lodge.terminate();
+        (status, lodge)
+    });
+    let (status, _lodge) = status.await.unwrap();
+    assert!(status.success());
+    assert!(
+        dirs(&scratch).is_empty(),
+        "pooled sandboxes are removed at shutdown: {:?}",
+        dirs(&scratch)
+    );
+}
