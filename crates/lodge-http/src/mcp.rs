@@ -223,7 +223,7 @@ fn parse(bytes: Bytes) -> Result<Message, HttpError> {
 
 async fn post(
     app: &App,
-    server: &Server,
+    server: &Arc<Server>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
@@ -271,6 +271,7 @@ async fn post(
         let session = app
             .runtime
             .create_session(server)
+            .await
             .map_err(|e| HttpError::from(e).with_id(message.request_id()))?;
         let id = message.request_id().cloned();
         let events = session

@@ -50,7 +50,7 @@ fn ended(reason: Lookup) -> HttpError {
 /// or `Lodge-Session-Id` names, or a new one.
 async fn session_for(
     runtime: &Arc<Runtime>,
-    server: &Server,
+    server: &Arc<Server>,
     headers: &HeaderMap,
     call: &ModernCall,
     resume_session: Option<&str>,
@@ -77,7 +77,7 @@ async fn session_for(
 
 pub(crate) async fn post(
     runtime: &Arc<Runtime>,
-    server: &Server,
+    server: &Arc<Server>,
     headers: &HeaderMap,
     message: Message,
     accepts_sse: bool,

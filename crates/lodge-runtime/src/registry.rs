@@ -150,10 +150,10 @@ impl Runtime {
     /// era its server is spoken to in.
     pub async fn create_modern_session(
         self: &Arc<Self>,
-        server: &Server,
+        server: &Arc<Server>,
         capabilities: serde_json::Value,
     ) -> Result<SessionHandle, RuntimeError> {
-        let session = self.start_session(server, true)?;
+        let session = self.start_session(server, true).await?;
         if let Err(e) = session
             .prepare_modern(capabilities, server.spec.protocol)
             .await
@@ -168,7 +168,7 @@ impl Runtime {
     /// the server's shared one (`anonymous = shared`), started on first use.
     pub async fn anonymous_session(
         self: &Arc<Self>,
-        server: &Server,
+        server: &Arc<Server>,
         capabilities: serde_json::Value,
     ) -> Result<SessionHandle, RuntimeError> {
         if server.spec.anonymous == crate::Anonymous::Fresh {
@@ -188,17 +188,17 @@ impl Runtime {
     }
 
     /// Starts a new legacy session of `server` (for an `initialize` request).
-    pub fn create_session(
+    pub async fn create_session(
         self: &Arc<Self>,
-        server: &Server,
+        server: &Arc<Server>,
     ) -> Result<SessionHandle, RuntimeError> {
-        self.start_session(server, false)
+        self.start_session(server, false).await
     }
 
     /// Starts a session: its sandbox, its relay tasks and its actor.
-    fn start_session(
+    async fn start_session(
         self: &Arc<Self>,
-        server: &Server,
+        server: &Arc<Server>,
         modern: bool,
     ) -> Result<SessionHandle, RuntimeError> {
         if self.is_draining() {
@@ -212,13 +212,26 @@ impl Runtime {
             .map_err(|_| RuntimeError::AtCapacity(max))?;
         let (id, sandbox) = match server.take_pooled() {
             Some(pooled) => pooled,
-            None => match self.spawn_sandbox(server) {
-                Ok(fresh) => fresh,
-                Err(e) => {
-                    self.release();
-                    return Err(e.into());
+            // fork/exec and sandbox setup block for a millisecond or more: keep them off
+            // the threads that relay everyone else's messages.
+            None => {
+                let spawned = tokio::task::spawn_blocking({
+                    let (runtime, server) = (self.clone(), server.clone());
+                    move || runtime.spawn_sandbox(&server)
+                })
+                .await;
+                match spawned {
+                    Ok(Ok(fresh)) => fresh,
+                    Ok(Err(e)) => {
+                        self.release();
+                        return Err(e.into());
+                    }
+                    Err(_) => {
+                        self.release();
+                        return Err(RuntimeError::ShuttingDown);
+                    }
                 }
-            },
+            }
         };
         let pid = sandbox.process.pid();
         let (to_server, write_queue) = mpsc::channel(WRITE_QUEUE);
@@ -278,7 +291,8 @@ impl Runtime {
             tokio::spawn(async move {
                 while !runtime.is_draining() {
                     let taken = server.taken.notified();
-                    while lock(&server.pool).len() < server.spec.warm_pool && !runtime.is_draining() {
+                    while lock(&server.pool).len() < server.spec.warm_pool && !runtime.is_draining()
+                    {
                         let spawned = tokio::task::spawn_blocking({
                             let (runtime, server) = (runtime.clone(), server.clone());
                             move || runtime.spawn_sandbox(&server)
