@@ -7,6 +7,11 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde_json::Value;
 
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
+/// The stateless era: no `initialize`, every request carries its version and the
+/// client's capabilities in `_meta`, and mirrors its method (and name) in headers.
+pub const MODERN_VERSION: &str = "2026-07-28";
+/// Lodge's own header naming the runtime session (sandbox) a 2026-07-28 request runs in.
+pub const LODGE_SESSION_ID: &str = "lodge-session-id";
 
 /// What the client's `Accept` offers for the answer to a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,7 +107,45 @@ impl McpHttp {
         req.send().await.context("POST failed")
     }
 
-    /// POSTs a notification and checks it was accepted (202).
+    /// POSTs a 2026-07-28 request (serialized by [`crate::mcp::modern`]) with the headers
+    /// the spec asks for: `MCP-Protocol-Version`, `Mcp-Method`, and `Mcp-Name` when the
+    /// request names a tool. `session` adds `Lodge-Session-Id`, so the request runs in
+    /// that runtime session instead of a new one.
+    pub async fn post_modern(
+        &self,
+        session: Option<&str>,
+        method: &str,
+        name: Option<&str>,
+        body: String,
+    ) -> anyhow::Result<Reply> {
+        let mut req = self
+            .client
+            .post(&self.url)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, Accept::Both.header())
+            .header("mcp-protocol-version", MODERN_VERSION)
+            .header("mcp-method", method)
+            .body(body);
+        if let Some(name) = name {
+            req = req.header("mcp-name", name);
+        }
+        if let Some(id) = session {
+            req = req.header(LODGE_SESSION_ID, id);
+        }
+        let response = req.send().await.context("POST failed")?;
+        let status = response.status();
+        if !status.is_success() {
+            let text = response.text().await.unwrap_or_default();
+            bail!("POST answered {status}: {text}");
+        }
+        Ok(Reply {
+            response,
+            parser: sse::Parser::default(),
+        })
+    }
+
+    /// POSTs a notification, or a response to a server request, and checks it was
+    /// accepted (202).
     pub async fn notify(&self, session: &str, body: String) -> anyhow::Result<()> {
         let reply = self.post(Some(session), body).await?;
         let status = reply.response.status();
@@ -115,14 +158,26 @@ impl McpHttp {
 
     /// Ends a session (DELETE); Lodge answers once the session's sandbox is gone.
     pub async fn delete(&self, session: &str) -> anyhow::Result<()> {
-        let response = self
-            .client
-            .delete(&self.url)
-            .header("mcp-session-id", session)
-            .header("mcp-protocol-version", PROTOCOL_VERSION)
-            .send()
+        self.delete_by("mcp-session-id", session, Some(PROTOCOL_VERSION))
             .await
-            .context("DELETE failed")?;
+    }
+
+    /// Ends a runtime session a 2026-07-28 client used (DELETE with `Lodge-Session-Id`).
+    pub async fn delete_modern(&self, session: &str) -> anyhow::Result<()> {
+        self.delete_by(LODGE_SESSION_ID, session, None).await
+    }
+
+    async fn delete_by(
+        &self,
+        header: &str,
+        session: &str,
+        version: Option<&str>,
+    ) -> anyhow::Result<()> {
+        let mut req = self.client.delete(&self.url).header(header, session);
+        if let Some(version) = version {
+            req = req.header("mcp-protocol-version", version);
+        }
+        let response = req.send().await.context("DELETE failed")?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if !status.is_success() {
@@ -147,6 +202,15 @@ impl Reply {
             .map(str::to_string)
     }
 
+    /// The runtime session a 2026-07-28 request ran in (`Lodge-Session-Id`).
+    pub fn lodge_session_id(&self) -> Option<String> {
+        self.response
+            .headers()
+            .get(LODGE_SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    }
+
     fn is_sse(&self) -> bool {
         self.response
             .headers()
@@ -166,15 +230,29 @@ impl Reply {
             return serde_json::from_slice(&body).context("the JSON answer is not JSON");
         }
         loop {
+            let message = self
+                .next_message()
+                .await
+                .with_context(|| format!("waiting for the response to request {id}"))?;
+            if is_response_to(&message, id) {
+                return Ok(message);
+            }
+        }
+    }
+
+    /// Reads the next JSON-RPC message on the SSE stream (priming events skipped):
+    /// what a legacy server sends the client while a call is in flight.
+    pub async fn next_message(&mut self) -> anyhow::Result<Value> {
+        if !self.is_sse() {
+            bail!("the answer is not an SSE stream");
+        }
+        loop {
             while let Some(event) = self.parser.next_event() {
                 if event.data.is_empty() {
                     continue;
                 }
-                let message: Value = serde_json::from_str(&event.data)
-                    .with_context(|| format!("SSE data is not JSON: {}", event.data))?;
-                if is_response_to(&message, id) {
-                    return Ok(message);
-                }
+                return serde_json::from_str(&event.data)
+                    .with_context(|| format!("SSE data is not JSON: {}", event.data));
             }
             match self
                 .response
@@ -183,7 +261,7 @@ impl Reply {
                 .context("reading the SSE body")?
             {
                 Some(chunk) => self.parser.push(&chunk),
-                None => bail!("the SSE stream ended without the response to request {id}"),
+                None => bail!("the SSE stream ended"),
             }
         }
     }

@@ -81,18 +81,37 @@ impl LodgeServer {
     /// `lodge serve --demo` on a free loopback port, sessions' scratch dirs in a temp
     /// dir, logging only warnings (to our stderr).
     pub fn start_demo(lodge: &Path) -> anyhow::Result<Self> {
+        Self::start(lodge, None)
+    }
+
+    /// The same demo server, declared in the config file with `warm_pool = size`: Lodge
+    /// keeps that many sandboxes started ahead of demand and refills in the background.
+    pub fn start_pooled(lodge: &Path, size: usize) -> anyhow::Result<Self> {
+        Self::start(lodge, Some(size))
+    }
+
+    fn start(lodge: &Path, warm_pool: Option<usize>) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("cannot create a temp dir")?;
         let config = dir.path().join("lodge.toml");
         let scratch = dir.path().join("scratch");
-        std::fs::write(
-            &config,
-            format!(
-                "[session]\nscratch_root = {:?}\n",
-                scratch.display().to_string()
-            ),
-        )?;
-        let mut child = Command::new(lodge)
-            .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--config"])
+        let mut toml = format!(
+            "[session]\nscratch_root = {:?}\n",
+            scratch.display().to_string()
+        );
+        if let Some(size) = warm_pool {
+            toml.push_str(&format!(
+                "\n[[server]]\nname = \"demo\"\ncommand = [{:?}, \"demo-server\"]\nwarm_pool = {size}\n",
+                lodge.display().to_string()
+            ));
+        }
+        std::fs::write(&config, toml)?;
+        let mut command = Command::new(lodge);
+        command.arg("serve");
+        if warm_pool.is_none() {
+            command.arg("--demo");
+        }
+        let mut child = command
+            .args(["--listen", "127.0.0.1:0", "--config"])
             .arg(&config)
             .env("LODGE_LOG", "warn")
             .stdin(Stdio::null())

@@ -24,17 +24,18 @@ use std::time::Instant;
 #[derive(Parser, Debug)]
 #[command(
     name = "lodge-bench",
-    about = "Measure Lodge's session cold start and relay overhead against same-run baselines"
+    about = "Measure Lodge's session cold start, relay overhead and 2026-07-28 bridge against same-run baselines"
 )]
 struct Cli {
     /// Small counts, for CI: a few seconds in a debug build.
     #[arg(long)]
     quick: bool,
-    /// Timed rounds for every selected measurement [default: cold-start 200, relay 2000;
-    /// with --quick 20 and 50].
+    /// Timed rounds for every selected measurement [default: cold-start 200, warm-pool
+    /// 200, relay 2000, modern 1000; with --quick 20, 20, 50 and 20].
     #[arg(long, value_name = "N")]
     iterations: Option<usize>,
-    /// Untimed warm-up rounds first [default: cold-start 5, relay 50; with --quick 2 and 10].
+    /// Untimed warm-up rounds first [default: cold-start 5, warm-pool 5, relay 50,
+    /// modern 50; with --quick 2, 2, 10 and 5].
     #[arg(long, value_name = "N")]
     warmup: Option<usize>,
     /// Run only these measurements (comma-separated).

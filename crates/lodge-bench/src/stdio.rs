@@ -57,6 +57,19 @@ impl StdioServer {
     /// Reads lines until the response to request `id`; other messages are skipped.
     pub async fn response_to(&mut self, id: u64) -> anyhow::Result<Value> {
         loop {
+            let message = self
+                .next_message()
+                .await
+                .with_context(|| format!("waiting for the response to request {id}"))?;
+            if is_response_to(&message, id) {
+                return Ok(message);
+            }
+        }
+    }
+
+    /// Reads the next message the server writes (blank lines skipped).
+    pub async fn next_message(&mut self) -> anyhow::Result<Value> {
+        loop {
             self.line.clear();
             let n = self
                 .stdout
@@ -64,17 +77,14 @@ impl StdioServer {
                 .await
                 .context("reading from the server")?;
             if n == 0 {
-                bail!("the server closed its stdout before answering request {id}");
+                bail!("the server closed its stdout");
             }
             let text = self.line.trim();
             if text.is_empty() {
                 continue;
             }
-            let message: Value = serde_json::from_str(text)
-                .with_context(|| format!("the server wrote a line that is not JSON: {text}"))?;
-            if is_response_to(&message, id) {
-                return Ok(message);
-            }
+            return serde_json::from_str(text)
+                .with_context(|| format!("the server wrote a line that is not JSON: {text}"));
         }
     }
 

@@ -1,12 +1,14 @@
 //! The measurements: one module each, each reporting Lodge against a baseline
 //! measured in the same run, interleaved with it so noise hits both alike.
 //!
-//! To add one (throughput, elicitation round trip, memory per session, churn...):
+//! To add one (throughput, memory per session, churn...):
 //! a module with `async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>>`,
 //! a variant in [`Which`], and its counts in [`Which::counts`].
 
 mod cold_start;
+mod modern;
 mod relay;
+mod warm_pool;
 
 use crate::http::McpHttp;
 use crate::lodge::LodgeServer;
@@ -37,15 +39,28 @@ pub enum Which {
     ColdStart,
     /// tools/call echo round trips in one session: through Lodge vs. direct stdio.
     Relay,
+    /// 2026-07-28 via Lodge vs. legacy via Lodge: stateless echo (Lodge-Session-Id),
+    /// and plan_trip over the MRTR bridge vs. the legacy elicitation + sampling flow.
+    Modern,
+    /// New session per round from a second Lodge with `warm_pool = 2`, vs. direct
+    /// spawn + initialize and initialize on a server spawned ahead.
+    WarmPool,
 }
 
 impl Which {
-    pub const ALL: [Which; 2] = [Which::ColdStart, Which::Relay];
+    pub const ALL: [Which; 4] = [
+        Which::ColdStart,
+        Which::WarmPool,
+        Which::Relay,
+        Which::Modern,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Which::ColdStart => "cold-start",
             Which::Relay => "relay",
+            Which::Modern => "modern",
+            Which::WarmPool => "warm-pool",
         }
     }
 
@@ -67,6 +82,22 @@ impl Which {
                 warmup: 10,
                 iterations: 50,
             },
+            (Which::WarmPool, false) => Counts {
+                warmup: 5,
+                iterations: 200,
+            },
+            (Which::WarmPool, true) => Counts {
+                warmup: 2,
+                iterations: 20,
+            },
+            (Which::Modern, false) => Counts {
+                warmup: 50,
+                iterations: 1000,
+            },
+            (Which::Modern, true) => Counts {
+                warmup: 5,
+                iterations: 20,
+            },
         }
     }
 
@@ -74,6 +105,8 @@ impl Which {
         match self {
             Which::ColdStart => cold_start::run(ctx, counts).await,
             Which::Relay => relay::run(ctx, counts).await,
+            Which::Modern => modern::run(ctx, counts).await,
+            Which::WarmPool => warm_pool::run(ctx, counts).await,
         }
     }
 }
