@@ -39,11 +39,20 @@ fn status_for(body: &[u8]) -> StatusCode {
     }
 }
 
+/// 404 for a `Lodge-Session-Id` that names no live runtime session, worded for
+/// 2026-07-28 clients (there is no initialize to redo).
 fn ended(reason: Lookup) -> HttpError {
-    match reason {
-        Lookup::Ended(reason) => HttpError::session_ended(&reason),
-        _ => HttpError::unknown_session(),
-    }
+    let why = match reason {
+        Lookup::Ended(reason) => format!("it ended because {reason}"),
+        _ => "no runtime session has that Lodge-Session-Id".to_string(),
+    };
+    http_error(
+        StatusCode::NOT_FOUND,
+        codes::SESSION_NOT_FOUND,
+        format!(
+            "Runtime session not found: {why}. Send the request without Lodge-Session-Id to start a new one."
+        ),
+    )
 }
 
 /// The runtime session a modern request runs in: the one its Lodge `requestState`

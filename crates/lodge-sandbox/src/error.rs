@@ -46,6 +46,27 @@ pub enum SandboxError {
         source: io::Error,
     },
 
+    /// The backend cannot run on this host.
+    #[error("the namespaces sandbox is not available on this host: {why}")]
+    Unsupported {
+        /// What is missing.
+        why: String,
+    },
+
+    /// The session's resource limits could not be set up.
+    #[error("cannot apply the sandbox's resource limits: {why}")]
+    Limits {
+        /// What failed.
+        why: String,
+    },
+
+    /// The sandbox configuration cannot be used (a bind, the rootfs, …).
+    #[error("invalid sandbox configuration: {message}")]
+    Config {
+        /// What is wrong.
+        message: String,
+    },
+
     /// The OS refused to start the program.
     #[error("cannot start `{program}`: {source}")]
     Spawn {

@@ -6,27 +6,83 @@
 //! makes sure the program, everything it started, and its scratch directory are gone
 //! when the session ends.
 //!
+//! # Backends
+//!
+//! - [`ProcessBackend`] (`process`): a plain child process in its own process group with
+//!   its own scratch directory and a cleared environment. No isolation, no limits: for
+//!   development, and the only backend off Linux.
+//! - [`NamespacesBackend`] (`namespaces`, the default on Linux where it works): every
+//!   session's server in its own user, pid, mount, network, ipc, uts and cgroup
+//!   namespaces, on a minimal read-only root, under cgroup limits, hardened. It needs
+//!   root (rootless mode is not implemented) and is probed once at startup
+//!   ([`Host::probe`]); `lodge doctor` prints the findings ([`HostReport`]).
+//!
+//! # How a `namespaces` sandbox is built
+//!
+//! Lodge computes the server's filesystem layout once per command ([`layout`] docs: the
+//! system directories, a few `/etc` files, the program's install prefix, the directories
+//! of file arguments, extra binds — never `/root`, `/home`, `/var`, `/etc/shadow` or
+//! Lodge's config), then per session makes the scratch dir and the cgroup and starts the
+//! sandbox helper — Lodge's own binary in a hidden mode, because after `fork` in
+//! multi-threaded Lodge only async-signal-safe calls are allowed ([`helper`] docs). The
+//! helper joins the cgroup, unshares the namespaces, builds a tmpfs root of read-only
+//! binds, forks a tiny init (pid 1: `pivot_root`, fresh `/proc`, reaps, forwards
+//! signals), and the init forks the server, which enters its own user namespace as uid
+//! 1000 (an unprivileged host uid), drops everything and `execve`s.
+//!
+//! # Layers, and what happens on a kernel without each
+//!
+//! | layer | what it does | without it |
+//! |---|---|---|
+//! | user namespace | the server is uid/gid 1000 inside, an unprivileged host id outside; its namespace owns none of the sandbox's other namespaces, so even "root" inside could not change them | required: the backend is unavailable, `lodge serve` falls back to `process` and says why |
+//! | pid, mount, network, ipc, uts namespaces | own process tree (a tiny init as pid 1), own root filesystem, loopback-only network (`network = "none"`), own SysV IPC and host name | required (as above) |
+//! | cgroup namespace | `/proc/self/cgroup` shows `/` | the host cgroup path is visible; nothing else changes |
+//! | minimal read-only root | only system dirs, a few `/etc` files and the server's own install dirs, read-only; writable: `/session` (the scratch dir), tmpfs `/tmp` and `/dev/shm` | — (always built) |
+//! | cgroups v1 or v2 | `memory` (OOM kills end the session with "ran out of memory"), `cpus` (CFS quota), `pids` (fork bombs) | servers that configure a limit the host cannot enforce refuse to start; without limits they run |
+//! | no_new_privs | setuid/file-capability binaries cannot raise privileges | required |
+//! | capabilities | bounding, ambient, effective, permitted and inheritable sets emptied | — (always) |
+//! | seccomp deny-list | [`seccomp`] docs: mount, namespaces, ptrace, modules, kexec, bpf, keyring, … fail with EPERM | not installed; the layers above still hold; `lodge doctor` says so |
+//! | Landlock | writes only beneath `/session`, `/tmp`, `/dev/shm` (and to `/dev` nodes), even where a mount would allow more; abstract unix sockets of other domains unreachable | writes are confined by the read-only mounts alone; `lodge doctor` says so |
+//!
 //! Backend-agnostic pieces live in their own modules so every backend reuses them:
 //! `scratch` (per-session scratch dir), `stderr` (capped stderr logging and the tail kept
-//! for error messages), `exit` (exit reports) and `supervise`
-//! ([`SandboxProcess`]: wait, terminate, drop guard). `process` holds the `process`
-//! backend; `command` resolves programs on Lodge's own `PATH`.
+//! for error messages), `exit` (exit reports) and `supervise` ([`SandboxProcess`]: wait,
+//! terminate, drop guard). All `unsafe` code is in `sys`.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
+mod cgroup;
 mod command;
 mod error;
 mod exit;
+pub mod helper;
+pub mod layout;
+mod namespaces;
+mod net;
+mod plan;
+mod probe;
 mod process;
 mod scratch;
+pub mod seccomp;
 mod stderr;
 mod supervise;
+#[allow(unsafe_code)]
+mod sys;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+pub use cgroup::{CgroupRoots, CgroupVersion, ControllerRoot};
 pub use error::SandboxError;
 pub use exit::ExitReport;
+pub use helper::run_helper;
+pub use namespaces::{
+    BindMount, HOST_ID_BASE, HOST_ID_COUNT, HelperCommand, NamespacesBackend, NamespacesOptions,
+    Network, SANDBOX_UID,
+};
+pub use net::TcpConnector;
+pub use plan::SANDBOX_PID_VAR;
+pub use probe::{Feature, Host, HostReport};
 pub use process::ProcessBackend;
 pub use scratch::default_scratch_root;
 pub use supervise::SandboxProcess;
@@ -70,7 +126,7 @@ impl Limits {
 
 /// A way to run a server in isolation.
 pub trait Backend: Send + Sync + 'static {
-    /// The backend's name as used in configuration (`"process"`).
+    /// The backend's name as used in configuration (`"process"`, `"namespaces"`).
     fn name(&self) -> &'static str;
 
     /// Start the server described by `spec`.
@@ -96,11 +152,4 @@ pub struct SandboxIo {
     pub stdin: tokio::process::ChildStdin,
     /// Read from the server.
     pub stdout: tokio::process::ChildStdout,
-}
-
-/// Names of the backends this host can run, best first.
-///
-/// The entry point that later grows into `lodge doctor`.
-pub fn available_backends() -> Vec<&'static str> {
-    vec![ProcessBackend.name()]
 }

@@ -1,8 +1,12 @@
 //! [`SandboxProcess`]: waits for a server, stops it and everything it started, and
 //! removes its scratch directory. Backend-agnostic: a backend hands over a child that
-//! leads its own process group, a scratch dir and a stderr capture.
+//! leads its own process group, a scratch dir and a stderr capture, plus optional
+//! [`Extras`]: the session's cgroup (out-of-memory detection, kill-all, removal) and a
+//! pidfd naming its network namespace (for [`SandboxProcess::connect_tcp`]).
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -10,7 +14,9 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::Child;
 
+use crate::cgroup::SessionCgroup;
 use crate::exit::ExitReport;
+use crate::net::TcpConnector;
 use crate::scratch::{ScratchDir, remove_tree_logged};
 use crate::stderr::StderrCapture;
 
@@ -20,6 +26,20 @@ const STDERR_DRAIN: Duration = Duration::from_millis(250);
 /// How long to wait for the server to be reaped after SIGKILL before giving up on its
 /// status (a process stuck in uninterruptible sleep). Tokio reaps it later.
 const KILL_WAIT: Duration = Duration::from_secs(10);
+/// How long to wait for a session cgroup to empty before giving up on removing it.
+const CGROUP_WAIT: Duration = Duration::from_secs(10);
+
+/// Backend-specific parts of a sandbox that [`SandboxProcess`] also looks after.
+#[derive(Debug, Default)]
+pub(crate) struct Extras {
+    /// The session's cgroup, if limits were set.
+    pub cgroup: Option<SessionCgroup>,
+    /// A pidfd of a process in the sandbox's network namespace (`network = "none"`).
+    pub netns: Option<Arc<OwnedFd>>,
+    /// The child is a supervisor whose child is a pid-namespace init: `terminate` returns
+    /// only once that init (and so everything in its pid namespace) is gone.
+    pub pid_namespace: bool,
+}
 
 /// A running server: wait for it, stop it, inspect it.
 ///
@@ -37,6 +57,9 @@ pub struct SandboxProcess {
     finished: bool,
     stderr: StderrCapture,
     scratch: ScratchDir,
+    cgroup: Option<SessionCgroup>,
+    connector: TcpConnector,
+    pid_namespace: bool,
 }
 
 impl SandboxProcess {
@@ -47,6 +70,21 @@ impl SandboxProcess {
         scratch: ScratchDir,
         stderr: StderrCapture,
     ) -> Self {
+        Self::with_extras(session_id, child, scratch, stderr, Extras::default())
+    }
+
+    /// Like [`new`](Self::new), with a cgroup and/or network namespace to look after.
+    pub(crate) fn with_extras(
+        session_id: String,
+        child: Child,
+        scratch: ScratchDir,
+        stderr: StderrCapture,
+        extras: Extras,
+    ) -> Self {
+        let connector = match extras.netns {
+            Some(pidfd) => TcpConnector::namespace(pidfd),
+            None => TcpConnector::host(),
+        };
         let pgid = child
             .id()
             .and_then(|pid| i32::try_from(pid).ok())
@@ -59,7 +97,33 @@ impl SandboxProcess {
             finished: false,
             stderr,
             scratch,
+            cgroup: extras.cgroup,
+            connector,
+            pid_namespace: extras.pid_namespace,
         }
+    }
+
+    /// Opens a TCP connection to `127.0.0.1:port` as the server sees it: inside the
+    /// sandbox's network namespace for `namespaces` with `network = "none"`, else on the
+    /// host. For HTTP-transport servers. See [`TcpConnector`].
+    pub async fn connect_tcp(&self, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+        self.connector.connect(port).await
+    }
+
+    /// A handle that opens such connections from other tasks while the sandbox runs.
+    pub fn tcp_connector(&self) -> TcpConnector {
+        self.connector.clone()
+    }
+
+    /// Adds what the cgroup knows (an out-of-memory kill) to a report.
+    fn annotate(&self, mut report: ExitReport) -> ExitReport {
+        if let Some(cg) = &self.cgroup
+            && cg.oom_kills() > 0
+        {
+            report.oom = true;
+            report.memory_limit = cg.memory_limit();
+        }
+        report
     }
 
     /// The server's pid, or `None` once it has been reaped.
@@ -96,6 +160,7 @@ impl SandboxProcess {
                 ExitReport::UNKNOWN
             }
         };
+        let report = self.annotate(report);
         self.stderr.drain(STDERR_DRAIN).await;
         self.note_group_state();
         self.exit = Some(report.clone());
@@ -106,6 +171,8 @@ impl SandboxProcess {
     /// server to exit, then SIGKILL the group (also any members left after the server
     /// exited on its own); then remove the scratch directory.
     pub async fn terminate(mut self, grace: Duration) -> ExitReport {
+        // Found before anything is signalled, while it surely exists.
+        let init = self.pid_namespace_init();
         self.signal_group(Signal::SIGTERM);
         let report = match self.exit.clone() {
             Some(report) => report,
@@ -125,16 +192,35 @@ impl SandboxProcess {
                 }
             },
         };
+        let report = self.annotate(report);
         // Members of the group that outlived the server (or ignored SIGTERM).
         self.signal_group(Signal::SIGKILL);
+        if let Some(init) = init {
+            // The init dies with the supervisor; the kernel kills the rest of its pid
+            // namespace before the init itself is gone.
+            if tokio::time::timeout(KILL_WAIT, exited_pidfd(init))
+                .await
+                .is_err()
+            {
+                tracing::warn!(session = %self.session_id, "the sandbox's init did not exit");
+            }
+        }
         self.stderr.drain(STDERR_DRAIN).await;
         self.stderr.abort();
         self.exit = Some(report.clone());
         self.finished = true;
 
         let path = self.scratch.disarm();
-        if let Err(error) = tokio::task::spawn_blocking(move || remove_tree_logged(&path)).await {
-            tracing::warn!(session = %self.session_id, %error, "scratch directory removal failed");
+        let cgroup = self.cgroup.take();
+        let cleanup = move || {
+            // Once the cgroup is empty every process of the sandbox is gone.
+            if let Some(mut cg) = cgroup {
+                cg.remove(CGROUP_WAIT);
+            }
+            remove_tree_logged(&path);
+        };
+        if let Err(error) = tokio::task::spawn_blocking(cleanup).await {
+            tracing::warn!(session = %self.session_id, %error, "sandbox cleanup failed");
         }
         tracing::debug!(session = %self.session_id, "server {report}");
         report
@@ -143,6 +229,9 @@ impl SandboxProcess {
     /// SIGKILL the group and the server itself, and collect the server's status.
     async fn kill_all(&mut self) -> ExitReport {
         self.signal_group(Signal::SIGKILL);
+        if let Some(cg) = &self.cgroup {
+            cg.kill_all();
+        }
         // In case the server left its group: kill it by pid too.
         let _ = self.child.start_kill();
         match tokio::time::timeout(KILL_WAIT, self.child.wait()).await {
@@ -156,6 +245,17 @@ impl SandboxProcess {
                 ExitReport::UNKNOWN
             }
         }
+    }
+
+    /// A pidfd of the pid-namespace init (the supervisor's only child), if it runs.
+    fn pid_namespace_init(&self) -> Option<OwnedFd> {
+        if !self.pid_namespace || self.exit.is_some() {
+            return None;
+        }
+        let pid = self.child.id()?;
+        let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        let init: i32 = children.split_whitespace().next()?.parse().ok()?;
+        crate::sys::pidfd_open(Pid::from_raw(init)).ok()
     }
 
     /// Send `signal` to the process group, unless it is known to be empty.
@@ -188,6 +288,18 @@ impl Drop for SandboxProcess {
             self.signal_group(Signal::SIGKILL);
         }
         self.stderr.abort();
-        // `self.scratch` removes the directory when dropped, unless `terminate` did.
+        // `self.scratch` removes the directory when dropped, unless `terminate` did;
+        // `self.cgroup` kills what is left in it and removes it (in the background if
+        // it does not empty at once).
+    }
+}
+
+/// Resolves once the process behind `pidfd` has exited (a pidfd polls readable then).
+async fn exited_pidfd(pidfd: OwnedFd) {
+    match crate::sys::async_readable(pidfd) {
+        Ok(fd) => {
+            let _ = fd.readable().await;
+        }
+        Err(error) => tracing::debug!(%error, "cannot watch the sandbox's init"),
     }
 }

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use lodge_sandbox::{
     Backend, ExitReport, Limits, ProcessBackend, Sandbox, SandboxError, SandboxSpec,
-    available_backends,
 };
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
@@ -95,7 +94,6 @@ fn start(s: &SandboxSpec) -> Sandbox {
 #[test]
 fn names() {
     assert_eq!(ProcessBackend.name(), "process");
-    assert_eq!(available_backends(), vec!["process"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,13 +184,7 @@ async fn stdin_stdout_round_trip() {
     }
     drop(stdin);
     let report = within("exit", process.exited()).await;
-    assert_eq!(
-        report,
-        ExitReport {
-            code: Some(0),
-            signal: None
-        }
-    );
+    assert_eq!(report, ExitReport::exited(0));
     assert_eq!(report.to_string(), "exited with status 0");
     assert_eq!(process.pid(), None, "reaped");
     let scratch = process.scratch_dir().to_path_buf();
@@ -209,13 +201,7 @@ async fn stderr_tail_and_nonzero_exit() {
         mut process,
     } = start(&sh(tmp.path(), "tail", script));
     let report = within("exit", process.exited()).await;
-    assert_eq!(
-        report,
-        ExitReport {
-            code: Some(3),
-            signal: None
-        }
-    );
+    assert_eq!(report, ExitReport::exited(3));
     assert_eq!(report.to_string(), "exited with status 3");
     assert_eq!(within("exited again", process.exited()).await, report);
     let expected: Vec<String> = (16..=25).map(|i| format!("line {i}")).collect();
@@ -253,13 +239,7 @@ async fn exited_reports_a_signal_and_is_cancel_safe() {
     let mut stdin = io.stdin;
     within("write", stdin.write_all(b"go\n")).await.unwrap();
     let report = within("exit", process.exited()).await;
-    assert_eq!(
-        report,
-        ExitReport {
-            code: None,
-            signal: Some(9)
-        }
-    );
+    assert_eq!(report, ExitReport::killed(9));
     assert_eq!(report.to_string(), "was killed by signal 9 (SIGKILL)");
 }
 
@@ -276,13 +256,7 @@ async fn terminate_sigkills_a_server_that_ignores_sigterm() {
     let started = Instant::now();
     let report = within("terminate", process.terminate(grace)).await;
     assert!(started.elapsed() >= grace, "waited out the grace");
-    assert_eq!(
-        report,
-        ExitReport {
-            code: None,
-            signal: Some(9)
-        }
-    );
+    assert_eq!(report, ExitReport::killed(9));
     assert_eq!(report.to_string(), "was killed by signal 9 (SIGKILL)");
     assert!(!scratch.exists());
 }

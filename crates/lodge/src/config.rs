@@ -5,7 +5,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 use lodge_http::FrontConfig;
 use lodge_runtime::{Anonymous, Protocol, ServerSpec, SessionConfig};
-use lodge_sandbox::{Backend, Limits, ProcessBackend};
+use lodge_sandbox::{
+    Backend, BindMount, HelperCommand, Host, Limits, NamespacesBackend, NamespacesOptions, Network,
+    ProcessBackend,
+};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -86,6 +89,10 @@ struct ServerSection {
     #[serde(default)]
     env: BTreeMap<String, String>,
     transport: Option<String>,
+    /// `transport = "http"`: the port the server listens on inside its sandbox.
+    port: Option<u16>,
+    /// `transport = "http"`: the path of its MCP endpoint.
+    path: Option<String>,
     /// How 2026-07-28 clients reach it: auto | legacy (bridged) | modern (passed through).
     #[serde(default)]
     protocol: Protocol,
@@ -107,6 +114,11 @@ struct SandboxSection {
     cpus: Option<f64>,
     pids: Option<u64>,
     network: Option<String>,
+    /// A directory to use as the sandbox's root (an unpacked container image).
+    rootfs: Option<PathBuf>,
+    /// Extra bind mounts, `SRC[:DST][:ro|rw]`.
+    #[serde(default)]
+    binds: Vec<String>,
 }
 
 /// Everything `lodge serve` needs, resolved.
@@ -175,29 +187,34 @@ impl Settings {
             .get::<String>("LODGE_BACKEND")?
             .or(args.backend.clone())
             .or_else(|| file.server.iter().find_map(|s| s.sandbox.backend.clone()));
-        let backend = select_backend(backend_name.as_deref())?;
+        let backend = select_backend(backend_name.as_deref(), config_path.as_deref())?;
 
         let cwd = std::env::current_dir().context("cannot read the current directory")?;
         let servers = if args.demo {
             let exe = std::env::current_exe().context("cannot find the lodge executable")?;
+            let command = vec![exe.display().to_string(), "demo-server".into()];
+            let sandbox =
+                backend.build(&command, &Limits::default(), &SandboxSection::default())?;
             vec![server_spec(
                 "demo",
-                vec![exe.display().to_string(), "demo-server".into()],
+                command,
                 BTreeMap::new(),
                 Limits::default(),
-                &backend,
+                &sandbox,
             )]
         } else if !args.command.is_empty() {
             let command = absolutize_paths(args.command.clone(), &cwd);
             let name = Path::new(&command[0])
                 .file_stem()
                 .map_or("server".into(), |s| s.to_string_lossy().into_owned());
+            let sandbox =
+                backend.build(&command, &Limits::default(), &SandboxSection::default())?;
             vec![server_spec(
                 &name,
                 command,
                 BTreeMap::new(),
                 Limits::default(),
-                &backend,
+                &sandbox,
             )]
         } else {
             file.server
@@ -282,13 +299,114 @@ fn pick<T>(env: Option<T>, flag: Option<T>, file: Option<T>, default: T) -> T {
     env.or(flag).or(file).unwrap_or(default)
 }
 
-fn select_backend(name: Option<&str>) -> anyhow::Result<Arc<dyn Backend>> {
+/// The sandbox backend every server uses, chosen once at startup.
+enum BackendChoice {
+    Process,
+    /// The probed host, and files no sandbox may read (Lodge's config).
+    Namespaces(Arc<Host>, Vec<PathBuf>),
+}
+
+/// How to run the sandbox helper: this binary's hidden `sandbox-helper` command.
+pub fn sandbox_helper() -> anyhow::Result<HelperCommand> {
+    HelperCommand::current_exe(["sandbox-helper"]).context("cannot find the lodge executable")
+}
+
+/// Probes the host once (unit tests never do: their executable is not `lodge`).
+fn probe_host() -> anyhow::Result<Host> {
+    let helper = sandbox_helper()?;
+    if cfg!(test) {
+        return Ok(Host::unavailable(helper, "not probed in unit tests"));
+    }
+    Ok(Host::probe(helper))
+}
+
+/// `namespaces` by default where it works, else `process` with a printed reason (never
+/// silently); an explicit `namespaces` where it cannot run is an error naming what is
+/// missing.
+fn select_backend(name: Option<&str>, config: Option<&Path>) -> anyhow::Result<BackendChoice> {
+    let hide = config
+        .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()))
+        .into_iter()
+        .collect();
     match name {
-        None | Some("process") => Ok(Arc::new(ProcessBackend)),
-        Some("namespaces") => bail!(
-            "the namespaces sandbox backend is not available in this build yet; use --backend process"
-        ),
+        Some("process") => Ok(BackendChoice::Process),
+        Some("namespaces") => {
+            let host = probe_host()?;
+            if let Err(why) = host.namespaces_supported() {
+                bail!(
+                    "the namespaces sandbox backend cannot run on this host: {why}\n(`lodge doctor` shows the details; --backend process runs servers without isolation)"
+                );
+            }
+            Ok(BackendChoice::Namespaces(Arc::new(host), hide))
+        }
+        None => {
+            let host = probe_host()?;
+            match host.namespaces_supported() {
+                Ok(()) => Ok(BackendChoice::Namespaces(Arc::new(host), hide)),
+                Err(why) => {
+                    eprintln!(
+                        "lodge: falling back to the process sandbox backend (no isolation): the namespaces backend cannot run here: {why}. Run `lodge doctor` for details."
+                    );
+                    Ok(BackendChoice::Process)
+                }
+            }
+        }
         Some(other) => bail!("unknown sandbox backend {other:?}; expected process or namespaces"),
+    }
+}
+
+impl BackendChoice {
+    fn name(&self) -> &'static str {
+        match self {
+            BackendChoice::Process => "process",
+            BackendChoice::Namespaces(..) => "namespaces",
+        }
+    }
+
+    /// The backend for one server, with its sandbox settings.
+    fn build(
+        &self,
+        command: &[String],
+        limits: &Limits,
+        sandbox: &SandboxSection,
+    ) -> anyhow::Result<Arc<dyn Backend>> {
+        let network = sandbox
+            .network
+            .as_deref()
+            .map(str::parse::<Network>)
+            .transpose()
+            .map_err(anyhow::Error::msg)?
+            .unwrap_or_default();
+        let binds = sandbox
+            .binds
+            .iter()
+            .map(|b| b.parse::<BindMount>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?;
+        match self {
+            BackendChoice::Process => {
+                if sandbox.rootfs.is_some() || !binds.is_empty() {
+                    bail!("sandbox.rootfs and sandbox.binds need the namespaces backend");
+                }
+                Ok(Arc::new(ProcessBackend))
+            }
+            BackendChoice::Namespaces(host, hide) => {
+                let options = NamespacesOptions {
+                    network,
+                    rootfs: sandbox.rootfs.clone(),
+                    binds,
+                    hide: hide.clone(),
+                };
+                let backend = NamespacesBackend::new(host.clone(), options)?;
+                backend.check_limits(limits)?;
+                // Compute the sandbox layout now; a command that cannot start (a typo)
+                // is reported when a session starts, as with every backend.
+                if let Err(e) = backend.prepare(command) {
+                    tracing::warn!(error = %e, command = ?command, "this server will not start");
+                }
+                Ok(Arc::new(backend))
+            }
+        }
     }
 }
 
@@ -334,11 +452,7 @@ fn absolutize_paths(command: Vec<String>, base: &Path) -> Vec<String> {
 }
 
 impl ServerSection {
-    fn into_spec(
-        self,
-        config_dir: &Path,
-        backend: &Arc<dyn Backend>,
-    ) -> anyhow::Result<ServerSpec> {
+    fn into_spec(self, config_dir: &Path, backend: &BackendChoice) -> anyhow::Result<ServerSpec> {
         let name = self.name;
         if name.is_empty()
             || !name
@@ -353,16 +467,26 @@ impl ServerSection {
             bail!("server {name:?} has an empty command");
         }
         match self.transport.as_deref() {
-            None | Some("stdio") => {}
-            Some("http") => bail!(
-                "server {name:?}: transport = \"http\" needs the namespaces backend, which is not in this build yet"
-            ),
-            Some(other) => bail!("server {name:?}: unknown transport {other:?}; expected stdio"),
-        }
-        match self.sandbox.network.as_deref() {
-            None | Some("none") | Some("host") => {}
+            None | Some("stdio") => {
+                if self.port.is_some() || self.path.is_some() {
+                    bail!("server {name:?}: port and path are for transport = \"http\"");
+                }
+            }
+            Some("http") => {
+                let path = self.path.as_deref().unwrap_or("/mcp");
+                if !path.starts_with('/') {
+                    bail!("server {name:?}: path {path:?} must start with /");
+                }
+                if self.port == Some(0) {
+                    bail!("server {name:?}: port must not be 0");
+                }
+                bail!(
+                    "server {name:?}: transport = \"http\" (port {}, path {path}) is not supported by the runtime yet",
+                    self.port.unwrap_or(8000)
+                )
+            }
             Some(other) => {
-                bail!("server {name:?}: unknown network {other:?}; expected none or host")
+                bail!("server {name:?}: unknown transport {other:?}; expected stdio or http")
             }
         }
         let memory = self
@@ -378,7 +502,10 @@ impl ServerSection {
             pids: self.sandbox.pids,
         };
         let command = absolutize_paths(self.command, config_dir);
-        let mut spec = server_spec(&name, command, self.env, limits, backend);
+        let sandbox = backend
+            .build(&command, &limits, &self.sandbox)
+            .with_context(|| format!("server {name:?}"))?;
+        let mut spec = server_spec(&name, command, self.env, limits, &sandbox);
         spec.protocol = self.protocol;
         spec.anonymous = self.anonymous;
         spec.warm_pool = self.warm_pool;

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod connect;
 mod serve;
 
 use clap::{Parser, Subcommand};
@@ -22,8 +23,23 @@ struct Cli {
 enum Command {
     /// Host MCP servers over Streamable HTTP, one sandboxed server process per client session.
     Serve(config::ServeArgs),
-    /// Report which sandbox backends this host supports.
+    /// Connect to an MCP server and use it from the terminal: call tools, answer
+    /// elicitation and sampling, watch progress. One-shot with --call or --list.
+    ///
+    /// EXIT CODES: 0 ok · 1 the tool reported an error (isError) · 2 usage (bad flags,
+    /// arguments or --answers file, unknown tool) · 3 connection failed · 4 the server
+    /// answered with a JSON-RPC error · 5 the session ended on the server (HTTP 404) ·
+    /// 130 interrupted (Ctrl-C cancels the running call first)
+    Connect(connect::ConnectArgs),
+    /// Report which isolation features this host supports, and which sandbox backend
+    /// `lodge serve` will pick, and why.
     Doctor,
+    /// The sandbox helper Lodge starts for each `namespaces` session (internal).
+    #[command(name = "sandbox-helper", hide = true)]
+    SandboxHelper {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Run the bundled demo MCP server on stdio (what `serve --demo` hosts).
     #[command(name = "demo-server", hide = true)]
     DemoServer,
@@ -33,10 +49,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
-        Command::Doctor => {
-            doctor();
-            Ok(())
-        }
+        Command::Connect(args) => return connect::run(args),
+        Command::Doctor => doctor(),
+        Command::SandboxHelper { args } => lodge_sandbox::run_helper(args),
         Command::DemoServer => run_demo_server(),
     };
     match result {
@@ -48,12 +63,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn doctor() {
-    println!("sandbox backends available on this host:");
-    for backend in lodge_sandbox::available_backends() {
-        println!("  {backend}");
-    }
-    println!("lodge serve will use: process (the namespaces backend is not built yet)");
+fn doctor() -> anyhow::Result<()> {
+    let host = lodge_sandbox::Host::probe(config::sandbox_helper()?);
+    println!("{}", host.report());
+    Ok(())
 }
 
 fn run_demo_server() -> anyhow::Result<()> {

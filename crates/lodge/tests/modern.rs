@@ -521,3 +521,51 @@ async fn a_legacy_client_completes_an_mrtr_tool_of_a_modern_server_via_pushed_re
     );
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn bridged_progress_follows_each_round_under_the_retrys_token() {
+    let lodge = Lodge::demo("");
+    let m = Modern::new(lodge.url());
+    let meta_with = |token: &str| {
+        let mut meta = meta(json!({"elicitation": {}, "sampling": {}}));
+        meta["progressToken"] = json!(token);
+        json!({ "_meta": meta })
+    };
+    let progress = |reply: &Reply| -> Vec<(String, f64)> {
+        common::parse_sse(&reply.body)
+            .iter()
+            .map(|e| e.json())
+            .filter(|v| v["method"] == "notifications/progress")
+            .map(|v| {
+                (
+                    v["params"]["progressToken"].as_str().unwrap().to_string(),
+                    v["params"]["progress"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (r1, body1) = m.call(1, "plan_trip", json!({}), meta_with("t1")).await;
+    assert_eq!(progress(&r1), vec![("t1".to_string(), 1.0)]);
+    let ask = &body1["result"]["inputRequests"]["elicitation-1"];
+    assert!(
+        ask["params"].get("_meta").is_none(),
+        "the server's own progress token is not passed on: {ask}"
+    );
+    let mut extra = meta_with("t2");
+    extra["requestState"] = body1["result"]["requestState"].clone();
+    extra["inputResponses"] = json!({"elicitation-1": {"action": "accept", "content": {"destination": "Oslo", "days": 2}}});
+    let (r2, body2) = m.call(2, "plan_trip", json!({}), extra).await;
+    assert_eq!(progress(&r2), vec![("t2".to_string(), 2.0)]);
+    let mut extra = meta_with("t3");
+    extra["requestState"] = body2["result"]["requestState"].clone();
+    extra["inputResponses"] = json!({"sampling-2": {"role": "assistant", "content": {"type": "text", "text": "Fjords."}, "model": "m"}});
+    let (r3, body3) = m.call(3, "plan_trip", json!({}), extra).await;
+    assert_eq!(
+        progress(&r3),
+        vec![("t3".to_string(), 3.0), ("t3".to_string(), 4.0)]
+    );
+    assert_eq!(
+        text(&body3),
+        "Trip to Oslo: 2 days, comfort, flights yes.\n\nFjords."
+    );
+}

@@ -116,6 +116,7 @@ struct EchoArgs {
 struct SessionInfo {
     pid: u32,
     cwd: String,
+    instance: String,
 }
 
 mod trip;
@@ -222,13 +223,16 @@ impl DemoServer {
         Ok(done)
     }
 
-    /// Returns JSON text {"pid":<process id>,"cwd":"<current directory>"}.
+    /// Returns JSON text {"pid":<process id>,"cwd":"<current directory>","instance":"<hex>"}.
+    /// `instance` is random per process: unlike the pid, it differs between processes
+    /// in separate pid namespaces too.
     #[tool]
     async fn session_info(&self) -> ToolResult {
         let cwd = std::env::current_dir().map_err(|e| format!("current dir: {e}"))?;
         let info = SessionInfo {
             pid: std::process::id(),
             cwd: cwd.to_string_lossy().into_owned(),
+            instance: instance_id(),
         };
         serde_json::to_string(&info).map_err(|e| e.to_string())
     }
@@ -269,6 +273,19 @@ impl ServerHandler for DemoServer {
         self.info_logs.store(info, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// A random id chosen once per process.
+fn instance_id() -> String {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState is seeded from the OS's randomness once per process.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        format!("{:016x}", hasher.finish())
+    })
+    .clone()
 }
 
 /// Report progress if the request asked for it (carried a progress token).

@@ -413,8 +413,16 @@ impl Actor {
                 ..
             } => match &**method {
                 "notifications/progress" => {
-                    match progress_token.as_ref().and_then(|t| self.progress.get(t)) {
-                        Some(&stream) => self.streams.emit(stream, msg.bytes, false),
+                    let target = progress_token
+                        .as_ref()
+                        .and_then(|t| Some((t, *self.progress.get(t)?)));
+                    match target {
+                        Some((token, stream)) if self.shared.modern => {
+                            if let Some(bytes) = self.bridged_progress(token, msg.bytes) {
+                                self.streams.emit(stream, bytes, false);
+                            }
+                        }
+                        Some((_, stream)) => self.streams.emit(stream, msg.bytes, false),
                         None => {
                             tracing::debug!(session = %self.id, "progress for a finished request dropped")
                         }

@@ -72,6 +72,8 @@ pub(crate) struct ModernPending {
     client_id: Id,
     method: Box<str>,
     digest: String,
+    /// What the current client request declared it can answer.
+    capabilities: Value,
     /// Lowest log severity the client asked for; `None`: no logs (bridged servers).
     log_level: Option<u8>,
     /// Lodge bridges this call to a legacy server.
@@ -83,6 +85,9 @@ pub(crate) struct ModernPending {
     round: u32,
     /// Answered `input_required`; waiting for the client's retry.
     pub parked: bool,
+    /// After a retry: the progress token the current client request carries, which
+    /// replaces the first request's token the server keeps using.
+    progress_as: Option<Id>,
     /// When the client's `requestState` lapses; the call is then abandoned.
     pub parked_until: Option<tokio::time::Instant>,
     next_key: u32,
@@ -252,10 +257,22 @@ impl Actor {
     }
 
     fn send_initialize(&mut self) {
-        let capabilities = self
+        // One legacy session serves every 2026-07-28 request of this runtime session,
+        // and each may declare other capabilities: offer the server all Lodge can
+        // bridge, and refuse per call what that call's client did not declare.
+        let mut capabilities = self
             .preparing
             .as_ref()
             .map_or_else(|| json!({}), |p| p.capabilities.clone());
+        if let Some(caps) = capabilities.as_object_mut() {
+            for (name, value) in [
+                ("elicitation", json!({"form": {}, "url": {}})),
+                ("sampling", json!({})),
+                ("roots", json!({})),
+            ] {
+                caps.entry(name).or_insert(value);
+            }
+        }
         let params = json!({
             "protocolVersion": version::LEGACY[version::LEGACY.len() - 1],
             "capabilities": capabilities,
@@ -379,7 +396,7 @@ impl Actor {
             upstream_id,
             Pending {
                 stream,
-                progress_token,
+                progress_token: progress_token.clone(),
                 initialize: false,
                 to_modern: None,
                 modern: Some(Box::new(ModernPending {
@@ -393,6 +410,8 @@ impl Actor {
                     queued: Vec::new(),
                     round: 0,
                     parked: false,
+                    progress_as: progress_token.clone(),
+                    capabilities: call.request.client_capabilities.clone(),
                     parked_until: None,
                     next_key: 0,
                 })),
@@ -519,7 +538,15 @@ impl Actor {
             return true;
         }
         let request: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
-        let input = json!({"method": method, "params": request.get("params").cloned().unwrap_or(json!({}))});
+        let mut params = request.get("params").cloned().unwrap_or(json!({}));
+        // The server's own progress token means nothing to the client.
+        if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+            meta.remove("progressToken");
+            if meta.is_empty() {
+                params.as_object_mut().map(|p| p.remove("_meta"));
+            }
+        }
+        let input = json!({"method": method, "params": params});
         let bridged = |p: &Pending| p.modern.as_ref().is_some_and(|m| m.bridge && !m.listen);
         let newest = |parked: bool| {
             self.pending
@@ -545,6 +572,13 @@ impl Actor {
         let Some(modern) = self.pending.get_mut(&call).and_then(|p| p.modern.as_mut()) else {
             return true;
         };
+        let capability = short_method(method);
+        if modern.capabilities.get(capability).is_none() {
+            let why = format!("the client did not declare the {capability} capability");
+            let refusal = error_body(Some(server_id), codes::METHOD_NOT_FOUND, &why);
+            let _ = self.forward(vec![refusal]);
+            return true;
+        }
         modern.next_key += 1;
         let awaiting = AwaitingInput {
             key: format!("{}-{}", short_method(method), modern.next_key),
@@ -594,9 +628,6 @@ impl Actor {
         modern.parked = true;
         modern.parked_until =
             Some(tokio::time::Instant::now() + self.runtime.config().request_state_ttl);
-        if let Some(token) = pending.progress_token.take() {
-            self.progress.remove(&token);
-        }
         self.streams
             .emit(stream, Bytes::from(body.to_string()), true);
         self.streams.settle(stream);
@@ -641,18 +672,20 @@ impl Actor {
         let queued = std::mem::take(&mut modern.queued);
         modern.awaiting.extend(queued);
         modern.client_id = client_id;
+        modern.capabilities = call.request.client_capabilities.clone();
         modern.round += 1;
         modern.parked = false;
         modern.parked_until = None;
         let ask_again = !modern.awaiting.is_empty();
         let (stream, rx) = self.streams.open(false, 1);
         pending.stream = stream;
-        if let lodge_proto::Kind::Request {
-            progress_token: Some(token),
-            ..
-        } = &call.message.kind
-        {
-            pending.progress_token = Some(token.clone());
+        // The server keeps reporting progress under the first request's token; the
+        // retry's client knows its own (or asked for none).
+        modern.progress_as = match &call.message.kind {
+            lodge_proto::Kind::Request { progress_token, .. } => progress_token.clone(),
+            _ => None,
+        };
+        if let Some(token) = &pending.progress_token {
             self.progress.insert(token.clone(), stream);
         }
         self.forward(replies)?;
@@ -739,6 +772,28 @@ impl Actor {
             self.streams.settle(stream);
         }
         self.update_in_flight();
+    }
+
+    /// Progress for a bridged call, under the token the current client request knows;
+    /// `None` if that request asked for no progress.
+    pub(super) fn bridged_progress(&self, token: &Id, bytes: Bytes) -> Option<Bytes> {
+        let Some(modern) = self
+            .pending
+            .values()
+            .find(|p| p.progress_token.as_ref() == Some(token))
+            .and_then(|p| p.modern.as_ref())
+        else {
+            return Some(bytes);
+        };
+        match &modern.progress_as {
+            Some(current) if current == token => Some(bytes),
+            Some(current) => {
+                let mut message: Value = serde_json::from_slice(&bytes).ok()?;
+                message["params"]["progressToken"] = id_value(current);
+                Some(Bytes::from(message.to_string()))
+            }
+            None => None,
+        }
     }
 
     /// A notification a modern server tagged with a `subscriptions/listen` id.

@@ -455,3 +455,91 @@ pub fn conformance_server() -> String {
         })
         .clone()
 }
+
+// ---------------------------------------------------------------------------------------
+// Helpers for the sandbox containment tests (containment*.rs).
+
+/// Whether this host runs the `namespaces` sandbox (`lodge doctor` says so). Under
+/// `CI=true` it must: a host that cannot is a failure there, not a skip.
+pub fn namespaces_supported() -> bool {
+    static SUPPORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SUPPORTED.get_or_init(|| {
+        let out = Command::new(LODGE).arg("doctor").output().unwrap();
+        let report = String::from_utf8_lossy(&out.stdout).into_owned();
+        let ok = report.contains("lodge serve will use: namespaces");
+        if !ok {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the namespaces sandbox:\n{report}"
+            );
+            eprintln!("skipping: this host cannot run the namespaces sandbox:\n{report}");
+        }
+        ok
+    })
+}
+
+/// Starts Lodge on the `namespaces` backend whatever `LODGE_BACKEND` says, with its
+/// config (plus a scratch root) written into `dir`, so a test can put files beside it.
+/// `None` where the host cannot run the backend (see [`namespaces_supported`]).
+pub fn start_namespaces_in(dir: tempfile::TempDir, config: &str) -> Option<Lodge> {
+    if !namespaces_supported() {
+        return None;
+    }
+    let scratch = dir.path().join("scratch");
+    let config = format!("{config}\n[session]\nscratch_root = {scratch:?}\n");
+    let path = dir.path().join("lodge.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(LODGE)
+        .args(["serve", "--backend", "namespaces", "--config"])
+        .arg(&path)
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("LODGE_BACKEND")
+        .env("LODGE_LOG", "info,lodge_runtime=debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("lodge printed nothing").unwrap();
+    let base = first
+        .split("listening on ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("unexpected banner: {first}"))
+        .to_string();
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    Some(Lodge {
+        child,
+        base,
+        dir,
+        stdout_banner: first,
+    })
+}
+
+/// `@modelcontextprotocol/server-everything` from npm: (node binary, its dist/index.js),
+/// installed on first use by `scripts/setup-node-everything.sh`.
+pub fn node_everything() -> &'static (String, String) {
+    static PATHS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    PATHS.get_or_init(|| {
+        let out = run_setup_script("setup-node-everything.sh", &[]);
+        let get = |key: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(key))
+                .unwrap_or_else(|| panic!("setup-node-everything.sh printed no {key}: {out}"))
+                .to_string()
+        };
+        (get("NODE="), get("EVERYTHING="))
+    })
+}
+
+/// The names in a directory, sorted (empty if it does not exist).
+pub fn dirs(path: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(path)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}

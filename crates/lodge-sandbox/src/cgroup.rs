@@ -1,0 +1,586 @@
+//! Per-session resource limits through cgroups, on cgroup v2 and on v1/hybrid hosts.
+//!
+//! At startup ([`CgroupRoots::detect`]) Lodge finds, for each controller it uses
+//! (`memory`, `cpu`, `pids`), the hierarchy that carries it — a v1 hierarchy mounted with
+//! that controller, or the v2 unified hierarchy where it is enabled — and makes a `lodge`
+//! directory under its own cgroup there. Per session ([`SessionCgroup::create`]) it makes
+//! `<that dir>/<session id>` in each hierarchy a configured limit needs, writes the limits,
+//! and hands the `cgroup.procs` files to the sandbox helper, which moves itself in before
+//! it starts anything (so every process of the sandbox is counted). After the sandbox is
+//! gone the directories are removed.
+//!
+//! | limit    | v1 file(s)                                         | v2 file(s)                 |
+//! |----------|----------------------------------------------------|----------------------------|
+//! | memory   | `memory.limit_in_bytes` (+ `memory.memsw.limit_in_bytes`: no swap) | `memory.max`, `memory.swap.max = 0` |
+//! | cpus     | `cpu.cfs_period_us`, `cpu.cfs_quota_us`            | `cpu.max`                  |
+//! | pids     | `pids.max`                                         | `pids.max`                 |
+//!
+//! The out-of-memory kill count comes from `memory.oom_control` (v1, `oom_kill`) or
+//! `memory.events` (v2, `oom_kill`).
+//!
+//! On a pure v2 host whose Lodge cgroup is not the root, v2's "no internal processes" rule
+//! means Lodge must leave its own cgroup to enable controllers for children: it moves
+//! itself into `<own>/lodge-supervisor` and enables the controllers in `<own>`. If other
+//! processes share its cgroup (nothing was delegated to Lodge) that fails, and limits are
+//! reported as unavailable.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::Limits;
+
+/// Extra pids for the sandbox's own supervisor processes (the helper and the init).
+pub(crate) const SUPERVISOR_PIDS: u64 = 2;
+/// CFS period used for CPU quotas.
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// Which cgroup version a hierarchy is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CgroupVersion {
+    /// A v1 hierarchy (one or more controllers mounted on their own).
+    V1,
+    /// The v2 unified hierarchy.
+    V2,
+}
+
+impl fmt::Display for CgroupVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CgroupVersion::V1 => "v1",
+            CgroupVersion::V2 => "v2",
+        })
+    }
+}
+
+/// Where Lodge makes session cgroups for one controller.
+#[derive(Clone, Debug)]
+pub struct ControllerRoot {
+    /// The hierarchy's version.
+    pub version: CgroupVersion,
+    /// The directory session cgroups are made in (`…/lodge`).
+    pub dir: PathBuf,
+}
+
+/// The controllers Lodge can use, or why not.
+#[derive(Clone, Debug)]
+pub struct CgroupRoots {
+    /// `memory`, `cpu` and `pids`, each usable or with the reason it is not.
+    pub controllers: BTreeMap<&'static str, Result<ControllerRoot, String>>,
+}
+
+/// The controllers Lodge uses.
+pub(crate) const CONTROLLERS: [&str; 3] = ["memory", "cpu", "pids"];
+
+#[derive(Debug)]
+struct Mount {
+    /// Root of the mount within its hierarchy (mountinfo field 4).
+    root: PathBuf,
+    point: PathBuf,
+    version: CgroupVersion,
+    /// v1: the controllers of the hierarchy.
+    controllers: Vec<String>,
+}
+
+impl CgroupRoots {
+    /// Finds the hierarchies and creates Lodge's directories in them. Run once, at startup.
+    pub fn detect() -> CgroupRoots {
+        let mut controllers = BTreeMap::new();
+        let mounts = match fs::read_to_string("/proc/self/mountinfo") {
+            Ok(text) => parse_mountinfo(&text),
+            Err(e) => {
+                for c in CONTROLLERS {
+                    controllers.insert(c, Err(format!("cannot read /proc/self/mountinfo: {e}")));
+                }
+                return CgroupRoots { controllers };
+            }
+        };
+        let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let own = parse_proc_cgroup(&own);
+        let v2 = mounts.iter().find(|m| m.version == CgroupVersion::V2);
+        let mut v2_dir: Option<Result<PathBuf, String>> = None;
+        for c in CONTROLLERS {
+            let v1 = mounts
+                .iter()
+                .find(|m| m.version == CgroupVersion::V1 && m.controllers.iter().any(|x| x == c));
+            let found = if let Some(m) = v1 {
+                let path = own
+                    .iter()
+                    .find(|(ctrls, _)| ctrls.split(',').any(|x| x == c))
+                    .map(|(_, p)| p.clone());
+                match path {
+                    Some(path) => setup_v1(m, &path).map(|dir| ControllerRoot {
+                        version: CgroupVersion::V1,
+                        dir,
+                    }),
+                    None => Err(format!("not listed in /proc/self/cgroup for {c}")),
+                }
+            } else if let Some(m) = v2 {
+                let dir = v2_dir
+                    .get_or_insert_with(|| {
+                        let path = own
+                            .iter()
+                            .find(|(ctrls, _)| ctrls.is_empty())
+                            .map(|(_, p)| p.clone())
+                            .unwrap_or_else(|| PathBuf::from("/"));
+                        setup_v2(m, &path)
+                    })
+                    .clone();
+                dir.and_then(|dir| {
+                    let enabled =
+                        fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+                    if enabled.split_whitespace().any(|x| x == c) {
+                        Ok(ControllerRoot {
+                            version: CgroupVersion::V2,
+                            dir,
+                        })
+                    } else {
+                        Err(format!(
+                            "the {c} controller is not available in the v2 hierarchy"
+                        ))
+                    }
+                })
+            } else {
+                Err("no cgroup hierarchy is mounted".to_owned())
+            };
+            controllers.insert(c, found);
+        }
+        CgroupRoots { controllers }
+    }
+
+    /// No controllers (e.g. for hosts where probing was skipped).
+    pub fn none(why: &str) -> CgroupRoots {
+        CgroupRoots {
+            controllers: CONTROLLERS
+                .iter()
+                .map(|c| (*c, Err(why.to_owned())))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn get(&self, controller: &str) -> Result<&ControllerRoot, &str> {
+        match self.controllers.get(controller) {
+            Some(Ok(root)) => Ok(root),
+            Some(Err(why)) => Err(why),
+            None => Err("unknown controller"),
+        }
+    }
+
+    /// Whether every limit set in `limits` can be enforced here, else which cannot and why.
+    pub fn check(&self, limits: &Limits) -> Result<(), String> {
+        let wanted = [
+            ("memory", limits.memory.is_some(), "memory"),
+            ("cpu", limits.cpus.is_some(), "cpus"),
+            ("pids", limits.pids.is_some(), "pids"),
+        ];
+        let missing: Vec<String> = wanted
+            .iter()
+            .filter(|(_, set, _)| *set)
+            .filter_map(|(c, _, key)| {
+                self.get(c)
+                    .err()
+                    .map(|why| format!("`{key}` needs the {c} cgroup controller ({why})"))
+            })
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing.join("; "))
+        }
+    }
+}
+
+fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|line| {
+            let (pre, post) = line.split_once(" - ")?;
+            let pre: Vec<&str> = pre.split(' ').collect();
+            let post: Vec<&str> = post.split(' ').collect();
+            let fstype = *post.first()?;
+            let version = match fstype {
+                "cgroup" => CgroupVersion::V1,
+                "cgroup2" => CgroupVersion::V2,
+                _ => return None,
+            };
+            let controllers = post
+                .get(2)
+                .map(|opts| opts.split(',').map(str::to_owned).collect())
+                .unwrap_or_default();
+            Some(Mount {
+                root: PathBuf::from(unescape(pre.get(3)?)),
+                point: PathBuf::from(unescape(pre.get(4)?)),
+                version,
+                controllers,
+            })
+        })
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// `(controllers, path)` per line of /proc/self/cgroup; v2 has empty controllers.
+fn parse_proc_cgroup(text: &str) -> Vec<(String, PathBuf)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let _id = parts.next()?;
+            let ctrls = parts.next()?.to_owned();
+            let path = PathBuf::from(parts.next()?);
+            Some((ctrls, path))
+        })
+        .collect()
+}
+
+/// Where our cgroup `path` (as /proc/self/cgroup says) is under mount `m`.
+fn own_dir(m: &Mount, path: &Path) -> Result<PathBuf, String> {
+    let rel = path
+        .strip_prefix(&m.root)
+        .map_err(|_| {
+            format!(
+                "Lodge's cgroup {} is outside the mounted part {} of the hierarchy",
+                path.display(),
+                m.root.display()
+            )
+        })?
+        .to_path_buf();
+    Ok(m.point.join(rel))
+}
+
+fn setup_v1(m: &Mount, path: &Path) -> Result<PathBuf, String> {
+    let dir = own_dir(m, path)?.join("lodge");
+    make_dir(&dir)?;
+    Ok(dir)
+}
+
+fn setup_v2(m: &Mount, path: &Path) -> Result<PathBuf, String> {
+    let own = own_dir(m, path)?;
+    let want = CONTROLLERS
+        .iter()
+        .map(|c| format!("+{c}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let available = fs::read_to_string(own.join("cgroup.controllers")).map_err(|e| {
+        format!(
+            "cannot read {}: {e}",
+            own.join("cgroup.controllers").display()
+        )
+    })?;
+    let enable_in = |dir: &Path| {
+        // Enable what is available; the per-controller check happens afterwards.
+        let list: Vec<String> = CONTROLLERS
+            .iter()
+            .filter(|c| available.split_whitespace().any(|x| x == **c))
+            .map(|c| format!("+{c}"))
+            .collect();
+        if list.is_empty() {
+            return Ok(());
+        }
+        fs::write(dir.join("cgroup.subtree_control"), list.join(" "))
+    };
+    let is_root = path == Path::new("/") || own == m.point;
+    if !is_root && enable_in(&own).is_err() {
+        // No internal processes: move Lodge into a leaf, then enable in `own`.
+        let leaf = own.join("lodge-supervisor");
+        make_dir(&leaf)?;
+        fs::write(leaf.join("cgroup.procs"), std::process::id().to_string())
+            .map_err(|e| format!("cannot move Lodge into {}: {e}", leaf.display()))?;
+        if let Err(e) = enable_in(&own) {
+            let _ = fs::write(own.join("cgroup.procs"), std::process::id().to_string());
+            return Err(format!(
+                "cannot enable {want} in {} ({e}); other processes share Lodge's cgroup (delegate a cgroup to Lodge, e.g. systemd Delegate=yes)",
+                own.display()
+            ));
+        }
+    } else if is_root {
+        let _ = enable_in(&own);
+    }
+    let dir = own.join("lodge");
+    make_dir(&dir)?;
+    let _ = enable_in(&dir);
+    Ok(dir)
+}
+
+fn make_dir(dir: &Path) -> Result<(), String> {
+    match fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(format!("cannot create {}: {e}", dir.display())),
+    }
+}
+
+/// One session's cgroup directories (one per hierarchy a limit needs).
+#[derive(Debug)]
+pub(crate) struct SessionCgroup {
+    dirs: Vec<(CgroupVersion, PathBuf)>,
+    memory: Option<(CgroupVersion, PathBuf)>,
+    memory_limit: Option<u64>,
+}
+
+impl SessionCgroup {
+    /// Makes the directories and writes the limits. `None` if `limits` sets nothing.
+    pub(crate) fn create(
+        roots: &CgroupRoots,
+        session_id: &str,
+        limits: &Limits,
+    ) -> Result<Option<SessionCgroup>, String> {
+        if limits.is_empty() {
+            return Ok(None);
+        }
+        let mut cg = SessionCgroup {
+            dirs: Vec::new(),
+            memory: None,
+            memory_limit: limits.memory,
+        };
+        // On error `cg` is dropped, which removes what was made.
+        if let Some(bytes) = limits.memory {
+            let (v, dir) = cg.dir_for(roots, "memory", session_id)?;
+            match v {
+                CgroupVersion::V1 => {
+                    write(&dir, "memory.limit_in_bytes", bytes)?;
+                    // Count swap too, so the limit cannot be dodged by swapping.
+                    if dir.join("memory.memsw.limit_in_bytes").exists() {
+                        write(&dir, "memory.memsw.limit_in_bytes", bytes)?;
+                    }
+                }
+                CgroupVersion::V2 => {
+                    write(&dir, "memory.max", bytes)?;
+                    if dir.join("memory.swap.max").exists() {
+                        write(&dir, "memory.swap.max", 0)?;
+                    }
+                }
+            }
+            cg.memory = Some((v, dir));
+        }
+        if let Some(cpus) = limits.cpus {
+            if !(cpus.is_finite() && cpus > 0.0) {
+                return Err(format!("cpus must be a positive number, not {cpus}"));
+            }
+            let quota = ((cpus * CPU_PERIOD_US as f64) as u64).max(1000);
+            let (v, dir) = cg.dir_for(roots, "cpu", session_id)?;
+            match v {
+                CgroupVersion::V1 => {
+                    write(&dir, "cpu.cfs_period_us", CPU_PERIOD_US)?;
+                    write(&dir, "cpu.cfs_quota_us", quota)?;
+                }
+                CgroupVersion::V2 => {
+                    write_str(&dir, "cpu.max", &format!("{quota} {CPU_PERIOD_US}"))?;
+                }
+            }
+        }
+        if let Some(pids) = limits.pids {
+            let (_, dir) = cg.dir_for(roots, "pids", session_id)?;
+            write(&dir, "pids.max", pids.saturating_add(SUPERVISOR_PIDS))?;
+        }
+        Ok(Some(cg))
+    }
+
+    fn dir_for(
+        &mut self,
+        roots: &CgroupRoots,
+        controller: &str,
+        session_id: &str,
+    ) -> Result<(CgroupVersion, PathBuf), String> {
+        let root = roots
+            .get(controller)
+            .map_err(|why| format!("the {controller} cgroup controller is unavailable: {why}"))?;
+        let dir = root.dir.join(session_id);
+        if !self.dirs.iter().any(|(_, d)| *d == dir) {
+            fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            self.dirs.push((root.version, dir.clone()));
+        }
+        Ok((root.version, dir))
+    }
+
+    /// The `cgroup.procs` files the sandbox helper writes itself into.
+    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs
+            .iter()
+            .map(|(_, d)| d.join("cgroup.procs"))
+            .collect()
+    }
+
+    pub(crate) fn memory_limit(&self) -> Option<u64> {
+        self.memory_limit
+    }
+
+    /// How many processes the kernel killed for running out of memory in this cgroup.
+    pub(crate) fn oom_kills(&self) -> u64 {
+        let Some((v, dir)) = &self.memory else {
+            return 0;
+        };
+        let file = match v {
+            CgroupVersion::V1 => "memory.oom_control",
+            CgroupVersion::V2 => "memory.events",
+        };
+        fs::read_to_string(dir.join(file))
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    l.strip_prefix("oom_kill ")
+                        .and_then(|n| n.trim().parse().ok())
+                })
+            })
+            .unwrap_or(0)
+    }
+
+    fn members(&self) -> Vec<i32> {
+        let mut pids: Vec<i32> = self
+            .dirs
+            .iter()
+            .filter_map(|(_, d)| fs::read_to_string(d.join("cgroup.procs")).ok())
+            .flat_map(|t| {
+                t.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<i32>>()
+            })
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    }
+
+    /// SIGKILLs every process still in the cgroup.
+    pub(crate) fn kill_all(&self) {
+        for (v, dir) in &self.dirs {
+            if *v == CgroupVersion::V2 && fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+                return;
+            }
+        }
+        for pid in self.members() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+
+    /// Waits (blocking, up to `timeout`) for the cgroup to empty, then removes it.
+    /// Returns whether everything was removed.
+    pub(crate) fn remove(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut delay = Duration::from_micros(200);
+        loop {
+            self.dirs.retain(|(_, d)| match fs::remove_dir(d) {
+                Ok(()) => false,
+                Err(e) => e.kind() != io::ErrorKind::NotFound,
+            });
+            if self.dirs.is_empty() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                for (_, d) in &self.dirs {
+                    tracing::warn!(cgroup = %d.display(), "cannot remove session cgroup: still in use");
+                }
+                self.dirs.clear();
+                return false;
+            }
+            if delay >= Duration::from_millis(20) {
+                // Something outlived the sandbox's init (it should not): kill it.
+                self.kill_all();
+            }
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for SessionCgroup {
+    fn drop(&mut self) {
+        // Only reached with directories left when the sandbox never started (spawn
+        // failed) or on a drop without `terminate`, where `supervise` already killed it.
+        if !self.dirs.is_empty() {
+            self.kill_all();
+            let mut rest = SessionCgroup {
+                dirs: std::mem::take(&mut self.dirs),
+                memory: None,
+                memory_limit: None,
+            };
+            // Usually empty already; otherwise finish in the background.
+            if !rest.try_remove_now() {
+                let _ = std::thread::Builder::new()
+                    .name("lodge-cgroup-cleanup".into())
+                    .spawn(move || {
+                        rest.remove(Duration::from_secs(10));
+                    });
+            }
+        }
+    }
+}
+
+impl SessionCgroup {
+    fn try_remove_now(&mut self) -> bool {
+        self.dirs.retain(|(_, d)| match fs::remove_dir(d) {
+            Ok(()) => false,
+            Err(e) => e.kind() != io::ErrorKind::NotFound,
+        });
+        self.dirs.is_empty()
+    }
+}
+
+fn write(dir: &Path, file: &str, value: u64) -> Result<(), String> {
+    write_str(dir, file, &value.to_string())
+}
+
+fn write_str(dir: &Path, file: &str, value: &str) -> Result<(), String> {
+    let path = dir.join(file);
+    fs::write(&path, value).map_err(|e| format!("cannot write {value} to {}: {e}", path.display()))
+}
+
+/// Formats a byte count the way configs write it: `64MiB`, `1GiB`, `1536KiB`, `1000 bytes`.
+pub(crate) fn format_bytes(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (size, unit) in UNITS {
+        if bytes >= size && bytes.is_multiple_of(size) {
+            return format!("{}{unit}", bytes / size);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn parses_hybrid_mountinfo() {
+        let text = "\
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpu,cpuacct rw,relatime - cgroup cgroup rw,cpu,cpuacct
+35 31 0:32 /docker/x /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+22 1 8:1 / / rw - ext4 /dev/vda rw";
+        let mounts = parse_mountinfo(text);
+        assert_eq!(mounts.len(), 4);
+        assert_eq!(mounts[1].controllers, ["rw", "cpu", "cpuacct"]);
+        assert_eq!(mounts[2].root, Path::new("/docker/x"));
+        assert_eq!(mounts[3].version, CgroupVersion::V2);
+        let dir = own_dir(&mounts[2], Path::new("/docker/x/sub")).unwrap();
+        assert_eq!(dir, Path::new("/sys/fs/cgroup/memory/sub"));
+        assert!(own_dir(&mounts[2], Path::new("/other")).is_err());
+    }
+
+    #[test]
+    fn parses_proc_cgroup() {
+        let own = parse_proc_cgroup("4:memory:/a/b\n2:cpu,cpuacct:/\n0::/u\n");
+        assert_eq!(own[0], ("memory".into(), PathBuf::from("/a/b")));
+        assert_eq!(own[2], (String::new(), PathBuf::from("/u")));
+    }
+
+    #[test]
+    fn bytes() {
+        assert_eq!(format_bytes(64 << 20), "64MiB");
+        assert_eq!(format_bytes(1 << 30), "1GiB");
+        assert_eq!(format_bytes(1536 << 10), "1536KiB");
+        assert_eq!(format_bytes(1000), "1000 bytes");
+    }
+}

@@ -1,0 +1,348 @@
+//! Containment: a hostile MCP server (tests/fixtures/hostile/server.py, Python SDK) tries
+//! each escape through a real `lodge serve` on the `namespaces` backend, and each test
+//! asserts how the attempt was blocked. The server runs from a directory that also holds
+//! Lodge's config and scratch root, the worst case for what a bind could expose.
+//!
+//! Skipped (with a message) on hosts that cannot run the sandbox, except under CI=true.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{Lodge, Raw, start_namespaces_in};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/fixtures/hostile/server.py"
+);
+
+struct Hostile {
+    lodge: Lodge,
+    /// Holds the server script, `lodge.toml` and the scratch root.
+    dir: PathBuf,
+}
+
+/// Lodge hosting the hostile server with `sandbox` (TOML lines for `[server.sandbox]`).
+fn hostile(sandbox: &str) -> Option<Hostile> {
+    let dir = tempfile::tempdir().unwrap();
+    let server = dir.path().join("server.py");
+    std::fs::copy(FIXTURE, &server).unwrap();
+    std::fs::write(dir.path().join("secret.key"), "do not read").unwrap();
+    let path = dir.path().to_path_buf();
+    let config = format!(
+        "[[server]]\nname = \"hostile\"\ncommand = [{:?}, {server:?}]\n[server.sandbox]\n{sandbox}\n",
+        common::python()
+    );
+    let lodge = start_namespaces_in(dir, &config)?;
+    Some(Hostile { lodge, dir: path })
+}
+
+impl Hostile {
+    async fn session(&self) -> Raw {
+        let mut raw = Raw::new(self.lodge.url());
+        raw.initialize().await;
+        raw
+    }
+}
+
+/// Calls `tool` and parses the JSON report it returns.
+async fn attempt(raw: &Raw, id: u64, tool: &str, args: Value) -> Value {
+    let text = raw.call_text(id, tool, args).await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{tool}: not JSON ({e}): {text}"))
+}
+
+async fn result(raw: &Raw, id: u64, tool: &str, args: Value) -> String {
+    attempt(raw, id, tool, args).await["result"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn the_server_runs_unprivileged_and_hardened() {
+    let Some(h) = hostile("") else { return };
+    let raw = h.session().await;
+    let me = attempt(&raw, 1, "whoami", json!({})).await;
+    assert_eq!(me["uid"], 1000, "{me}");
+    assert_eq!(me["gid"], 1000);
+    assert_eq!(me["cwd"], "/session");
+    assert_eq!(me["hostname"], "lodge");
+    let status = &me["status"];
+    assert_eq!(status["CapEff"], "0000000000000000");
+    assert_eq!(status["CapPrm"], "0000000000000000");
+    assert_eq!(status["CapBnd"], "0000000000000000");
+    assert_eq!(status["NoNewPrivs"], "1");
+    assert_eq!(status["Seccomp"], "2");
+    // uid 1000 inside is one unprivileged host uid outside, never root.
+    let host_pid: u32 = me["sandbox_pid"].as_str().unwrap().parse().unwrap();
+    let children =
+        std::fs::read_to_string(format!("/proc/{host_pid}/task/{host_pid}/children")).unwrap();
+    let init: u32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    let server = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap();
+    let server: u32 = server.split_whitespace().next().unwrap().parse().unwrap();
+    let uid_line = std::fs::read_to_string(format!("/proc/{server}/status"))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .unwrap()
+        .to_owned();
+    assert!(
+        !uid_line.split_whitespace().skip(1).any(|u| u == "0"),
+        "{uid_line}"
+    );
+}
+
+#[tokio::test]
+async fn writes_outside_session_and_tmp_are_refused() {
+    let Some(h) = hostile("") else { return };
+    let raw = h.session().await;
+    let dir = h.dir.display().to_string();
+    let cases = [
+        ("/usr/bin/evil", "EROFS"),
+        ("/etc/passwd", "EROFS"),
+        ("/evil", "EROFS"),
+        // The script's directory is visible, read-only.
+        (&format!("{dir}/evil"), "EROFS"),
+        // procfs is writable as a mount; Landlock still refuses.
+        ("/proc/self/comm", "EACCES"),
+        ("/session/notes.txt", "ok"),
+        ("/tmp/notes.txt", "ok"),
+    ];
+    for (i, (path, want)) in cases.iter().enumerate() {
+        let got = result(&raw, i as u64 + 1, "write_file", json!({"path": path})).await;
+        assert_eq!(&got, want, "writing {path}");
+    }
+    // /session is the session's scratch dir on the host; /tmp is the sandbox's own.
+    let scratch = h.lodge.scratch_root().join(raw.session.as_ref().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(scratch.join("notes.txt")).unwrap(),
+        "hostile was here\n"
+    );
+    assert!(!std::path::Path::new(&format!("{dir}/evil")).exists());
+}
+
+#[tokio::test]
+async fn host_secrets_and_lodge_config_are_unreadable() {
+    let Some(h) = hostile("") else { return };
+    let raw = h.session().await;
+    let dir = h.dir.display().to_string();
+    let read = async |id, path: &str| result(&raw, id, "read_file", json!({"path": path})).await;
+    assert_eq!(read(1, "/etc/shadow").await, "ENOENT");
+    assert_eq!(read(2, "/etc/gshadow").await, "ENOENT");
+    assert_eq!(read(3, "/root/.bash_history").await, "ENOENT");
+    assert_eq!(read(4, "/root/.cargo/credentials.toml").await, "ENOENT");
+    assert_eq!(read(5, "/var/log/syslog").await, "ENOENT");
+    // Beside the server script: the script is visible, Lodge's config is masked, and the
+    // scratch root of every session is an empty mask.
+    assert_eq!(read(6, &format!("{dir}/server.py")).await, "ok");
+    assert_eq!(read(7, &format!("{dir}/lodge.toml")).await, "EACCES");
+    let scratch = attempt(
+        &raw,
+        8,
+        "list_dir",
+        json!({"path": format!("{dir}/scratch")}),
+    )
+    .await;
+    assert_eq!(scratch["result"], "ok");
+    assert_eq!(scratch["entries"], json!([]), "{scratch}");
+    // /root holds only the path down to the interpreter's install prefix.
+    let root = attempt(&raw, 9, "list_dir", json!({"path": "/root"})).await;
+    if root["result"] == "ok" {
+        let python = std::fs::canonicalize(common::python()).unwrap();
+        for entry in root["entries"].as_array().unwrap() {
+            let entry = entry.as_str().unwrap();
+            assert!(
+                python.starts_with(format!("/root/{entry}"))
+                    || std::path::Path::new(&common::python())
+                        .starts_with(format!("/root/{entry}")),
+                "/root/{entry} is visible but holds no install dir of the server"
+            );
+        }
+    } else {
+        assert_eq!(root["result"], "ENOENT");
+    }
+    for path in ["/home", "/var", "/boot", "/mnt"] {
+        let got = result(&raw, 10, "list_dir", json!({"path": path})).await;
+        assert_eq!(got, "ENOENT", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn sessions_cannot_reach_each_other() {
+    let Some(h) = hostile("") else { return };
+    let a = h.session().await;
+    let b = h.session().await;
+    assert_eq!(
+        result(&a, 1, "write_file", json!({"path": "/session/secret"})).await,
+        "ok"
+    );
+    let a_me = attempt(&a, 2, "whoami", json!({})).await;
+    let a_pid: i64 = a_me["sandbox_pid"].as_str().unwrap().parse().unwrap();
+    let a_scratch = h.lodge.scratch_root().join(a.session.as_ref().unwrap());
+    assert!(a_scratch.join("secret").exists());
+
+    // B cannot read A's files through their host path (the scratch root is masked)…
+    let path = a_scratch.join("secret").display().to_string();
+    assert_eq!(
+        result(&b, 1, "read_file", json!({"path": path})).await,
+        "ENOENT"
+    );
+    // …and sees only its own processes: its init (1) and itself.
+    let procs = attempt(&b, 2, "processes", json!({})).await;
+    let pids: Vec<&String> = procs["processes"].as_object().unwrap().keys().collect();
+    assert_eq!(pids, ["1", "2"], "{procs}");
+    // A's sandbox pid means nothing in B's pid namespace.
+    let got = result(&b, 3, "signal_pid", json!({"pid": a_pid, "sig": 9})).await;
+    assert_eq!(got, "ESRCH");
+    // B's init is not B's to kill either.
+    assert_eq!(
+        result(&b, 4, "signal_pid", json!({"pid": 1, "sig": 9})).await,
+        "EPERM"
+    );
+    // A is untouched.
+    assert_eq!(
+        result(&a, 3, "read_file", json!({"path": "/session/secret"})).await,
+        "ok"
+    );
+}
+
+#[tokio::test]
+async fn the_network_is_loopback_only() {
+    let Some(h) = hostile("") else { return };
+    let raw = h.session().await;
+    let ifaces = attempt(&raw, 1, "interfaces", json!({})).await;
+    assert_eq!(ifaces["interfaces"], json!(["lo"]));
+    // Lodge itself listens on the host's loopback: not this loopback.
+    let port: u16 = h.lodge.base.rsplit(':').next().unwrap().parse().unwrap();
+    let got = result(
+        &raw,
+        2,
+        "tcp_connect",
+        json!({"host": "127.0.0.1", "port": port}),
+    )
+    .await;
+    assert_eq!(got, "ECONNREFUSED");
+    // No route anywhere else (a UDP connect only looks the route up; nothing is sent).
+    assert_eq!(
+        result(&raw, 3, "udp_route", json!({"host": "192.0.2.1"})).await,
+        "ENETUNREACH"
+    );
+    // No DNS.
+    let dns = attempt(&raw, 4, "resolve", json!({"name": "example.com"})).await;
+    assert_eq!(dns["result"], "gaierror", "{dns}");
+}
+
+#[tokio::test]
+async fn mount_ptrace_modules_and_privileges_are_denied() {
+    let Some(h) = hostile("") else { return };
+    let raw = h.session().await;
+    assert_eq!(result(&raw, 1, "mount_tmpfs", json!({})).await, "EPERM");
+    assert_eq!(
+        result(&raw, 2, "ptrace_attach", json!({"pid": 1})).await,
+        "EPERM"
+    );
+    let modules = attempt(&raw, 3, "load_module", json!({})).await;
+    assert_eq!(modules["result"], "blocked", "{modules}");
+    for call in ["finit_module", "init_module", "delete_module"] {
+        assert_eq!(modules["calls"][call], "EPERM", "{call}: {modules}");
+    }
+    let privs = attempt(&raw, 4, "raise_privileges", json!({})).await;
+    assert_eq!(privs["result"], "blocked", "{privs}");
+    let calls = &privs["calls"];
+    // uid/gid 0 do not even exist in the server's user namespace.
+    assert_eq!(calls["setuid(0)"], "EINVAL");
+    assert_eq!(calls["setgid(0)"], "EINVAL");
+    assert_eq!(calls["ambient CAP_SYS_ADMIN"], "EPERM");
+    assert_eq!(calls["unshare(CLONE_NEWUSER)"], "EPERM");
+    assert_eq!(calls["/usr mounted nosuid"], "True");
+    assert_eq!(calls["no_new_privs"], "1");
+    assert_eq!(calls["euid"], "1000");
+    for (i, name) in [
+        "unshare",
+        "setns",
+        "pivot_root",
+        "chroot",
+        "bpf",
+        "keyctl",
+        "kexec_load",
+        "perf_event_open",
+        "reboot",
+        "process_vm_readv",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let got = result(&raw, 10 + i as u64, "syscall", json!({"name": name})).await;
+        assert_eq!(got, "EPERM", "{name}");
+    }
+    for name in ["clone3", "io_uring_setup"] {
+        assert_eq!(
+            result(&raw, 30, "syscall", json!({"name": name})).await,
+            "ENOSYS"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_fork_bomb_is_held_by_the_pids_limit() {
+    let Some(h) = hostile("pids = 48") else {
+        return;
+    };
+    let raw = h.session().await;
+    let bomb = attempt(&raw, 1, "fork_bomb", json!({})).await;
+    assert_eq!(bomb["result"], "EAGAIN", "{bomb}");
+    assert!(bomb["forked"].as_u64().unwrap() < 48, "{bomb}");
+    // The session survives its own bomb.
+    assert_eq!(result(&raw, 2, "whoami", json!({})).await, "ok");
+}
+
+#[tokio::test]
+async fn a_memory_bomb_is_killed_and_the_session_ends_cleanly() {
+    let Some(h) = hostile("memory = \"256MiB\"") else {
+        return;
+    };
+    let bystander = h.session().await;
+    let raw = h.session().await;
+    let reply = raw.call(1, "memory_bomb", json!({})).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let error = reply.events().last().unwrap().json();
+    assert_eq!(error["id"], 1);
+    assert_eq!(error["error"]["code"], -32000, "{error}");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the MCP server was killed: out of memory (limit 256MiB)"),
+        "{message}"
+    );
+    // Later requests: 404 saying why.
+    let later = raw.call(2, "whoami", json!({})).await;
+    assert_eq!(later.status, 404);
+    assert!(later.body.contains("out of memory"), "{}", later.body);
+    // Another session of the same server never noticed.
+    assert_eq!(result(&bystander, 1, "whoami", json!({})).await, "ok");
+    common::eventually(
+        Duration::from_secs(20),
+        "the scratch dir to go",
+        async || {
+            !h.lodge
+                .scratch_root()
+                .join(raw.session.as_ref().unwrap())
+                .exists()
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_cpu_hog_is_held_to_its_quota() {
+    let Some(h) = hostile("cpus = 0.25") else {
+        return;
+    };
+    let raw = h.session().await;
+    let hog = attempt(&raw, 1, "cpu_hog", json!({"seconds": 2.0})).await;
+    let ratio = hog["ratio"].as_f64().unwrap();
+    // Unlimited, a busy loop takes a whole CPU; the box may be loaded, so only the upper
+    // bound means anything.
+    assert!(ratio < 0.4, "cpus = 0.25 held the hog to {ratio}");
+}
