@@ -222,7 +222,7 @@ for set in "${SETS[@]}"; do
         STATUS=1
     }
     if [[ "$set" == 2026-07-28 && "$MODERN_THROUGH_LODGE" != 1 ]]; then
-        log "lodge $set: skipped (set LODGE_CONFORMANCE_MODERN=1 once Lodge serves the modern era)"
+        log "lodge $set: skipped (LODGE_CONFORMANCE_MODERN=0)"
         continue
     fi
     start_lodge
@@ -232,6 +232,17 @@ for set in "${SETS[@]}"; do
     }
     compare "$set"
 done
+
+# The client side: the suite's client scenarios against `lodge connect`. Seen once on a
+# loaded 2-core machine: one scenario hit the suite's fixed 30 s client timeout and passed
+# on a rerun, so a failing run is retried once (and says so) before it counts.
+if ! scripts/conformance-client.sh "${SETS[@]}"; then
+    log "client scenarios: scored failures; retrying once (see $OUT/client-*/suite.log)"
+    scripts/conformance-client.sh "${SETS[@]}" || {
+        log "client scenarios: scored failures again"
+        STATUS=1
+    }
+fi
 
 echo
 log "results under $OUT; took $((SECONDS - START))s"
