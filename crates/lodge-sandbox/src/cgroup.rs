@@ -146,6 +146,9 @@ impl CgroupRoots {
             } else {
                 Err("no cgroup hierarchy is mounted".to_owned())
             };
+            if let Ok(root) = &found {
+                sweep(&root.dir);
+            }
             controllers.insert(c, found);
         }
         CgroupRoots { controllers }
@@ -309,6 +312,30 @@ fn setup_v2(m: &Mount, path: &Path) -> Result<PathBuf, String> {
     Ok(dir)
 }
 
+/// Session cgroups outlive a Lodge that was killed (SIGKILL leaves no time to remove
+/// them; its sandboxes end on their own when their stdin closes). Remove the empty ones
+/// older than a minute; younger ones may be another Lodge's, about to be joined.
+fn sweep(dir: &Path) {
+    const STALE: Duration = Duration::from_secs(60);
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > STALE);
+        let empty =
+            fs::read_to_string(path.join("cgroup.procs")).is_ok_and(|p| p.trim().is_empty());
+        if entry.file_type().is_ok_and(|t| t.is_dir()) && old && empty {
+            let _ = fs::remove_dir(&path);
+        }
+    }
+}
+
 fn make_dir(dir: &Path) -> Result<(), String> {
     match fs::create_dir(dir) {
         Ok(()) => Ok(()),
@@ -394,7 +421,14 @@ impl SessionCgroup {
             .map_err(|why| format!("the {controller} cgroup controller is unavailable: {why}"))?;
         let dir = root.dir.join(session_id);
         if !self.dirs.iter().any(|(_, d)| *d == dir) {
-            fs::create_dir(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            let create = || fs::create_dir(&dir);
+            create()
+                .or_else(|e| match e.kind() {
+                    // Left behind by a Lodge that died: reuse the name if it is empty.
+                    io::ErrorKind::AlreadyExists => fs::remove_dir(&dir).and_then(|()| create()),
+                    _ => Err(e),
+                })
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             self.dirs.push((root.version, dir.clone()));
         }
         Ok((root.version, dir))

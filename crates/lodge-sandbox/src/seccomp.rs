@@ -1,7 +1,7 @@
 //! The seccomp deny-list: system calls an MCP server never needs, which are the usual
 //! first steps of a container escape or of attacking the kernel.
 //!
-//! Built once per Lodge process ([`Filters::build`]) with `seccompiler` and handed to every
+//! Built once per Lodge process (at the host probe) with `seccompiler` and handed to every
 //! sandbox helper as BPF, which installs it right before `execve`. Three filters stack:
 //! - denied with `EPERM`: mounting and pivoting, namespace creation and joining (`unshare`,
 //!   `setns`, and `clone` with any `CLONE_NEW*` flag), `ptrace` and cross-process memory
