@@ -59,6 +59,17 @@ pub struct ServerSpec {
     pub anonymous: Anonymous,
     /// Sandboxes kept started and waiting, so a new session skips the spawn.
     pub warm_pool: usize,
+    pub transport: Transport,
+}
+
+/// How Lodge speaks to a hosted server.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// JSON-RPC lines on stdin/stdout.
+    #[default]
+    Stdio,
+    /// Streamable HTTP on a port inside the sandbox.
+    Http { port: u16, path: String },
 }
 
 /// Where a 2026-07-28 request that names no runtime session runs.

@@ -10,8 +10,9 @@ mod error;
 mod registry;
 mod session;
 mod upstream;
+mod upstream_http;
 
-pub use config::{Anonymous, ServerSpec, SessionConfig};
+pub use config::{Anonymous, ServerSpec, SessionConfig, Transport};
 pub use error::{EndReason, RuntimeError, SessionError};
 pub use lodge_proto::Message;
 pub use registry::{Lookup, Runtime, Server};

@@ -1,10 +1,12 @@
 //! The registry of live sessions, and what is remembered of ended ones.
 
+use crate::config::Transport;
 use crate::config::{ServerSpec, SessionConfig};
 use crate::error::{EndReason, RuntimeError};
 use crate::session::{Actor, SessionHandle, Shared};
 use crate::session::{BridgeState, StateError};
 use crate::upstream::{self, WRITE_QUEUE};
+use crate::upstream_http;
 use lodge_proto::seal::Sealer;
 use lodge_sandbox::{Sandbox, SandboxError, SandboxSpec};
 use std::collections::{HashMap, VecDeque};
@@ -236,13 +238,33 @@ impl Runtime {
         let pid = sandbox.process.pid();
         let (to_server, write_queue) = mpsc::channel(WRITE_QUEUE);
         let (from_server_tx, from_server) = mpsc::channel(FROM_SERVER_QUEUE);
-        tokio::spawn(upstream::write_loop(sandbox.io.stdin, write_queue));
-        tokio::spawn(upstream::read_loop(
-            id.clone(),
-            sandbox.io.stdout,
-            self.config.max_message_bytes,
-            from_server_tx,
-        ));
+        match &server.spec.transport {
+            Transport::Stdio => {
+                tokio::spawn(upstream::write_loop(sandbox.io.stdin, write_queue));
+                tokio::spawn(upstream::read_loop(
+                    id.clone(),
+                    sandbox.io.stdout,
+                    self.config.max_message_bytes,
+                    from_server_tx,
+                ));
+            }
+            Transport::Http { port, path } => {
+                tokio::spawn(upstream_http::http_link(
+                    id.clone(),
+                    sandbox.process.tcp_connector(),
+                    *port,
+                    path.clone(),
+                    write_queue,
+                    from_server_tx.clone(),
+                ));
+                tokio::spawn(upstream::drain_loop(
+                    id.clone(),
+                    sandbox.io.stdin,
+                    sandbox.io.stdout,
+                    from_server_tx,
+                ));
+            }
+        }
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let shared = Arc::new(Shared {
             server: server.spec.name.as_str().into(),

@@ -110,6 +110,22 @@ fn trim_line(line: &[u8]) -> &[u8] {
     &line[..end]
 }
 
+/// For a server spoken to over HTTP: its stdout is only output, logged like stderr;
+/// its end still tells the actor the server exited. Holding stdin keeps it open.
+pub(crate) async fn drain_loop(
+    session: std::sync::Arc<str>,
+    stdin: impl AsyncWrite + Unpin,
+    stdout: impl AsyncRead + Unpin,
+    to_actor: mpsc::Sender<FromServer>,
+) {
+    let _stdin = stdin;
+    let mut lines = BufReader::new(stdout).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::info!(target: "lodge::server_stdout", %session, "{line}");
+    }
+    let _ = to_actor.send(FromServer::Closed(None)).await;
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -4,7 +4,7 @@
 use anyhow::{Context, bail};
 use clap::Args;
 use lodge_http::FrontConfig;
-use lodge_runtime::{Anonymous, Protocol, ServerSpec, SessionConfig};
+use lodge_runtime::{Anonymous, Protocol, ServerSpec, SessionConfig, Transport};
 use lodge_sandbox::{
     Backend, BindMount, HelperCommand, Host, Limits, NamespacesBackend, NamespacesOptions, Network,
     ProcessBackend,
@@ -426,6 +426,7 @@ fn server_spec(
         protocol: Protocol::Auto,
         anonymous: Anonymous::Fresh,
         warm_pool: 0,
+        transport: Transport::Stdio,
     }
 }
 
@@ -466,11 +467,12 @@ impl ServerSection {
         if self.command.is_empty() {
             bail!("server {name:?} has an empty command");
         }
-        match self.transport.as_deref() {
+        let transport = match self.transport.as_deref() {
             None | Some("stdio") => {
                 if self.port.is_some() || self.path.is_some() {
                     bail!("server {name:?}: port and path are for transport = \"http\"");
                 }
+                Transport::Stdio
             }
             Some("http") => {
                 let path = self.path.as_deref().unwrap_or("/mcp");
@@ -480,15 +482,15 @@ impl ServerSection {
                 if self.port == Some(0) {
                     bail!("server {name:?}: port must not be 0");
                 }
-                bail!(
-                    "server {name:?}: transport = \"http\" (port {}, path {path}) is not supported by the runtime yet",
-                    self.port.unwrap_or(8000)
-                )
+                Transport::Http {
+                    port: self.port.unwrap_or(8000),
+                    path: path.to_string(),
+                }
             }
             Some(other) => {
                 bail!("server {name:?}: unknown transport {other:?}; expected stdio or http")
             }
-        }
+        };
         let memory = self
             .sandbox
             .memory
@@ -509,6 +511,7 @@ impl ServerSection {
         spec.protocol = self.protocol;
         spec.anonymous = self.anonymous;
         spec.warm_pool = self.warm_pool;
+        spec.transport = transport;
         Ok(spec)
     }
 }
