@@ -109,6 +109,9 @@ fn announce(settings: &Settings, addr: std::net::SocketAddr) {
         "process" => {
             " (no isolation: each session gets its own process group, scratch directory and environment, but shares the host)"
         }
+        "namespaces" => {
+            " (isolated: own namespaces, minimal read-only root, no capabilities, seccomp, cgroup limits)"
+        }
         _ => "",
     };
     println!("  sandbox backend: {}{isolation}", settings.backend);
