@@ -233,16 +233,21 @@ for set in "${SETS[@]}"; do
     compare "$set"
 done
 
-# The client side: the suite's client scenarios against `lodge connect`. Seen once on a
-# loaded 2-core machine: one scenario hit the suite's fixed 30 s client timeout and passed
-# on a rerun, so a failing run is retried once (and says so) before it counts.
-if ! scripts/conformance-client.sh "${SETS[@]}"; then
-    log "client scenarios: scored failures; retrying once (see $OUT/client-*/suite.log)"
-    scripts/conformance-client.sh "${SETS[@]}" || {
-        log "client scenarios: scored failures again"
+# The client side: the suite's client scenarios against `lodge connect`. Known flake (to
+# investigate): when the suite starts every scenario at once on a 2-core machine, a
+# scenario has occasionally stalled past the suite's client timeout; every one passes when
+# run alone. A failing run is kept (client-*.attempt-N) and retried, twice at most.
+attempt=1
+until scripts/conformance-client.sh "${SETS[@]}"; do
+    for d in "$OUT"/client-*; do [[ "$d" == *.attempt-* ]] || mv "$d" "$d.attempt-$attempt"; done
+    if (( attempt == 3 )); then
+        log "client scenarios: scored failures in 3 attempts"
         STATUS=1
-    }
-fi
+        break
+    fi
+    log "client scenarios: scored failures; retrying (attempt $((attempt + 1)) of 3)"
+    attempt=$((attempt + 1))
+done
 
 echo
 log "results under $OUT; took $((SECONDS - START))s"
