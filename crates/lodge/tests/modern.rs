@@ -333,9 +333,25 @@ async fn an_expired_request_state_is_refused() {
     );
 }
 
-#[derive(Clone, Default)]
+/// An rmcp client of a given era that accepts every form with `answer`, answers sampling
+/// with `sampled`, and records each form's message and each sampling prompt, in order.
+#[derive(Clone)]
 struct Answers {
+    version: ProtocolVersion,
+    answer: serde_json::Value,
+    sampled: &'static str,
     seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Answers {
+    fn new(version: ProtocolVersion, answer: serde_json::Value, sampled: &'static str) -> Self {
+        Answers {
+            version,
+            answer,
+            sampled,
+            seen: Arc::default(),
+        }
+    }
 }
 
 impl ClientHandler for Answers {
@@ -345,7 +361,7 @@ impl ClientHandler for Answers {
             .enable_sampling()
             .build();
         ClientConfig::new(caps, Implementation::new("modern-test", "0"))
-            .with_protocol_version(ProtocolVersion::V_2026_07_28)
+            .with_protocol_version(self.version.clone())
     }
 
     async fn create_elicitation(
@@ -356,9 +372,7 @@ impl ClientHandler for Answers {
         if let ElicitRequestParams::FormElicitationParams { message, .. } = request {
             self.seen.lock().unwrap().push(message);
         }
-        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(
-            json!({"destination": "Lisbon", "days": 3, "budget": "comfort", "flights": false}),
-        ))
+        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(self.answer.clone()))
     }
 
     async fn create_message(
@@ -372,7 +386,7 @@ impl ClientHandler for Answers {
             .to_string();
         self.seen.lock().unwrap().push(prompt);
         Ok(CreateMessageResult::new(
-            SamplingMessage::assistant_text("Day 1: tiles."),
+            SamplingMessage::assistant_text(self.sampled),
             "m".into(),
         ))
     }
@@ -381,7 +395,11 @@ impl ClientHandler for Answers {
 #[tokio::test]
 async fn an_rmcp_2026_client_completes_plan_trip_on_a_legacy_server_via_mrtr() {
     let lodge = Lodge::demo("");
-    let handler = Answers::default();
+    let handler = Answers::new(
+        ProtocolVersion::V_2026_07_28,
+        json!({"destination": "Lisbon", "days": 3, "budget": "comfort", "flights": false}),
+        "Day 1: tiles.",
+    );
     let transport = StreamableHttpClientTransport::from_uri(lodge.url());
     let lifecycle = ClientLifecycleMode::Discover {
         preferred_versions: vec![ProtocolVersion::V_2026_07_28],
@@ -444,46 +462,6 @@ async fn a_modern_python_sdk_server_is_passed_through() {
     assert_eq!(text(&result), "8");
 }
 
-/// A legacy (2025-11-25) rmcp client that answers elicitation with a name.
-#[derive(Clone, Default)]
-struct LegacyAnswers {
-    seen: Arc<Mutex<Vec<String>>>,
-}
-
-impl ClientHandler for LegacyAnswers {
-    fn get_info(&self) -> ClientConfig {
-        let caps = ClientCapabilities::builder()
-            .enable_elicitation()
-            .enable_sampling()
-            .build();
-        ClientConfig::new(caps, Implementation::new("legacy-test", "0"))
-            .with_protocol_version(ProtocolVersion::V_2025_11_25)
-    }
-
-    async fn create_elicitation(
-        &self,
-        request: ElicitRequestParams,
-        _: RequestContext<RoleClient>,
-    ) -> Result<ElicitResult, ErrorData> {
-        if let ElicitRequestParams::FormElicitationParams { message, .. } = request {
-            self.seen.lock().unwrap().push(message);
-        }
-        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(json!({"name": "Ada"})))
-    }
-
-    async fn create_message(
-        &self,
-        _: CreateMessageRequestParams,
-        _: RequestContext<RoleClient>,
-    ) -> Result<CreateMessageResult, ErrorData> {
-        self.seen.lock().unwrap().push("sampling".into());
-        Ok(CreateMessageResult::new(
-            SamplingMessage::assistant_text("Paris"),
-            "m".into(),
-        ))
-    }
-}
-
 #[tokio::test]
 async fn a_legacy_client_completes_an_mrtr_tool_of_a_modern_server_via_pushed_requests() {
     // protocol = "modern": Lodge answers initialize from server/discover and speaks
@@ -492,7 +470,11 @@ async fn a_legacy_client_completes_an_mrtr_tool_of_a_modern_server_via_pushed_re
         "[[server]]\nname = \"modern\"\ncommand = [{:?}]\nprotocol = \"modern\"\n",
         common::conformance_server()
     ));
-    let handler = LegacyAnswers::default();
+    let handler = Answers::new(
+        ProtocolVersion::V_2025_11_25,
+        json!({"name": "Ada"}),
+        "Paris",
+    );
     let transport = StreamableHttpClientTransport::from_uri(lodge.url());
     let client = rmcp::ServiceExt::serve(handler.clone(), transport)
         .await
