@@ -83,7 +83,13 @@ async fn sessions_end_at_max_lifetime_even_when_active() {
         "{}",
         message(&reply)
     );
-    assert!(!sandbox.exists());
+    // The id answers 404 as soon as the session ends; the sandbox goes right after.
+    eventually(
+        Duration::from_secs(10),
+        "the sandbox to be removed",
+        async || !sandbox.exists(),
+    )
+    .await;
 }
 
 /// A stdio server that answers initialize, then dies on its first tool call.

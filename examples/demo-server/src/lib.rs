@@ -336,5 +336,10 @@ async fn append_line(path: &str, line: &str) -> Result<(), String> {
         .map_err(|e| format!("opening {path}: {e}"))?;
     file.write_all(format!("{line}\n").as_bytes())
         .await
+        .map_err(|e| format!("writing {path}: {e}"))?;
+    // tokio's write_all only hands the bytes to a blocking thread: flush so the line is
+    // in the file before the tool answers (tests and clients read it right after).
+    file.flush()
+        .await
         .map_err(|e| format!("writing {path}: {e}"))
 }

@@ -1,6 +1,7 @@
 //! One session: a handle the front uses, and the actor task that owns the state.
 
 mod actor;
+mod bridge;
 mod modern;
 mod streams;
 mod to_modern;
