@@ -17,6 +17,10 @@ pub struct Progress {
     bars: Mutex<HashMap<String, (ProgressBar, String)>>,
     /// Progress tokens of the current call whose total is known but not reached yet.
     open: Mutex<HashMap<String, bool>>,
+    /// The highest progress seen per token. rmcp runs notification handlers concurrently,
+    /// so an earlier update can arrive after a later one; progress only goes up (spec),
+    /// so a stale one is dropped instead of moving the bar back.
+    highest: Mutex<HashMap<String, f64>>,
 }
 
 impl Progress {
@@ -25,6 +29,7 @@ impl Progress {
             ui,
             bars: Mutex::new(HashMap::new()),
             open: Mutex::new(HashMap::new()),
+            highest: Mutex::new(HashMap::new()),
         }
     }
 
@@ -48,6 +53,13 @@ impl Progress {
 
     /// A `notifications/progress` for `token`.
     pub fn update(&self, token: &str, progress: f64, total: Option<f64>, message: Option<&str>) {
+        if let Ok(mut highest) = self.highest.lock() {
+            let last = highest.entry(token.to_owned()).or_insert(f64::NEG_INFINITY);
+            if progress <= *last {
+                return;
+            }
+            *last = progress;
+        }
         let mut text = match total {
             Some(total) => format!("{}/{}", number(progress), number(total)),
             None => number(progress),
@@ -111,6 +123,10 @@ impl Progress {
     pub fn finish_all(&self) {
         if let Ok(mut open) = self.open.lock() {
             open.clear();
+        }
+        // A new session's client numbers its progress tokens from 0 again.
+        if let Ok(mut highest) = self.highest.lock() {
+            highest.clear();
         }
         let all: Vec<_> = match self.bars.lock() {
             Ok(mut bars) => bars.drain().collect(),
