@@ -27,7 +27,6 @@ pub struct Lodge {
     child: Child,
     pub base: String,
     pub dir: tempfile::TempDir,
-    pub stdout_banner: String,
 }
 
 /// `[[server]]` entry hosting the bundled demo server.
@@ -38,11 +37,6 @@ pub fn demo_server_toml() -> String {
 impl Lodge {
     /// Starts Lodge with `config` (TOML; a scratch root in a temp dir is added).
     pub fn start(config: &str) -> Lodge {
-        Self::start_with_args(config, &[])
-    }
-
-    pub fn start_with_args(config: &str, args: &[&str]) -> Lodge {
-        install_tls_provider();
         let dir = tempfile::tempdir().unwrap();
         let scratch = dir.path().join("scratch");
         let config = if config.contains("[session]") {
@@ -54,44 +48,37 @@ impl Lodge {
         } else {
             format!("{config}\n[session]\nscratch_root = {scratch:?}\n")
         };
+        Self::launch(dir, &config, &[])
+    }
+
+    /// Writes `config` into `dir` and starts `lodge serve` on it, on a free port.
+    fn launch(dir: tempfile::TempDir, config: &str, args: &[&str]) -> Lodge {
+        install_tls_provider();
         let path = dir.path().join("lodge.toml");
         std::fs::write(&path, config).unwrap();
-        let mut child = Command::new(LODGE)
+        let mut command = Command::new(LODGE);
+        command
             .args(["serve", "--config"])
             .arg(&path)
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("LODGE_LOG", "info,lodge_runtime=debug")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::inherit());
+        if args.contains(&"--backend") {
+            command.env_remove("LODGE_BACKEND");
+        }
+        let mut child = command.spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("lodge printed nothing").unwrap();
-        let addr = first
+        let base = first
             .split("listening on ")
             .nth(1)
             .unwrap_or_else(|| panic!("unexpected banner: {first}"))
             .to_string();
-        let mut banner = first.clone();
         // Drain the rest of stdout in the background so Lodge never blocks on it.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        std::thread::sleep(Duration::from_millis(20));
-        while let Ok(line) = rx.try_recv() {
-            banner.push('\n');
-            banner.push_str(&line);
-        }
-        Lodge {
-            child,
-            base: addr,
-            dir,
-            stdout_banner: banner,
-        }
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        Lodge { child, base, dir }
     }
 
     pub fn demo(session_toml: &str) -> Lodge {
@@ -487,32 +474,7 @@ pub fn start_namespaces_in(dir: tempfile::TempDir, config: &str) -> Option<Lodge
     }
     let scratch = dir.path().join("scratch");
     let config = format!("{config}\n[session]\nscratch_root = {scratch:?}\n");
-    let path = dir.path().join("lodge.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(LODGE)
-        .args(["serve", "--backend", "namespaces", "--config"])
-        .arg(&path)
-        .args(["--listen", "127.0.0.1:0"])
-        .env_remove("LODGE_BACKEND")
-        .env("LODGE_LOG", "info,lodge_runtime=debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().expect("lodge printed nothing").unwrap();
-    let base = first
-        .split("listening on ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("unexpected banner: {first}"))
-        .to_string();
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    Some(Lodge {
-        child,
-        base,
-        dir,
-        stdout_banner: first,
-    })
+    Some(Lodge::launch(dir, &config, &["--backend", "namespaces"]))
 }
 
 /// `@modelcontextprotocol/server-everything` from npm: (node binary, its dist/index.js),
