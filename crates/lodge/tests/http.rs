@@ -232,20 +232,7 @@ async fn malformed_input_gets_clear_errors() {
     // A request id already in flight is refused without disturbing the first.
     let first = raw.post_builder(&json!({"jsonrpc":"2.0","id":"dup","method":"tools/call","params":{"name":"slow","arguments":{"seconds":1,"steps":2}}}));
     let first = tokio::spawn(Raw::send(first));
-    common::eventually(
-        std::time::Duration::from_secs(10),
-        "the first call to be in flight",
-        async || {
-            let reply = raw
-                .call(10, "notes", json!({"action":"read","name":"slow.log"}))
-                .await;
-            reply
-                .events()
-                .last()
-                .is_some_and(|e| e.json()["result"]["isError"] == false)
-        },
-    )
-    .await;
+    raw.wait_for_slow_to_start(10).await;
     let reply = raw
         .post(json!({"jsonrpc":"2.0","id":"dup","method":"ping"}))
         .await;
@@ -316,20 +303,7 @@ async fn server_requests_go_to_the_standalone_stream_when_calls_overlap() {
     assert_eq!(get.status(), 200);
     let slow = raw.post_builder(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"slow","arguments":{"seconds":20,"steps":20}}}));
     let slow = tokio::spawn(async move { slow.send().await });
-    common::eventually(
-        std::time::Duration::from_secs(10),
-        "slow to start",
-        async || {
-            let reply = raw
-                .call(10, "notes", json!({"action":"read","name":"slow.log"}))
-                .await;
-            reply
-                .events()
-                .last()
-                .is_some_and(|e| e.json()["result"]["isError"] == false)
-        },
-    )
-    .await;
+    raw.wait_for_slow_to_start(10).await;
     let trip = raw.post_builder(
         &json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"plan_trip"}}),
     );

@@ -185,15 +185,7 @@ async fn sigterm_lets_calls_finish_then_ends_every_sandbox() {
 
     let call = a.post_builder(&json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"slow","arguments":{"seconds":1.5,"steps":3}}}));
     let call = tokio::spawn(Raw::send(call));
-    eventually(Duration::from_secs(10), "the call to start", async || {
-        let r = a
-            .call(3, "notes", json!({"action":"read","name":"slow.log"}))
-            .await;
-        r.events()
-            .last()
-            .is_some_and(|e| e.json()["result"]["isError"] == false)
-    })
-    .await;
+    a.wait_for_slow_to_start(3).await;
     let status = tokio::task::spawn_blocking(move || {
         let status = lodge.terminate();
         (status, lodge)

@@ -284,6 +284,21 @@ impl Raw {
             .to_string()
     }
 
+    /// Waits until the demo's `slow` tool has started in this session (it writes
+    /// slow.log first), asking with request id `id`.
+    pub async fn wait_for_slow_to_start(&self, id: u64) {
+        eventually(Duration::from_secs(10), "slow to start", async || {
+            let reply = self
+                .call(id, "notes", json!({"action":"read","name":"slow.log"}))
+                .await;
+            reply
+                .events()
+                .last()
+                .is_some_and(|e| e.json()["result"]["isError"] == false)
+        })
+        .await;
+    }
+
     pub fn get_builder(&self, last_event_id: Option<&str>) -> reqwest::RequestBuilder {
         let mut req = self
             .http
