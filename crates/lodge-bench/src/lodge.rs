@@ -77,20 +77,43 @@ pub struct LodgeServer {
     _dir: tempfile::TempDir,
 }
 
+/// How to start a Lodge for a measurement. The default is `lodge serve --demo` with
+/// Lodge's default sandbox backend and session settings.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// `--backend` (`process` | `namespaces`); `None`: Lodge picks (namespaces where it works).
+    pub backend: Option<String>,
+    /// The server to host, as argv; `None`: the bundled demo server.
+    pub command: Option<Vec<String>>,
+    /// `warm_pool` for the server: sandboxes started ahead of demand.
+    pub warm_pool: Option<usize>,
+    /// `--max-sessions`.
+    pub max_sessions: Option<usize>,
+    /// `--idle-timeout`, humantime (`1h`).
+    pub idle_timeout: Option<String>,
+}
+
 impl LodgeServer {
     /// `lodge serve --demo` on a free loopback port, sessions' scratch dirs in a temp
     /// dir, logging only warnings (to our stderr).
     pub fn start_demo(lodge: &Path) -> anyhow::Result<Self> {
-        Self::start(lodge, None)
+        Self::start(lodge, &Options::default())
     }
 
     /// The same demo server, declared in the config file with `warm_pool = size`: Lodge
     /// keeps that many sandboxes started ahead of demand and refills in the background.
     pub fn start_pooled(lodge: &Path, size: usize) -> anyhow::Result<Self> {
-        Self::start(lodge, Some(size))
+        Self::start(
+            lodge,
+            &Options {
+                warm_pool: Some(size),
+                ..Options::default()
+            },
+        )
     }
 
-    fn start(lodge: &Path, warm_pool: Option<usize>) -> anyhow::Result<Self> {
+    /// A Lodge on a free loopback port, configured by `options`.
+    pub fn start(lodge: &Path, options: &Options) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("cannot create a temp dir")?;
         let config = dir.path().join("lodge.toml");
         let scratch = dir.path().join("scratch");
@@ -98,17 +121,33 @@ impl LodgeServer {
             "[session]\nscratch_root = {:?}\n",
             scratch.display().to_string()
         );
-        if let Some(size) = warm_pool {
+        // A server declared in the file replaces `--demo`; the demo is then `lodge demo-server`.
+        if options.command.is_some() || options.warm_pool.is_some() {
+            let command = options
+                .command
+                .clone()
+                .unwrap_or_else(|| vec![lodge.display().to_string(), "demo-server".to_string()]);
             toml.push_str(&format!(
-                "\n[[server]]\nname = \"demo\"\ncommand = [{:?}, \"demo-server\"]\nwarm_pool = {size}\n",
-                lodge.display().to_string()
+                "\n[[server]]\nname = \"bench\"\ncommand = {command:?}\n"
             ));
+            if let Some(size) = options.warm_pool {
+                toml.push_str(&format!("warm_pool = {size}\n"));
+            }
         }
         std::fs::write(&config, toml)?;
         let mut command = Command::new(lodge);
         command.arg("serve");
-        if warm_pool.is_none() {
+        if options.command.is_none() && options.warm_pool.is_none() {
             command.arg("--demo");
+        }
+        if let Some(backend) = &options.backend {
+            command.args(["--backend", backend]);
+        }
+        if let Some(max) = options.max_sessions {
+            command.args(["--max-sessions", &max.to_string()]);
+        }
+        if let Some(idle) = &options.idle_timeout {
+            command.args(["--idle-timeout", idle]);
         }
         let mut child = command
             .args(["--listen", "127.0.0.1:0", "--config"])
