@@ -55,7 +55,9 @@ impl HttpError {
 impl From<RuntimeError> for HttpError {
     fn from(e: RuntimeError) -> Self {
         let (status, code) = match e {
-            RuntimeError::AtCapacity(_) | RuntimeError::ShuttingDown => {
+            RuntimeError::AtCapacity(_)
+            | RuntimeError::ShuttingDown
+            | RuntimeError::HostExhausted(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, codes::UNAVAILABLE)
             }
             RuntimeError::Spawn(_) | RuntimeError::Prepare(_) => {

@@ -60,9 +60,24 @@ pub enum RuntimeError {
     #[error("Lodge is shutting down and accepts no new sessions")]
     ShuttingDown,
     #[error("could not start the MCP server: {0}")]
-    Spawn(#[from] lodge_sandbox::SandboxError),
+    Spawn(lodge_sandbox::SandboxError),
+    /// The host is out of open files, processes or memory: no server can start now.
+    #[error(
+        "Lodge cannot start another session now: the host is out of resources ({0}); try again later"
+    )]
+    HostExhausted(lodge_sandbox::SandboxError),
     #[error("could not set up the MCP server for a 2026-07-28 client: {0}")]
     Prepare(String),
+}
+
+impl From<lodge_sandbox::SandboxError> for RuntimeError {
+    fn from(e: lodge_sandbox::SandboxError) -> Self {
+        if e.is_host_exhausted() {
+            RuntimeError::HostExhausted(e)
+        } else {
+            RuntimeError::Spawn(e)
+        }
+    }
 }
 
 /// Errors delivering a client message to a live session.

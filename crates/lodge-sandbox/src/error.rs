@@ -77,6 +77,21 @@ pub enum SandboxError {
     },
 }
 
+impl SandboxError {
+    /// Whether the host, not the configuration, refused: out of open files, processes or
+    /// memory. Worth retrying later; the server itself is fine.
+    pub fn is_host_exhausted(&self) -> bool {
+        let source = match self {
+            SandboxError::Spawn { source, .. } | SandboxError::Scratch { source, .. } => source,
+            _ => return false,
+        };
+        matches!(
+            source.raw_os_error(),
+            Some(libc::EMFILE | libc::ENFILE | libc::EAGAIN | libc::ENOMEM)
+        )
+    }
+}
+
 fn not_found_where(program: &str) -> &'static str {
     if program.contains('/') {
         " (no such executable file)"
@@ -110,5 +125,16 @@ mod tests {
             e.to_string()
                 .starts_with("cannot start `foo`: Permission denied")
         );
+        assert!(!e.is_host_exhausted());
+    }
+
+    #[test]
+    fn running_out_of_descriptors_is_the_host_not_the_server() {
+        let e = SandboxError::Spawn {
+            program: "foo".into(),
+            source: io::Error::from_raw_os_error(libc::EMFILE),
+        };
+        assert!(e.is_host_exhausted());
+        assert!(!SandboxError::EmptyCommand.is_host_exhausted());
     }
 }

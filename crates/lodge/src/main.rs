@@ -3,6 +3,7 @@
 
 mod config;
 mod connect;
+mod limits;
 mod serve;
 
 use clap::{Parser, Subcommand};

@@ -18,6 +18,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let settings = Settings::load(args, &Env::from_process())?;
+    fit_open_files(settings.session.max_sessions);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -75,6 +76,22 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Raises the open-file limit for `max_sessions`, and says so when it cannot: past the
+/// limit, new sessions are refused with 503 (the host is out of resources).
+fn fit_open_files(max_sessions: usize) {
+    match crate::limits::fit_open_files(max_sessions) {
+        Ok(budget) if budget.sessions < max_sessions as u64 => tracing::warn!(
+            limit = budget.limit,
+            "the open-file limit fits about {} sessions ({} descriptors each), fewer than max_sessions = {max_sessions}; \
+             raise it (`ulimit -n`, or LimitNOFILE= under systemd) or lower max_sessions",
+            budget.sessions,
+            crate::limits::FDS_PER_SESSION,
+        ),
+        Ok(budget) => tracing::debug!(limit = budget.limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
 }
 
 /// Small SSE writes must leave at once: with Nagle's algorithm on, an event written

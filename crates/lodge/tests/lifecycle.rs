@@ -173,6 +173,46 @@ async fn max_sessions_is_enforced_with_503_and_frees_up_on_end() {
     second.initialize().await;
 }
 
+/// Out of file descriptors, Lodge refuses the new session with 503 and a reason, and
+/// the sessions it already has go on working.
+#[tokio::test]
+async fn running_out_of_descriptors_refuses_new_sessions_and_harms_no_other() {
+    let lodge = Lodge::demo("");
+    let mut first = Raw::new(lodge.url());
+    first.initialize().await;
+    let open = std::fs::read_dir(format!("/proc/{}/fd", lodge.pid()))
+        .unwrap()
+        .count()
+        + 1; // the connection of the client below
+    // Room for a few more descriptors, never for the three pipes of many more sessions.
+    let limit = open + 8;
+    let status = std::process::Command::new("prlimit")
+        .arg(format!("--pid={}", lodge.pid()))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "prlimit failed");
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    // One client, so one connection: the new sessions' pipes are what runs out.
+    let others = Raw::new(lodge.url());
+    let mut refused = None;
+    for _ in 0..10 {
+        let reply = others.post(init.clone()).await;
+        if reply.status != 200 {
+            refused = Some(reply);
+            break;
+        }
+    }
+    let reply = refused.expect("Lodge kept starting sessions past its open-file limit");
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(
+        message(&reply).contains("out of resources"),
+        "{}",
+        message(&reply)
+    );
+    assert_eq!(first.call_text(1, "echo", json!({"text":"ok"})).await, "ok");
+}
+
 #[tokio::test]
 async fn sigterm_lets_calls_finish_then_ends_every_sandbox() {
     let mut lodge = Lodge::demo("");
