@@ -13,9 +13,13 @@ pub(crate) const WRITE_QUEUE: usize = 1024;
 
 /// Writes queued messages to the server's stdin, one per line, flushing when the
 /// queue runs dry. Ends when the queue closes (which closes stdin) or on a write error.
-pub(crate) async fn write_loop(stdin: impl AsyncWrite + Unpin, mut queue: mpsc::Receiver<Bytes>) {
-    let mut out = BufWriter::new(stdin);
+pub(crate) async fn write_loop(
+    mut stdin: impl AsyncWrite + Unpin,
+    mut queue: mpsc::Receiver<Bytes>,
+) {
     while let Some(first) = queue.recv().await {
+        // A buffer per burst, not per session: idle sessions hold no write buffer.
+        let mut out = BufWriter::new(&mut stdin);
         let mut next = Some(first);
         while let Some(msg) = next {
             let line = one_line(msg);
@@ -43,6 +47,10 @@ fn one_line(msg: Bytes) -> Bytes {
         .into()
 }
 
+/// The stdout read buffer, held by every session while idle: big enough for most
+/// messages in one read, small enough for ten thousand idle sessions.
+const READ_BUFFER: usize = 4096;
+
 /// What the reader tells the session actor.
 pub(crate) enum FromServer {
     Message(Message),
@@ -58,8 +66,9 @@ pub(crate) async fn read_loop(
     max_line: usize,
     to_actor: mpsc::Sender<FromServer>,
 ) {
-    let mut reader = BufReader::new(stdout);
-    let mut line = Vec::with_capacity(4096);
+    let mut reader = BufReader::with_capacity(READ_BUFFER, stdout);
+    // Grows to the longest message seen; empty until the first one.
+    let mut line = Vec::new();
     let why = loop {
         line.clear();
         match read_line(&mut reader, &mut line, max_line).await {

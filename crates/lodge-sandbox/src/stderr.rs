@@ -74,7 +74,8 @@ fn lock(tail: &Tail) -> std::sync::MutexGuard<'_, VecDeque<String>> {
 }
 
 async fn read_stderr<R: AsyncRead + Unpin>(stderr: R, session_id: String, cap: usize, tail: Tail) {
-    let mut reader = BufReader::new(stderr);
+    // Small: every idle session holds it, and stderr is rarely busy (`line` grows as needed).
+    let mut reader = BufReader::with_capacity(1024, stderr);
     let mut budget = LogBudget::new(cap);
     let mut line = Vec::new();
     let mut truncated = false;
