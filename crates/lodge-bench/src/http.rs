@@ -39,6 +39,10 @@ pub struct McpHttp {
 
 impl McpHttp {
     pub fn new(url: String) -> anyhow::Result<Self> {
+        // Built together with `lodge` (`cargo build -p lodge -p lodge-bench`), reqwest gets
+        // lodge's `rustls-no-provider` feature and refuses to build a client until a
+        // crypto provider is installed, though the bench speaks only plain HTTP.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         // No proxy, no TLS, keep-alive and TCP_NODELAY (reqwest's defaults).
         let client = reqwest::Client::builder()
             .no_proxy()
