@@ -23,6 +23,9 @@ const ENDED_REMEMBERED: usize = 16_384;
 const COMMAND_QUEUE: usize = 64;
 /// Messages from a server queued before its reader waits.
 const FROM_SERVER_QUEUE: usize = 256;
+/// The longest a warm pool's refill waits for the session that took a sandbox to get
+/// its server's first answer.
+const REFILL_PAUSE: Duration = Duration::from_millis(100);
 
 /// A hosted server, as the front routes to it.
 pub struct Server {
@@ -31,6 +34,8 @@ pub struct Server {
     pool: Mutex<VecDeque<(Arc<str>, Sandbox)>>,
     /// Wakes the pool's refill task when a sandbox is taken.
     taken: Notify,
+    /// Told by a session that took a pooled sandbox when its server first answers.
+    settled: Arc<Notify>,
 }
 
 impl Server {
@@ -86,6 +91,7 @@ impl Runtime {
                         spec,
                         pool: Mutex::default(),
                         taken: Notify::new(),
+                        settled: Arc::default(),
                     })
                 })
                 .collect(),
@@ -212,7 +218,9 @@ impl Runtime {
                 (n < max).then_some(n + 1)
             })
             .map_err(|_| RuntimeError::AtCapacity(max))?;
-        let (id, sandbox) = match server.take_pooled() {
+        let pooled = server.take_pooled();
+        let from_pool = pooled.is_some();
+        let (id, sandbox) = match pooled {
             Some(pooled) => pooled,
             // fork/exec and sandbox setup block for a millisecond or more: keep them off
             // the threads that relay everyone else's messages.
@@ -277,7 +285,7 @@ impl Runtime {
         });
         let handle = SessionHandle::new(id.clone(), commands_tx, shared.clone());
         lock(&self.sessions).insert(id.clone(), handle.clone());
-        let actor = Actor::new(
+        let mut actor = Actor::new(
             id.clone(),
             self.clone(),
             shared,
@@ -286,6 +294,9 @@ impl Runtime {
             to_server,
             sandbox.process,
         );
+        if from_pool {
+            actor.on_first_answer = Some(server.settled.clone());
+        }
         tokio::spawn(actor.run());
         tracing::info!(session = %id, server = %server.spec.name, pid = ?pid, "session started");
         Ok(handle)
@@ -330,6 +341,13 @@ impl Runtime {
                         }
                     }
                     taken.await;
+                    // Let the session that took a sandbox hear from its server before the
+                    // replacement starts: on a small machine the replacement's start (fork,
+                    // exec, the server's own start-up) competes with that first answer.
+                    // A burst that empties the pool refills at once.
+                    if !lock(&server.pool).is_empty() {
+                        let _ = tokio::time::timeout(REFILL_PAUSE, server.settled.notified()).await;
+                    }
                 }
             });
         }

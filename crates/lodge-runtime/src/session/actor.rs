@@ -71,6 +71,8 @@ pub(crate) struct Actor {
     pub(super) pushed: HashMap<Id, (Id, String)>,
     /// When the last client request finished; `None` while any is in flight.
     idle_since: Option<Instant>,
+    /// For a sandbox from a warm pool: tells the pool's refill when the server first answers.
+    pub on_first_answer: Option<Arc<tokio::sync::Notify>>,
     lifetime_end: Instant,
 }
 
@@ -109,6 +111,7 @@ impl Actor {
             preparing: None,
             legacy_client: None,
             pushed: HashMap::new(),
+            on_first_answer: None,
         }
     }
 
@@ -128,7 +131,12 @@ impl Actor {
             tokio::select! {
                 biased;
                 event = self.from_server.recv() => match event {
-                    Some(FromServer::Message(msg)) => self.on_server_message(msg),
+                    Some(FromServer::Message(msg)) => {
+                        if let Some(settled) = self.on_first_answer.take() {
+                            settled.notify_one();
+                        }
+                        self.on_server_message(msg);
+                    }
                     Some(FromServer::Closed(why)) => return (self.server_exit_reason(why).await, None),
                     None => return (self.server_exit_reason(None).await, None),
                 },
