@@ -1,13 +1,13 @@
 //! The open-file budget. Every session holds descriptors in Lodge: three pipes to its
-//! server, a namespace handle with the `namespaces` backend, and its clients'
-//! connections. The usual soft limit (1024) would stop Lodge at a few hundred sessions
+//! server, two more handles (network namespace, process) with the `namespaces` backend,
+//! and its clients' connections. The usual soft limit (1024) would stop Lodge at a few hundred sessions
 //! with "Too many open files", so `lodge serve` raises it to fit `max_sessions`.
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 /// Descriptors one live session may hold: stdin, stdout, stderr pipes, the sandbox's
-/// namespace handle, and one client connection.
-pub const FDS_PER_SESSION: u64 = 5;
+/// network namespace and process handles, and one client connection.
+pub const FDS_PER_SESSION: u64 = 6;
 /// Listeners, logs, the runtime's own descriptors and connections without a session.
 const RESERVE: u64 = 1024;
 /// Where the kernel caps any process's limit.
@@ -60,8 +60,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_thousand_sessions_need_about_six_thousand_descriptors() {
-        assert_eq!(wanted(1000), 6024);
+    fn a_thousand_sessions_need_about_seven_thousand_descriptors() {
+        assert_eq!(wanted(1000), 7024);
         assert_eq!(wanted(usize::MAX), u64::MAX);
     }
 
