@@ -356,7 +356,7 @@ async fn respond(
     batch: bool,
 ) -> Response {
     if sse {
-        return sse::response(events, new_session);
+        return sse::response(events, new_session).await;
     }
     let mut responses = Vec::new();
     while let Some(event) = events.recv().await {
@@ -412,7 +412,7 @@ async fn get(app: &App, server: &Server, headers: &HeaderMap) -> Result<Response
         .listen(last_event_id)
         .await
         .map_err(|e| session_failed(app, &session, e))?;
-    Ok(sse::response(events, None))
+    Ok(sse::response(events, None).await)
 }
 
 /// Ends a legacy session (`Mcp-Session-Id`) or a 2026-07-28 runtime session

@@ -4,6 +4,7 @@ use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::StreamExt;
 use lodge_proto::headers::MCP_SESSION_ID;
 use lodge_runtime::{CallStream, Event, EventStream};
 use std::convert::Infallible;
@@ -33,15 +34,37 @@ const RETRY_MS: u64 = 1000;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-pub(crate) fn response(events: EventStream, session_id: Option<&str>) -> Response {
-    let frames = futures_util::stream::unfold(events, |mut events| async move {
+/// How long an SSE answer's headers may wait for the stream's first messages. A quick
+/// call's headers, priming event and response then leave in one write (one segment, one
+/// wake-up for the client) instead of two; a slow call's headers go out this much later.
+const FIRST_WRITE_WAIT: Duration = Duration::from_millis(2);
+
+pub(crate) async fn response(mut events: EventStream, session_id: Option<&str>) -> Response {
+    let mut first = BytesMut::new();
+    let mut open = true;
+    let until = tokio::time::Instant::now() + FIRST_WRITE_WAIT;
+    while let Ok(next) = tokio::time::timeout_at(until, events.recv()).await {
+        match next {
+            Some(event) => first.put(frame(&event)),
+            None => {
+                open = false;
+                break;
+            }
+        }
+    }
+    let first = futures_util::stream::once(async move { Ok::<_, Infallible>(first.freeze()) });
+    let rest = futures_util::stream::unfold(open.then_some(events), |events| async move {
+        let mut events = events?;
         let next = tokio::select! {
             event = events.recv() => frame(&event?),
             () = tokio::time::sleep(KEEP_ALIVE) => Bytes::from_static(KEEP_ALIVE_COMMENT),
         };
-        Some((Ok::<_, Infallible>(next), events))
+        Some((Ok::<_, Infallible>(next), Some(events)))
     });
-    with_headers(Response::new(Body::from_stream(frames)), session_id)
+    with_headers(
+        Response::new(Body::from_stream(first.chain(rest))),
+        session_id,
+    )
 }
 
 const KEEP_ALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
@@ -80,6 +103,7 @@ fn with_headers(mut response: Response, session_id: Option<&str>) -> Response {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use lodge_runtime::EventId;
@@ -99,5 +123,40 @@ mod tests {
             is_response: false,
         };
         assert_eq!(&frame(&priming)[..], b"id: 2-5\nretry: 1000\ndata:\n\n");
+    }
+
+    fn event(seq: u64, data: &'static [u8]) -> Event {
+        Event {
+            id: EventId { stream: 1, seq },
+            data: Bytes::from_static(data),
+            is_response: !data.is_empty(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_quick_answer_leaves_in_one_write_with_its_priming_event() {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(event(0, b"")).await.unwrap();
+        tx.send(event(1, b"{}")).await.unwrap();
+        drop(tx);
+        let mut frames = response(rx, None).await.into_body().into_data_stream();
+        let first = frames.next().await.unwrap().unwrap();
+        assert_eq!(
+            &first[..],
+            b"id: 1-0\nretry: 1000\ndata:\n\nid: 1-1\ndata: {}\n\n"
+        );
+        assert!(frames.next().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_slow_answer_gets_its_priming_event_first() {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(event(0, b"")).await.unwrap();
+        let mut frames = response(rx, None).await.into_body().into_data_stream();
+        let first = frames.next().await.unwrap().unwrap();
+        assert_eq!(&first[..], b"id: 1-0\nretry: 1000\ndata:\n\n");
+        tx.send(event(1, b"{}")).await.unwrap();
+        let next = frames.next().await.unwrap().unwrap();
+        assert_eq!(&next[..], b"id: 1-1\ndata: {}\n\n");
     }
 }
