@@ -10,6 +10,7 @@ mod http;
 mod lodge;
 mod mcp;
 mod measure;
+mod procfs;
 mod report;
 mod sse;
 mod stats;

@@ -5,9 +5,14 @@
 //! a module with `async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>>`,
 //! a variant in [`Which`], and its counts in [`Which::counts`].
 
+mod churn;
 mod cold_start;
+mod load;
+mod memory;
 mod modern;
+mod pipelined;
 mod relay;
+mod throughput;
 mod warm_pool;
 
 use crate::http::McpHttp;
@@ -45,14 +50,26 @@ pub enum Which {
     /// New session per round from a second Lodge with `warm_pool = 2`, vs. direct
     /// spawn + initialize and initialize on a server spawned ahead.
     WarmPool,
+    /// Calls/s of tools/call echo, C concurrent callers over S sessions: through Lodge
+    /// vs. the same callers pipelining to S direct stdio servers, in alternating slices.
+    Throughput,
+    /// Sessions created and ended per second by 1 and 8 workers: through Lodge vs.
+    /// spawn + initialize + close on stdio. Rounds are slices of each variant.
+    Churn,
+    /// Lodge's own memory and host memory per idle session; `iterations` is the most
+    /// sessions opened (a tenth first), `warmup` sessions are opened and ended first.
+    Memory,
 }
 
 impl Which {
-    pub const ALL: [Which; 4] = [
+    pub const ALL: [Which; 7] = [
         Which::ColdStart,
         Which::WarmPool,
         Which::Relay,
         Which::Modern,
+        Which::Throughput,
+        Which::Churn,
+        Which::Memory,
     ];
 
     pub fn name(self) -> &'static str {
@@ -61,6 +78,9 @@ impl Which {
             Which::Relay => "relay",
             Which::Modern => "modern",
             Which::WarmPool => "warm-pool",
+            Which::Throughput => "throughput",
+            Which::Churn => "churn",
+            Which::Memory => "memory",
         }
     }
 
@@ -98,6 +118,33 @@ impl Which {
                 warmup: 5,
                 iterations: 20,
             },
+            // Rounds of 250 ms slices (7 per round).
+            (Which::Throughput, false) => Counts {
+                warmup: 2,
+                iterations: 16,
+            },
+            (Which::Throughput, true) => Counts {
+                warmup: 0,
+                iterations: 1,
+            },
+            // Rounds of 500 ms slices (4 or 6 per round).
+            (Which::Churn, false) => Counts {
+                warmup: 1,
+                iterations: 8,
+            },
+            (Which::Churn, true) => Counts {
+                warmup: 0,
+                iterations: 1,
+            },
+            // Sessions: a tenth of `iterations` first, then all of them.
+            (Which::Memory, false) => Counts {
+                warmup: 20,
+                iterations: 10_000,
+            },
+            (Which::Memory, true) => Counts {
+                warmup: 5,
+                iterations: 200,
+            },
         }
     }
 
@@ -107,6 +154,9 @@ impl Which {
             Which::Relay => relay::run(ctx, counts).await,
             Which::Modern => modern::run(ctx, counts).await,
             Which::WarmPool => warm_pool::run(ctx, counts).await,
+            Which::Throughput => throughput::run(ctx, counts).await,
+            Which::Churn => churn::run(ctx, counts).await,
+            Which::Memory => memory::run(ctx, counts).await,
         }
     }
 }

@@ -1,0 +1,269 @@
+//! Throughput: `tools/call echo {"text":"hi"}` from C concurrent callers spread over S
+//! sessions, each caller looping call after call (the next call leaves once the
+//! previous answer is read), for a fixed time slice. Reported as calls/s (calls
+//! completed ÷ time until the last caller's last call returned) and as per-call
+//! latency under that load.
+//!
+//! Through Lodge: S legacy sessions (2025-11-25), `Accept` both, so every answer is an
+//! SSE stream, as spec clients ask. The callers share one pooled `reqwest::Client`: with
+//! C calls in flight it keeps C keep-alive connections, one per caller in effect.
+//! Directly: S `lodge demo-server` processes, the C callers pipelining requests with
+//! distinct ids over each server's stdin/stdout ([`Pipelined`]).
+//!
+//! Lodge and direct alternate slice by slice (which goes first alternates by round),
+//! so noise hits both. All of it, Lodge, the servers and the bench's own callers (on a
+//! multi-thread runtime), shares the machine's CPUs: on a 2-core machine the client's
+//! own work is a large part of what is measured, and the HTTP client costs more per
+//! call than writing a line to a pipe. Direct stdio is the ceiling, not a like-for-like
+//! alternative: it has no HTTP, no per-call connection turn-around, and no second hop.
+//!
+//! For reference, the HTTP floor at 64 callers: the same POST naming a session that
+//! does not exist, answered 404 by Lodge's front without any session or server.
+
+use super::load::{Slice, Tally, on_load_runtime, run_slice};
+use super::pipelined::{Caller, Pipelined};
+use super::{Counts, Ctx};
+use crate::http::McpHttp;
+use crate::mcp;
+use crate::report::{Row, Target};
+use anyhow::{Context, bail};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TEXT: &str = "hi";
+/// Each variant runs for this long per round.
+const SLICE: Duration = Duration::from_millis(250);
+/// (callers, sessions) configurations.
+const CONFIGS: [(usize, usize); 3] = [(1, 1), (64, 8), (64, 64)];
+/// Callers for the HTTP floor.
+const FLOOR_CALLERS: usize = 64;
+/// The target, at 64 concurrent calls: Lodge ≥ 0.7 × direct.
+const TARGET: f64 = 0.7;
+
+pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
+    let url = ctx.lodge.mcp_url();
+    let lodge_bin = ctx.lodge_bin.clone();
+    let cwd = ctx.scratch.path().to_path_buf();
+    let backend = ctx.lodge.backend().unwrap_or_else(|| "unknown".to_string());
+    let results = on_load_runtime(move || measure(url, lodge_bin, cwd, counts)).await?;
+
+    let mut rows = Vec::new();
+    for (config, lodge, direct) in &results.configs {
+        let (callers, sessions) = *config;
+        let what = format!(
+            "{callers} caller{} over {sessions} session{}",
+            plural(callers),
+            plural(sessions)
+        );
+        let direct_name = format!(
+            "direct: {sessions} `lodge demo-server` on stdio, {callers} caller{} pipelining",
+            plural(callers)
+        );
+        let mut figure = Row::figure(
+            &format!(
+                "throughput, {what}: tools/call echo via Lodge ({backend}), SSE answer; client on the same 2 CPUs"
+            ),
+            Some(lodge.rate().round()),
+            "calls/s",
+        )
+        .baseline(&direct_name, direct.rate().round());
+        if callers == 64 {
+            figure = figure.target(Target::RatioAtLeast(TARGET));
+        }
+        rows.push(figure.row());
+        rows.push(Row::new(
+            &format!("under load, {what}: tools/call echo via Lodge, SSE answer"),
+            &lodge.latencies,
+            Some((&direct_name, &direct.latencies)),
+        )?);
+    }
+    rows.push(
+        Row::figure(
+            &format!(
+                "throughput, HTTP floor, {FLOOR_CALLERS} callers: POST naming no session → 404 (no relay)"
+            ),
+            Some(results.floor.rate().round()),
+            "calls/s",
+        )
+        .row(),
+    );
+    Ok(rows)
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+struct Results {
+    /// Per configuration: (callers, sessions), via Lodge, direct.
+    configs: Vec<((usize, usize), Slice, Slice)>,
+    floor: Slice,
+}
+
+/// Where one caller's calls go: a Lodge session, or a direct server.
+#[derive(Clone)]
+enum Via {
+    Lodge(McpHttp, Arc<str>),
+    Direct(Caller),
+}
+
+async fn measure(
+    url: String,
+    lodge_bin: PathBuf,
+    cwd: PathBuf,
+    counts: Counts,
+) -> anyhow::Result<Results> {
+    // A client of its own: a reqwest::Client belongs to the runtime that made it.
+    let http = McpHttp::new(url)?;
+    let mut sessions: Vec<Vec<Arc<str>>> = Vec::new();
+    let mut servers: Vec<Vec<Pipelined>> = Vec::new();
+    for (_, count) in CONFIGS {
+        let mut these = Vec::with_capacity(count);
+        let mut procs = Vec::with_capacity(count);
+        for _ in 0..count {
+            these.push(open_session(&http).await?);
+            procs.push(open_direct(&lodge_bin, &cwd).await?);
+        }
+        sessions.push(these);
+        servers.push(procs);
+    }
+
+    let mut configs: Vec<_> = CONFIGS
+        .iter()
+        .map(|c| (*c, Slice::default(), Slice::default()))
+        .collect();
+    let mut floor = Slice::default();
+    for round in 0..counts.warmup + counts.iterations {
+        let timed = round >= counts.warmup;
+        for (k, &(callers, _)) in CONFIGS.iter().enumerate() {
+            let lodge_targets: Vec<Via> = (0..callers)
+                .map(|i| {
+                    let s = &sessions[k];
+                    Via::Lodge(http.clone(), s[i % s.len()].clone())
+                })
+                .collect();
+            let direct_targets = (0..callers)
+                .map(|i| {
+                    let p = &servers[k];
+                    p[i % p.len()].caller().map(Via::Direct)
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            // Which goes first alternates from round to round.
+            let mut order = [(0, lodge_targets), (1, direct_targets)];
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for (which, targets) in order {
+                let slice = run_slice(tagged(targets), SLICE, caller_loop)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "round {round}, {callers} callers over {} sessions, {}",
+                            CONFIGS[k].1,
+                            ["via Lodge", "direct"][which]
+                        )
+                    })?;
+                if timed {
+                    let entry = &mut configs[k];
+                    if which == 0 {
+                        entry.1.add(slice);
+                    } else {
+                        entry.2.add(slice);
+                    }
+                }
+            }
+        }
+        let floor_tasks: Vec<_> = (0..FLOOR_CALLERS as u64)
+            .map(|i| (i, http.clone()))
+            .collect();
+        let slice = run_slice(floor_tasks, SLICE, floor_loop)
+            .await
+            .with_context(|| format!("round {round}, HTTP floor"))?;
+        if timed {
+            floor.add(slice);
+        }
+    }
+
+    for session in sessions.iter().flatten() {
+        http.delete(session).await?;
+    }
+    for server in servers.into_iter().flatten() {
+        server.close().await?;
+    }
+    Ok(Results { configs, floor })
+}
+
+/// Gives each caller its own id range, so ids never collide within a session or server.
+fn tagged(targets: Vec<Via>) -> Vec<(u64, Via)> {
+    (0..).zip(targets).collect()
+}
+
+async fn open_session(http: &McpHttp) -> anyhow::Result<Arc<str>> {
+    let mut reply = http.post(None, mcp::initialize(0)).await?;
+    mcp::check_initialized(&reply.response_to(0).await?)?;
+    let session = reply
+        .session_id()
+        .context("initialize answered without an Mcp-Session-Id")?;
+    reply.finish().await?;
+    http.notify(&session, mcp::initialized()).await?;
+    Ok(session.into())
+}
+
+async fn open_direct(
+    lodge_bin: &std::path::Path,
+    cwd: &std::path::Path,
+) -> anyhow::Result<Pipelined> {
+    let server = Pipelined::spawn(lodge_bin, cwd)?;
+    let caller = server.caller()?;
+    mcp::check_initialized(&caller.call(0, &mcp::initialize(0)).await?)?;
+    caller.notify(&mcp::initialized())?;
+    Ok(server)
+}
+
+/// Calls until the deadline; each call's latency from the send to its result read.
+async fn caller_loop((index, target): (u64, Via), deadline: Instant) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    // Ids 1.. per caller, offset by caller: 1_000_000_000 ids each.
+    let mut id = index * 1_000_000_000;
+    while Instant::now() < deadline {
+        id += 1;
+        let call = mcp::echo(id, TEXT);
+        let start = Instant::now();
+        let response = match &target {
+            Via::Lodge(http, session) => {
+                let mut reply = http.post(Some(session), call).await?;
+                let response = reply.response_to(id).await?;
+                let took = start.elapsed();
+                reply.finish().await?;
+                tally.latencies.push(took);
+                response
+            }
+            Via::Direct(caller) => {
+                let response = caller.call(id, &call).await?;
+                tally.latencies.push(start.elapsed());
+                response
+            }
+        };
+        mcp::check_echo(&response, TEXT).with_context(|| format!("call {id}"))?;
+        tally.done += 1;
+    }
+    Ok(tally)
+}
+
+async fn floor_loop((index, http): (u64, McpHttp), deadline: Instant) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    let no_session = "0".repeat(32);
+    let mut id = index * 1_000_000_000;
+    while Instant::now() < deadline {
+        id += 1;
+        let status = http
+            .post_status(Some(&no_session), mcp::echo(id, TEXT))
+            .await?;
+        if status != reqwest::StatusCode::NOT_FOUND {
+            bail!("a POST naming no live session answered {status}, expected 404");
+        }
+        tally.done += 1;
+    }
+    Ok(tally)
+}
