@@ -100,18 +100,6 @@ impl LodgeServer {
         Self::start(lodge, &Options::default())
     }
 
-    /// The same demo server, declared in the config file with `warm_pool = size`: Lodge
-    /// keeps that many sandboxes started ahead of demand and refills in the background.
-    pub fn start_pooled(lodge: &Path, size: usize) -> anyhow::Result<Self> {
-        Self::start(
-            lodge,
-            &Options {
-                warm_pool: Some(size),
-                ..Options::default()
-            },
-        )
-    }
-
     /// A Lodge on a free loopback port, configured by `options`.
     pub fn start(lodge: &Path, options: &Options) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("cannot create a temp dir")?;

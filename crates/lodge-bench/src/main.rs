@@ -6,11 +6,13 @@
 //!
 //! Prints a Markdown table on stdout; progress and Lodge's own warnings go to stderr.
 
+mod direct;
 mod http;
 mod lodge;
 mod mcp;
 mod measure;
 mod procfs;
+mod python;
 mod report;
 mod sse;
 mod stats;

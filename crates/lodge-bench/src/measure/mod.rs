@@ -5,6 +5,7 @@
 //! a module with `async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>>`,
 //! a variant in [`Which`], and its counts in [`Which::counts`].
 
+mod backends;
 mod churn;
 mod cold_start;
 mod load;
