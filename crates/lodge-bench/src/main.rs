@@ -14,6 +14,7 @@ mod measure;
 mod procfs;
 mod python;
 mod report;
+mod rmcp_http;
 mod sse;
 mod stats;
 mod stdio;
