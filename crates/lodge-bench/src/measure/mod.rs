@@ -8,6 +8,7 @@
 mod backends;
 mod churn;
 mod cold_start;
+mod elicitation;
 mod load;
 mod memory;
 mod modern;
@@ -51,6 +52,9 @@ pub enum Which {
     /// New session per round from a second Lodge with `warm_pool = 2`, vs. direct
     /// spawn + initialize and initialize on a server spawned ahead.
     WarmPool,
+    /// tools/call plan_trip answered `decline` (one form elicitation, then the result):
+    /// via Lodge (legacy SSE, and 2026-07-28 MRTR) vs. direct stdio and rmcp's HTTP server.
+    Elicitation,
     /// Calls/s of tools/call echo, C concurrent callers over S sessions: through Lodge
     /// vs. the same callers pipelining to S direct stdio servers, in alternating slices.
     Throughput,
@@ -63,11 +67,12 @@ pub enum Which {
 }
 
 impl Which {
-    pub const ALL: [Which; 7] = [
+    pub const ALL: [Which; 8] = [
         Which::ColdStart,
         Which::WarmPool,
         Which::Relay,
         Which::Modern,
+        Which::Elicitation,
         Which::Throughput,
         Which::Churn,
         Which::Memory,
@@ -79,6 +84,7 @@ impl Which {
             Which::Relay => "relay",
             Which::Modern => "modern",
             Which::WarmPool => "warm-pool",
+            Which::Elicitation => "elicitation",
             Which::Throughput => "throughput",
             Which::Churn => "churn",
             Which::Memory => "memory",
@@ -119,6 +125,14 @@ impl Which {
                 warmup: 5,
                 iterations: 20,
             },
+            (Which::Elicitation, false) => Counts {
+                warmup: 50,
+                iterations: 1000,
+            },
+            (Which::Elicitation, true) => Counts {
+                warmup: 5,
+                iterations: 20,
+            },
             // Rounds of 250 ms slices (7 per round).
             (Which::Throughput, false) => Counts {
                 warmup: 2,
@@ -155,6 +169,7 @@ impl Which {
             Which::Relay => relay::run(ctx, counts).await,
             Which::Modern => modern::run(ctx, counts).await,
             Which::WarmPool => warm_pool::run(ctx, counts).await,
+            Which::Elicitation => elicitation::run(ctx, counts).await,
             Which::Throughput => throughput::run(ctx, counts).await,
             Which::Churn => churn::run(ctx, counts).await,
             Which::Memory => memory::run(ctx, counts).await,
