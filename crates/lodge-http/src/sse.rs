@@ -5,6 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
+use tokio::sync::mpsc::error::TryRecvError;
 use lodge_proto::headers::MCP_SESSION_ID;
 use lodge_runtime::{CallStream, Event, EventStream};
 use std::convert::Infallible;
@@ -34,9 +35,10 @@ const RETRY_MS: u64 = 1000;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// How long an SSE answer's headers may wait for the stream's first messages. A quick
-/// call's headers, priming event and response then leave in one write (one segment, one
-/// wake-up for the client) instead of two; a slow call's headers go out this much later.
+/// How long an SSE answer's headers and priming event may wait for the stream's first
+/// message. A quick call's headers, priming event and response then leave in one write
+/// (one segment, one wake-up for the client) instead of two; otherwise the headers go
+/// out this much later. Any message ends the wait: a server request must not be held.
 const FIRST_WRITE_WAIT: Duration = Duration::from_millis(2);
 
 pub(crate) async fn response(mut events: EventStream, session_id: Option<&str>) -> Response {
@@ -44,12 +46,24 @@ pub(crate) async fn response(mut events: EventStream, session_id: Option<&str>) 
     let mut open = true;
     let until = tokio::time::Instant::now() + FIRST_WRITE_WAIT;
     while let Ok(next) = tokio::time::timeout_at(until, events.recv()).await {
-        match next {
-            Some(event) => first.put(frame(&event)),
-            None => {
-                open = false;
-                break;
+        let Some(event) = next else {
+            open = false;
+            break;
+        };
+        first.put(frame(&event));
+        if !event.data.is_empty() {
+            // A message: send it with whatever else is already there (often the end).
+            loop {
+                match events.try_recv() {
+                    Ok(event) => first.put(frame(&event)),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
             }
+            break;
         }
     }
     let first = futures_util::stream::once(async move { Ok::<_, Infallible>(first.freeze()) });
@@ -148,7 +162,28 @@ mod tests {
         assert!(frames.next().await.is_none());
     }
 
-    #[tokio::test]
+    // Paused time: the clock moves only when every task waits for a timer, so a wait
+    // for FIRST_WRITE_WAIT would show as exactly that much elapsed.
+    #[tokio::test(start_paused = true)]
+    async fn a_server_request_is_sent_at_once_on_an_open_stream() {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tx.send(event(0, b"")).await.unwrap();
+        tx.send(event(1, b"{\"method\":\"elicitation/create\"}"))
+            .await
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let mut frames = response(rx, None).await.into_body().into_data_stream();
+        let first = frames.next().await.unwrap().unwrap();
+        assert_eq!(started.elapsed(), Duration::ZERO, "the request was held");
+        assert_eq!(
+            &first[..],
+            b"id: 1-0\nretry: 1000\ndata:\n\nid: 1-1\ndata: {\"method\":\"elicitation/create\"}\n\n"
+        );
+        drop(tx);
+        assert!(frames.next().await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_slow_answer_gets_its_priming_event_first() {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tx.send(event(0, b"")).await.unwrap();
