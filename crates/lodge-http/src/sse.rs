@@ -5,12 +5,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
-use tokio::sync::mpsc::error::TryRecvError;
 use lodge_proto::headers::MCP_SESSION_ID;
 use lodge_runtime::{CallStream, Event, EventStream};
 use std::convert::Infallible;
 use std::fmt::Write;
 use std::time::Duration;
+use tokio::sync::mpsc::error::TryRecvError;
 
 /// One event as SSE text. Message data is a single JSON line (servers write one
 /// message per line and Lodge forwards it untouched), so it fits one `data:` field.
