@@ -5,7 +5,7 @@ use crate::config::{ServerSpec, SessionConfig};
 use crate::error::{EndReason, RuntimeError};
 use crate::session::{Actor, SessionHandle, Shared};
 use crate::session::{BridgeState, StateError};
-use crate::upstream::{self, WRITE_QUEUE};
+use crate::upstream::{self, Link, StdioLink, WRITE_QUEUE};
 use crate::upstream_http;
 use lodge_proto::seal::Sealer;
 use lodge_sandbox::{Sandbox, SandboxError, SandboxSpec};
@@ -244,19 +244,16 @@ impl Runtime {
             }
         };
         let pid = sandbox.process.pid();
-        let (to_server, write_queue) = mpsc::channel(WRITE_QUEUE);
-        let (from_server_tx, from_server) = mpsc::channel(FROM_SERVER_QUEUE);
-        match &server.spec.transport {
-            Transport::Stdio => {
-                tokio::spawn(upstream::write_loop(sandbox.io.stdin, write_queue));
-                tokio::spawn(upstream::read_loop(
-                    id.clone(),
-                    sandbox.io.stdout,
-                    self.config.max_message_bytes,
-                    from_server_tx,
-                ));
-            }
+        let link = match &server.spec.transport {
+            Transport::Stdio => Link::Stdio(StdioLink::new(
+                id.clone(),
+                sandbox.io.stdout,
+                sandbox.io.stdin,
+                self.config.max_message_bytes,
+            )),
             Transport::Http { port, path } => {
+                let (to_server, write_queue) = mpsc::channel(WRITE_QUEUE);
+                let (from_server_tx, from_server) = mpsc::channel(FROM_SERVER_QUEUE);
                 tokio::spawn(upstream_http::http_link(
                     id.clone(),
                     sandbox.process.tcp_connector(),
@@ -271,8 +268,12 @@ impl Runtime {
                     sandbox.io.stdout,
                     from_server_tx,
                 ));
+                Link::Channels {
+                    to_server,
+                    from_server,
+                }
             }
-        }
+        };
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let shared = Arc::new(Shared {
             server: server.spec.name.as_str().into(),
@@ -290,8 +291,7 @@ impl Runtime {
             self.clone(),
             shared,
             commands,
-            from_server,
-            to_server,
+            link,
             sandbox.process,
         );
         if from_pool {

@@ -1,36 +1,193 @@
-//! The stdio link to a session's server: newline-delimited JSON-RPC both ways.
+//! The link from a session actor to its server: newline-delimited JSON-RPC over the
+//! server's stdin and stdout, read and written by the actor itself (no task in between,
+//! so a relayed message costs no thread hand-off), or, for a server spoken to over HTTP,
+//! channels to the task that does the HTTP.
 
-use bytes::Bytes;
+use crate::error::SessionError;
+use bytes::{Buf, Bytes, BytesMut};
 use lodge_proto::Message;
-use std::io;
-use tokio::io::{
-    AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
-};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::mpsc;
 
 /// Messages queued for a server that is slow to read before callers are told it is busy.
 pub(crate) const WRITE_QUEUE: usize = 1024;
+/// The stdout read buffer, held by every session while idle: big enough for most
+/// messages in one read, small enough for ten thousand idle sessions.
+const READ_BUFFER: usize = 4096;
+/// Queued messages written with one system call, at most.
+const WRITE_BATCH: usize = 32;
 
-/// Writes queued messages to the server's stdin, one per line, flushing when the
-/// queue runs dry. Ends when the queue closes (which closes stdin) or on a write error.
-pub(crate) async fn write_loop(
-    mut stdin: impl AsyncWrite + Unpin,
-    mut queue: mpsc::Receiver<Bytes>,
-) {
-    while let Some(first) = queue.recv().await {
-        // A buffer per burst, not per session: idle sessions hold no write buffer.
-        let mut out = BufWriter::new(&mut stdin);
-        let mut next = Some(first);
-        while let Some(msg) = next {
-            let line = one_line(msg);
-            if out.write_all(&line).await.is_err() || out.write_all(b"\n").await.is_err() {
+/// What the server said.
+pub(crate) enum FromServer {
+    Message(Message),
+    /// stdout closed (the server exited or closed it), or it sent something we cannot carry.
+    Closed(Option<String>),
+}
+
+/// How the actor reaches its server.
+pub(crate) enum Link {
+    Stdio(StdioLink<ChildStdout, ChildStdin>),
+    /// A server spoken to over HTTP: a task does the HTTP and speaks to the actor over
+    /// these channels.
+    Channels {
+        to_server: mpsc::Sender<Bytes>,
+        from_server: mpsc::Receiver<FromServer>,
+    },
+}
+
+impl Link {
+    /// Queues messages for the server, all or none.
+    pub(crate) fn send(&mut self, messages: Vec<Bytes>) -> Result<(), SessionError> {
+        match self {
+            Link::Stdio(link) => link.send(messages),
+            Link::Channels { to_server, .. } => {
+                let permits = to_server
+                    .try_reserve_many(messages.len())
+                    .map_err(|e| match e {
+                        mpsc::error::TrySendError::Full(()) => SessionError::ServerBusy,
+                        mpsc::error::TrySendError::Closed(()) => SessionError::Gone,
+                    })?;
+                for (permit, bytes) in permits.zip(messages) {
+                    permit.send(bytes);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The server's next message, writing what is queued for it meanwhile. Cancel-safe:
+    /// a message is either returned or still waiting for the next call.
+    pub(crate) async fn next(&mut self) -> FromServer {
+        match self {
+            Link::Stdio(link) => link.next().await,
+            Link::Channels { from_server, .. } => {
+                from_server.recv().await.unwrap_or(FromServer::Closed(None))
+            }
+        }
+    }
+
+    /// Closes the server's stdin (or the HTTP task's queue): a polite first hint to exit.
+    /// The server's output is still read until the link is dropped.
+    pub(crate) fn close_input(&mut self) {
+        match self {
+            Link::Stdio(link) => {
+                link.stdin = None;
+                link.queue.clear();
+            }
+            Link::Channels { to_server, .. } => {
+                // A closed sender: the HTTP task sees the queue end.
+                let (closed, _) = mpsc::channel(1);
+                *to_server = closed;
+            }
+        }
+    }
+}
+
+/// A server's stdin and stdout, one JSON-RPC message per line.
+pub(crate) struct StdioLink<R, W> {
+    session: Arc<str>,
+    /// `None` once closed, or once the server stopped reading (a write failed).
+    stdin: Option<W>,
+    /// Lines for the server, each message followed by its newline; the first may be
+    /// partly written (`written` bytes of it).
+    queue: VecDeque<Bytes>,
+    written: usize,
+    stdout: LineReader<R>,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> StdioLink<R, W> {
+    pub(crate) fn new(session: Arc<str>, stdout: R, stdin: W, max_line: usize) -> Self {
+        StdioLink {
+            session,
+            stdin: Some(stdin),
+            queue: VecDeque::new(),
+            written: 0,
+            stdout: LineReader::new(stdout, max_line),
+        }
+    }
+
+    fn send(&mut self, messages: Vec<Bytes>) -> Result<(), SessionError> {
+        if self.stdin.is_none() {
+            return Err(SessionError::Gone);
+        }
+        if self.queue.len() / 2 + messages.len() > WRITE_QUEUE {
+            return Err(SessionError::ServerBusy);
+        }
+        for message in messages {
+            self.queue.push_back(one_line(message));
+            self.queue.push_back(Bytes::from_static(b"\n"));
+        }
+        Ok(())
+    }
+
+    async fn next(&mut self) -> FromServer {
+        loop {
+            let writing = self.stdin.is_some() && !self.queue.is_empty();
+            tokio::select! {
+                biased;
+                written = write_some(self.stdin.as_mut(), &self.queue, self.written), if writing => {
+                    match written {
+                        Ok(n) => self.advance(n),
+                        Err(e) => {
+                            // The server no longer reads its input; its output may still
+                            // explain why, and its end will be reported from there.
+                            tracing::debug!(session = %self.session, error = %e, "cannot write to the server's stdin");
+                            self.stdin = None;
+                            self.queue.clear();
+                        }
+                    }
+                }
+                line = self.stdout.next_line() => match line {
+                    Ok(Some(line)) => match Message::parse(line) {
+                        Ok(message) => return FromServer::Message(message),
+                        Err(e) => tracing::warn!(session = %self.session, error = %e, "server wrote a line that is not JSON-RPC; skipped"),
+                    },
+                    Ok(None) => return FromServer::Closed(None),
+                    Err(e) => return FromServer::Closed(Some(e.to_string())),
+                },
+            }
+        }
+    }
+
+    fn advance(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.queue.front() else {
+                return;
+            };
+            let left = front.len() - self.written;
+            if n < left {
+                self.written += n;
                 return;
             }
-            next = queue.try_recv().ok();
+            n -= left;
+            self.written = 0;
+            self.queue.pop_front();
         }
-        if out.flush().await.is_err() {
-            return;
-        }
+    }
+}
+
+/// One write of as much of the queue as the pipe takes. Cancel-safe: a single write.
+async fn write_some<W: AsyncWrite + Unpin>(
+    stdin: Option<&mut W>,
+    queue: &VecDeque<Bytes>,
+    written: usize,
+) -> io::Result<usize> {
+    let Some(stdin) = stdin else {
+        return Err(io::ErrorKind::BrokenPipe.into());
+    };
+    let mut slices = [IoSlice::new(&[]); WRITE_BATCH];
+    let mut count = 0;
+    for (i, chunk) in queue.iter().take(WRITE_BATCH).enumerate() {
+        slices[i] = IoSlice::new(if i == 0 { &chunk[written..] } else { chunk });
+        count += 1;
+    }
+    match stdin.write_vectored(&slices[..count]).await? {
+        0 => Err(io::ErrorKind::WriteZero.into()),
+        n => Ok(n),
     }
 }
 
@@ -47,68 +204,68 @@ fn one_line(msg: Bytes) -> Bytes {
         .into()
 }
 
-/// The stdout read buffer, held by every session while idle: big enough for most
-/// messages in one read, small enough for ten thousand idle sessions.
-const READ_BUFFER: usize = 4096;
-
-/// What the reader tells the session actor.
-pub(crate) enum FromServer {
-    Message(Message),
-    /// stdout closed (the server exited or closed it), or it sent something we cannot carry.
-    Closed(Option<String>),
+/// Lines from a server's stdout, with a cap on their length. Cancel-safe: what was read
+/// stays in the buffer for the next call.
+struct LineReader<R> {
+    inner: R,
+    buf: BytesMut,
+    /// Bytes of `buf` already searched for a newline.
+    searched: usize,
+    max_line: usize,
 }
 
-/// Reads the server's stdout line by line, classifies each message, and hands it
-/// to the actor. Lines that are not JSON-RPC are logged and skipped.
-pub(crate) async fn read_loop(
-    session: std::sync::Arc<str>,
-    stdout: impl AsyncRead + Unpin,
-    max_line: usize,
-    to_actor: mpsc::Sender<FromServer>,
-) {
-    let mut reader = BufReader::with_capacity(READ_BUFFER, stdout);
-    // Grows to the longest message seen; empty until the first one.
-    let mut line = Vec::new();
-    let why = loop {
-        line.clear();
-        match read_line(&mut reader, &mut line, max_line).await {
-            Ok(0) => break None,
-            Ok(_) => {}
-            Err(e) => break Some(e.to_string()),
+impl<R: AsyncRead + Unpin> LineReader<R> {
+    fn new(inner: R, max_line: usize) -> Self {
+        LineReader {
+            inner,
+            buf: BytesMut::new(),
+            searched: 0,
+            max_line,
         }
-        let text = trim_line(&line);
-        if text.is_empty() {
-            continue;
-        }
-        match Message::parse(Bytes::copy_from_slice(text)) {
-            Ok(msg) => {
-                if to_actor.send(FromServer::Message(msg)).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::warn!(%session, error = %e, "server wrote a line that is not JSON-RPC; skipped")
-            }
-        }
-    };
-    let _ = to_actor.send(FromServer::Closed(why)).await;
-}
-
-async fn read_line(
-    reader: &mut (impl tokio::io::AsyncBufRead + Unpin),
-    line: &mut Vec<u8>,
-    max_line: usize,
-) -> io::Result<usize> {
-    let n = reader
-        .take(max_line as u64 + 1)
-        .read_until(b'\n', line)
-        .await?;
-    if line.len() > max_line && line.last() != Some(&b'\n') {
-        return Err(io::Error::other(format!(
-            "the server wrote a message longer than {max_line} bytes"
-        )));
     }
-    Ok(n)
+
+    /// The next non-blank line without its line ending, copied out of the buffer (an
+    /// event kept for replay must not pin the whole read buffer); `None` at end of file.
+    async fn next_line(&mut self) -> io::Result<Option<Bytes>> {
+        loop {
+            let line = match self.buf[self.searched..].iter().position(|&b| b == b'\n') {
+                Some(i) => Some(self.searched + i + 1),
+                None if self.buf.len() > self.max_line => {
+                    return Err(io::Error::other(format!(
+                        "the server wrote a message longer than {} bytes",
+                        self.max_line
+                    )));
+                }
+                None => None,
+            };
+            if let Some(end) = line {
+                if end - 1 > self.max_line {
+                    return Err(io::Error::other(format!(
+                        "the server wrote a message longer than {} bytes",
+                        self.max_line
+                    )));
+                }
+                let text = Bytes::copy_from_slice(trim_line(&self.buf[..end]));
+                self.buf.advance(end);
+                self.searched = 0;
+                if !text.is_empty() {
+                    return Ok(Some(text));
+                }
+                continue;
+            }
+            self.searched = self.buf.len();
+            if self.buf.capacity() - self.buf.len() < READ_BUFFER / 4 {
+                self.buf.reserve(READ_BUFFER);
+            }
+            if self.inner.read_buf(&mut self.buf).await? == 0 {
+                // End of file: a last line without its newline still counts.
+                let text = Bytes::copy_from_slice(trim_line(&self.buf));
+                self.buf.clear();
+                self.searched = 0;
+                return Ok((!text.is_empty()).then_some(text));
+            }
+        }
+    }
 }
 
 fn trim_line(line: &[u8]) -> &[u8] {
@@ -140,16 +297,24 @@ pub(crate) async fn drain_loop(
 mod tests {
     use super::*;
 
+    fn text(event: FromServer) -> String {
+        match event {
+            FromServer::Message(m) => String::from_utf8(m.bytes.to_vec()).unwrap(),
+            FromServer::Closed(why) => format!("closed {why:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn reads_messages_skips_junk_and_reports_close() {
         let input: &[u8] = b"{\"jsonrpc\":\"2.0\",\"method\":\"a\"}\r\nnot json\n\n{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}";
-        let (tx, mut rx) = mpsc::channel(8);
-        read_loop("s".into(), input, 1024, tx).await;
+        let mut link = StdioLink::new("s".into(), input, Vec::new(), 1024);
         let mut got = vec![];
-        while let Some(ev) = rx.recv().await {
-            match ev {
-                FromServer::Message(m) => got.push(String::from_utf8(m.bytes.to_vec()).unwrap()),
-                FromServer::Closed(why) => got.push(format!("closed {why:?}")),
+        loop {
+            let event = text(link.next().await);
+            let closed = event.starts_with("closed");
+            got.push(event);
+            if closed {
+                break;
             }
         }
         assert_eq!(
@@ -163,26 +328,66 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn oversized_line_closes_with_reason() {
-        let input = [b'x'; 100];
-        let (tx, mut rx) = mpsc::channel(8);
-        read_loop("s".into(), &input[..], 10, tx).await;
-        match rx.recv().await.unwrap() {
-            FromServer::Closed(Some(why)) => assert!(why.contains("longer than 10 bytes")),
-            _ => panic!("expected a close"),
+    async fn oversized_lines_close_with_reason() {
+        for input in [&[b'x'; 100][..], b"xxxxxxxxxxxxxxxxxxxx\n{}\n"] {
+            let mut link = StdioLink::new("s".into(), input, Vec::new(), 10);
+            let closed = text(link.next().await);
+            assert!(closed.contains("longer than 10 bytes"), "{closed}");
         }
     }
 
     #[tokio::test]
     async fn writes_one_line_per_message() {
-        let (tx, rx) = mpsc::channel(8);
-        tx.send(Bytes::from_static(b"{}")).await.unwrap();
-        tx.send(Bytes::from_static(b"{\"a\":\r\n \"x\\ny\"}"))
-            .await
-            .unwrap();
-        drop(tx);
-        let mut out = Vec::new();
-        write_loop(&mut out, rx).await;
-        assert_eq!(out, b"{}\n{\"a\":   \"x\\ny\"}\n");
+        let mut link = StdioLink::new("s".into(), &b""[..], Vec::new(), 1024);
+        link.send(vec![
+            Bytes::from_static(b"{}"),
+            Bytes::from_static(b"{\"a\":\r\n \"x\\ny\"}"),
+        ])
+        .unwrap();
+        // Queued output is written before the end of the server's output is reported.
+        assert_eq!(text(link.next().await), "closed None");
+        assert_eq!(link.stdin.unwrap(), b"{}\n{\"a\":   \"x\\ny\"}\n");
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_gets_every_byte_while_the_server_is_heard() {
+        // stdin takes 7 bytes at a time; the server answers once it has read everything.
+        let (stdin, mut server_in) = tokio::io::duplex(7);
+        let (stdout, mut server_out) = tokio::io::duplex(64);
+        let mut link = StdioLink::new("s".into(), stdout, stdin, 1024);
+        let messages: Vec<Bytes> = (0..20)
+            .map(|i| Bytes::from(format!("{{\"jsonrpc\":\"2.0\",\"method\":\"m{i}\"}}")))
+            .collect();
+        let expected: Vec<u8> = messages
+            .iter()
+            .flat_map(|m| m.iter().copied().chain([b'\n']))
+            .collect();
+        link.send(messages).unwrap();
+        let server = tokio::spawn(async move {
+            let mut got = vec![0; expected.len()];
+            server_in.read_exact(&mut got).await.unwrap();
+            assert_eq!(got, expected);
+            server_out
+                .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n")
+                .await
+                .unwrap();
+        });
+        assert_eq!(
+            text(link.next().await),
+            r#"{"jsonrpc":"2.0","id":1,"result":{}}"#
+        );
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_is_busy_and_a_closed_input_is_gone() {
+        let mut link = StdioLink::new("s".into(), &b""[..], Vec::new(), 1024);
+        let many = vec![Bytes::from_static(b"{}"); WRITE_QUEUE + 1];
+        assert!(matches!(link.send(many), Err(SessionError::ServerBusy)));
+        link.stdin = None;
+        assert!(matches!(
+            link.send(vec![Bytes::from_static(b"{}")]),
+            Err(SessionError::Gone)
+        ));
     }
 }

@@ -9,7 +9,7 @@ use super::to_modern::{LegacyClient, ToModern};
 use super::{Command, EventStream, Shared};
 use crate::error::{EndReason, SessionError};
 use crate::registry::Runtime;
-use crate::upstream::FromServer;
+use crate::upstream::{FromServer, Link};
 use bytes::Bytes;
 use lodge_proto::{Id, Kind, Message, codes, error_body};
 use lodge_sandbox::SandboxProcess;
@@ -46,8 +46,7 @@ pub(crate) struct Actor {
     pub runtime: Arc<Runtime>,
     pub shared: Arc<Shared>,
     pub commands: mpsc::Receiver<Command>,
-    pub from_server: mpsc::Receiver<FromServer>,
-    pub to_server: mpsc::Sender<Bytes>,
+    pub link: Link,
     pub process: SandboxProcess,
     pub streams: Streams,
     pub(super) pending: HashMap<Id, Pending>,
@@ -82,8 +81,7 @@ impl Actor {
         runtime: Arc<Runtime>,
         shared: Arc<Shared>,
         commands: mpsc::Receiver<Command>,
-        from_server: mpsc::Receiver<FromServer>,
-        to_server: mpsc::Sender<Bytes>,
+        link: Link,
         process: SandboxProcess,
     ) -> Self {
         let config = runtime.config();
@@ -96,8 +94,7 @@ impl Actor {
             runtime,
             shared,
             commands,
-            from_server,
-            to_server,
+            link,
             process,
             pending: HashMap::new(),
             progress: HashMap::new(),
@@ -130,15 +127,14 @@ impl Actor {
         loop {
             tokio::select! {
                 biased;
-                event = self.from_server.recv() => match event {
-                    Some(FromServer::Message(msg)) => {
+                event = self.link.next() => match event {
+                    FromServer::Message(msg) => {
                         if let Some(settled) = self.on_first_answer.take() {
                             settled.notify_one();
                         }
                         self.on_server_message(msg);
                     }
-                    Some(FromServer::Closed(why)) => return (self.server_exit_reason(why).await, None),
-                    None => return (self.server_exit_reason(None).await, None),
+                    FromServer::Closed(why) => return (self.server_exit_reason(why).await, None),
                 },
                 command = self.commands.recv() => match command {
                     Some(command) => {
@@ -350,18 +346,8 @@ impl Actor {
     }
 
     /// Queues messages for the server, all or none.
-    pub(super) fn forward(&self, messages: Vec<Bytes>) -> Result<(), SessionError> {
-        let permits = self
-            .to_server
-            .try_reserve_many(messages.len())
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(()) => SessionError::ServerBusy,
-                mpsc::error::TrySendError::Closed(()) => SessionError::Gone,
-            })?;
-        for (permit, bytes) in permits.zip(messages) {
-            permit.send(bytes);
-        }
-        Ok(())
+    pub(super) fn forward(&mut self, messages: Vec<Bytes>) -> Result<(), SessionError> {
+        self.link.send(messages)
     }
 
     pub(super) fn forget(&mut self, pending: &Pending) {
@@ -568,10 +554,9 @@ impl Actor {
             shared,
             mut streams,
             pending,
-            to_server,
+            mut link,
             process,
             commands,
-            from_server,
             ..
         } = self;
         // From here on, requests naming this session get 404 with the reason.
@@ -588,9 +573,9 @@ impl Actor {
         }
         streams.close_all();
         shared.in_flight.store(0, Ordering::Relaxed);
-        drop(to_server); // closes the server's stdin: a polite first hint to exit
-        drop(from_server);
+        link.close_input(); // a polite first hint to exit
         let report = process.terminate(runtime.config().terminate_grace).await;
+        drop(link);
         tracing::info!(session = %id, %reason, server = %report, "session ended");
         runtime.release();
     }

@@ -299,18 +299,18 @@ impl Actor {
                 None => params.remove("requestState"),
             };
         }
-        if let Err(e) = self.forward(vec![Bytes::from(retry.to_string())]) {
-            let client_id = call.client_id.clone();
-            if let Some(pending) = self.pending.remove(retry_id) {
-                let message = format!("could not retry the call: {e}");
-                self.streams.emit(
-                    pending.stream,
-                    error_body(Some(&client_id), codes::INTERNAL_ERROR, &message),
-                    true,
-                );
-                self.streams.settle(pending.stream);
-                self.update_in_flight();
-            }
+        let client_id = call.client_id.clone();
+        if let Err(e) = self.forward(vec![Bytes::from(retry.to_string())])
+            && let Some(pending) = self.pending.remove(retry_id)
+        {
+            let message = format!("could not retry the call: {e}");
+            self.streams.emit(
+                pending.stream,
+                error_body(Some(&client_id), codes::INTERNAL_ERROR, &message),
+                true,
+            );
+            self.streams.settle(pending.stream);
+            self.update_in_flight();
         }
     }
 }
