@@ -1,30 +1,42 @@
 //! The open-file budget. Every session holds descriptors in Lodge: three pipes to its
 //! server, two more handles (network namespace, process) with the `namespaces` backend,
-//! and its clients' connections. The usual soft limit (1024) would stop Lodge at a few hundred sessions
-//! with "Too many open files", so `lodge serve` raises it to fit `max_sessions`.
+//! and its clients' connections. The usual soft limit (1024) would stop Lodge at a few
+//! hundred sessions with "Too many open files", so `lodge serve` raises it to fit
+//! `max_sessions`, and where the hard limit is too low, accepts only the sessions that
+//! fit: a clear 503 "at its limit" instead of failures in the middle of a spawn or a
+//! teardown.
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
-/// Descriptors one live session may hold: stdin, stdout, stderr pipes, the sandbox's
-/// network namespace and process handles, and one client connection.
-pub const FDS_PER_SESSION: u64 = 6;
-/// Listeners, logs, the runtime's own descriptors and connections without a session.
+/// Listeners, logs, the runtime's own descriptors, connections without a session, and
+/// the headroom a session's teardown needs.
 const RESERVE: u64 = 1024;
 /// Where the kernel caps any process's limit.
 const NR_OPEN: &str = "/proc/sys/fs/nr_open";
+
+/// Descriptors one live session may hold with `backend`: stdin, stdout and stderr
+/// pipes, the sandbox's network namespace and process handles (`namespaces`), and one
+/// client connection.
+pub fn fds_per_session(backend: &str) -> u64 {
+    match backend {
+        "namespaces" => 6,
+        _ => 4,
+    }
+}
 
 /// What the limit allows after [`fit_open_files`].
 #[derive(Debug, PartialEq, Eq)]
 pub struct Budget {
     pub limit: u64,
-    /// Sessions that fit, at [`FDS_PER_SESSION`] each.
+    /// Sessions that fit.
     pub sessions: u64,
 }
 
 /// Raises the soft open-file limit (and, if privileged, the hard one) as far as
-/// `max_sessions` needs. Returns the budget, or why the limit could not be read.
-pub fn fit_open_files(max_sessions: usize) -> nix::Result<Budget> {
-    let needed = wanted(max_sessions);
+/// `max_sessions` sessions of `per_session` descriptors need. Returns the budget, or
+/// why the limit could not be read or set.
+pub fn fit_open_files(max_sessions: usize, per_session: u64) -> nix::Result<Budget> {
+    let needed = wanted(max_sessions, per_session);
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
     let mut limit = soft;
     if soft < needed {
@@ -44,14 +56,18 @@ pub fn fit_open_files(max_sessions: usize) -> nix::Result<Budget> {
     }
     Ok(Budget {
         limit,
-        sessions: limit.saturating_sub(RESERVE) / FDS_PER_SESSION,
+        sessions: sessions_within(limit, per_session),
     })
 }
 
-fn wanted(max_sessions: usize) -> u64 {
+fn wanted(max_sessions: usize, per_session: u64) -> u64 {
     (max_sessions as u64)
-        .saturating_mul(FDS_PER_SESSION)
+        .saturating_mul(per_session)
         .saturating_add(RESERVE)
+}
+
+fn sessions_within(limit: u64, per_session: u64) -> u64 {
+    limit.saturating_sub(RESERVE) / per_session.max(1)
 }
 
 #[cfg(test)]
@@ -60,16 +76,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_thousand_sessions_need_about_seven_thousand_descriptors() {
-        assert_eq!(wanted(1000), 7024);
-        assert_eq!(wanted(usize::MAX), u64::MAX);
+    fn budgets_leave_a_reserve_and_count_each_backend() {
+        assert_eq!(wanted(1000, fds_per_session("process")), 5024);
+        assert_eq!(wanted(1000, fds_per_session("namespaces")), 7024);
+        assert_eq!(wanted(usize::MAX, 6), u64::MAX);
+        assert_eq!(sessions_within(20_000, 4), 4744);
+        assert_eq!(sessions_within(1000, 4), 0);
     }
 
     #[test]
     fn the_limit_is_raised_to_fit_and_never_lowered() {
         let (soft_before, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-        let budget = fit_open_files(1).unwrap();
-        assert!(budget.limit >= soft_before.min(wanted(1)));
+        let budget = fit_open_files(1, 4).unwrap();
+        assert!(budget.limit >= soft_before.min(wanted(1, 4)));
         let (soft_after, _) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
         assert_eq!(soft_after, soft_before.max(budget.limit));
     }

@@ -17,8 +17,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let settings = Settings::load(args, &Env::from_process())?;
-    fit_open_files(settings.session.max_sessions);
+    let mut settings = Settings::load(args, &Env::from_process())?;
+    settings.session.max_sessions = fit_open_files(settings.session.max_sessions, settings.backend);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -78,19 +78,31 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Raises the open-file limit for `max_sessions`, and says so when it cannot: past the
-/// limit, new sessions are refused with 503 (the host is out of resources).
-fn fit_open_files(max_sessions: usize) {
-    match crate::limits::fit_open_files(max_sessions) {
-        Ok(budget) if budget.sessions < max_sessions as u64 => tracing::warn!(
-            limit = budget.limit,
-            "the open-file limit fits about {} sessions ({} descriptors each), fewer than max_sessions = {max_sessions}; \
-             raise it (`ulimit -n`, or LimitNOFILE= under systemd) or lower max_sessions",
-            budget.sessions,
-            crate::limits::FDS_PER_SESSION,
-        ),
-        Ok(budget) => tracing::debug!(limit = budget.limit, "open-file limit"),
-        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+/// Raises the open-file limit for `max_sessions`; returns how many sessions Lodge will
+/// accept, saying so when the limit allows fewer.
+fn fit_open_files(max_sessions: usize, backend: &str) -> usize {
+    let per_session = crate::limits::fds_per_session(backend);
+    match crate::limits::fit_open_files(max_sessions, per_session) {
+        Ok(budget) if budget.sessions < max_sessions as u64 => {
+            let fit = usize::try_from(budget.sessions)
+                .unwrap_or(max_sessions)
+                .max(1);
+            tracing::warn!(
+                "the open-file limit ({}) fits {fit} sessions at {per_session} descriptors each: \
+                 Lodge accepts at most {fit}, not max_sessions = {max_sessions}; raise the hard limit \
+                 (`ulimit -Hn`, or LimitNOFILE= under systemd) to allow more",
+                budget.limit,
+            );
+            fit
+        }
+        Ok(budget) => {
+            tracing::debug!(limit = budget.limit, "open-file limit");
+            max_sessions
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read or raise the open-file limit");
+            max_sessions
+        }
     }
 }
 

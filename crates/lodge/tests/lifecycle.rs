@@ -173,6 +173,30 @@ async fn max_sessions_is_enforced_with_503_and_frees_up_on_end() {
     second.initialize().await;
 }
 
+/// Under an open-file limit it cannot raise, Lodge accepts only the sessions that fit
+/// (four descriptors each with the process backend, after a reserve of 1024) and
+/// refuses the next one as "at its limit", before any spawn runs out of descriptors.
+#[tokio::test]
+async fn a_low_open_file_limit_caps_sessions_with_a_clear_503() {
+    let lodge = Lodge::start_under(
+        &["prlimit", "--nofile=1032:1032", "--"],
+        &common::demo_server_toml(),
+        &["--backend", "process"],
+    );
+    let mut first = Raw::new(lodge.url());
+    first.initialize().await;
+    Raw::new(lodge.url()).initialize().await;
+    let init = json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    let reply = Raw::new(lodge.url()).post(init).await;
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert!(
+        message(&reply).contains("limit of 2 live sessions"),
+        "{}",
+        message(&reply)
+    );
+    assert_eq!(first.call_text(1, "echo", json!({"text":"ok"})).await, "ok");
+}
+
 /// Out of file descriptors, Lodge refuses the new session with 503 and a reason, and
 /// the sessions it already has go on working.
 #[tokio::test]

@@ -37,6 +37,12 @@ pub fn demo_server_toml() -> String {
 impl Lodge {
     /// Starts Lodge with `config` (TOML; a scratch root in a temp dir is added).
     pub fn start(config: &str) -> Lodge {
+        Self::start_under(&[], config, &[])
+    }
+
+    /// Starts Lodge with `config` and extra `args`, its command prefixed by `wrapper`
+    /// (e.g. `prlimit --nofile=…`).
+    pub fn start_under(wrapper: &[&str], config: &str, args: &[&str]) -> Lodge {
         let dir = tempfile::tempdir().unwrap();
         let scratch = dir.path().join("scratch");
         let config = if config.contains("[session]") {
@@ -48,15 +54,22 @@ impl Lodge {
         } else {
             format!("{config}\n[session]\nscratch_root = {scratch:?}\n")
         };
-        Self::launch(dir, &config, &[])
+        Self::launch(dir, &config, args, wrapper)
     }
 
     /// Writes `config` into `dir` and starts `lodge serve` on it, on a free port.
-    fn launch(dir: tempfile::TempDir, config: &str, args: &[&str]) -> Lodge {
+    fn launch(dir: tempfile::TempDir, config: &str, args: &[&str], wrapper: &[&str]) -> Lodge {
         install_tls_provider();
         let path = dir.path().join("lodge.toml");
         std::fs::write(&path, config).unwrap();
-        let mut command = Command::new(LODGE);
+        let mut command = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut command = Command::new(program);
+                command.args(rest).arg(LODGE);
+                command
+            }
+            None => Command::new(LODGE),
+        };
         command
             .args(["serve", "--config"])
             .arg(&path)
@@ -489,7 +502,12 @@ pub fn start_namespaces_in(dir: tempfile::TempDir, config: &str) -> Option<Lodge
     }
     let scratch = dir.path().join("scratch");
     let config = format!("{config}\n[session]\nscratch_root = {scratch:?}\n");
-    Some(Lodge::launch(dir, &config, &["--backend", "namespaces"]))
+    Some(Lodge::launch(
+        dir,
+        &config,
+        &["--backend", "namespaces"],
+        &[],
+    ))
 }
 
 /// `@modelcontextprotocol/server-everything` from npm: (node binary, its dist/index.js),
