@@ -94,12 +94,6 @@ pub struct Options {
 }
 
 impl LodgeServer {
-    /// `lodge serve --demo` on a free loopback port, sessions' scratch dirs in a temp
-    /// dir, logging only warnings (to our stderr).
-    pub fn start_demo(lodge: &Path) -> anyhow::Result<Self> {
-        Self::start(lodge, &Options::default())
-    }
-
     /// A Lodge on a free loopback port, configured by `options`.
     pub fn start(lodge: &Path, options: &Options) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir().context("cannot create a temp dir")?;

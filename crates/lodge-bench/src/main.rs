@@ -28,20 +28,28 @@ use std::time::Instant;
 #[derive(Parser, Debug)]
 #[command(
     name = "lodge-bench",
-    about = "Measure Lodge's session cold start, relay overhead and 2026-07-28 bridge against same-run baselines"
+    about = "Measure Lodge's cold start, relay, throughput, churn and memory against same-run baselines"
 )]
 struct Cli {
     /// Small counts, for CI: a few seconds in a debug build.
     #[arg(long)]
     quick: bool,
-    /// Timed rounds for every selected measurement [default: cold-start 200, warm-pool
-    /// 200, relay 2000, modern 1000; with --quick 20, 20, 50 and 20].
+    /// Timed rounds for every selected measurement [default: cold-start 200 (Python
+    /// server: a tenth), warm-pool 200, relay 2000, modern 1000, elicitation 1000,
+    /// throughput 16 and churn 8 time slices; memory: 10000 sessions (a tenth first);
+    /// with --quick 20, 20, 50, 20, 20, 1, 1 and 200].
     #[arg(long, value_name = "N")]
     iterations: Option<usize>,
     /// Untimed warm-up rounds first [default: cold-start 5, warm-pool 5, relay 50,
-    /// modern 50; with --quick 2, 2, 10 and 5].
+    /// modern 50, elicitation 50, throughput 2, churn 1, memory 20 sessions; with
+    /// --quick 2, 2, 10, 5, 5, 0, 0 and 5].
     #[arg(long, value_name = "N")]
     warmup: Option<usize>,
+    /// Sandbox backend of the main Lodge (relay, modern, elicitation, throughput)
+    /// [default: Lodge's own default, namespaces where it works]. Cold start, warm pool,
+    /// churn and memory start Lodges of their own for each backend they report.
+    #[arg(long, value_name = "process|namespaces")]
+    backend: Option<String>,
     /// Run only these measurements (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',')]
     only: Vec<Which>,
@@ -66,7 +74,13 @@ async fn main() -> anyhow::Result<()> {
             .collect()
     };
     let (lodge_bin, build_warning) = lodge::locate(cli.lodge.clone(), !cli.no_build)?;
-    let server = lodge::LodgeServer::start_demo(&lodge_bin)?;
+    let server = lodge::LodgeServer::start(
+        &lodge_bin,
+        &lodge::Options {
+            backend: cli.backend.clone(),
+            ..lodge::Options::default()
+        },
+    )?;
     eprintln!(
         "lodge-bench: Lodge (pid {}) at {}",
         server.pid(),

@@ -34,12 +34,12 @@ const INIT_ID: u64 = 0;
 /// The target for a cold start, namespaces backend, demo server, p50.
 const TARGET_MS: f64 = 10.0;
 
-/// Rounds for the Python server: 0.15 of the demo's (200 → 30, 20 → 3), and a fifth
+/// Rounds for the Python server: a tenth of the demo's (200 → 20, 20 → 2), and a fifth
 /// of its warm-up (5 → 1: the first start fills the page cache; --quick's 2 → 0).
 fn python_counts(demo: Counts) -> Counts {
     Counts {
         warmup: demo.warmup / 5,
-        iterations: (demo.iterations * 3 / 20).max(1),
+        iterations: (demo.iterations / 10).max(1),
     }
 }
 
