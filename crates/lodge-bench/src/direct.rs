@@ -7,9 +7,9 @@ use crate::http::is_response_to;
 use anyhow::{Context, bail};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::process::{Child, ChildStdin, ChildStdout};
 
 pub struct DirectServer {
     child: Child,
@@ -22,17 +22,7 @@ impl DirectServer {
     /// of the protocol too).
     pub fn spawn(argv: &[String], cwd: &Path) -> anyhow::Result<Self> {
         let (program, args) = argv.split_first().context("empty server command")?;
-        let mut child = Command::new(program)
-            .args(args)
-            .current_dir(cwd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", argv.join(" ")))?;
-        let stdin = child.stdin.take().context("stdin not piped")?;
-        let stdout = child.stdout.take().context("stdout not piped")?;
+        let (child, stdin, stdout) = crate::stdio::spawn_piped(program, args, cwd)?;
         Ok(DirectServer {
             child,
             stdin: Some(stdin),

@@ -38,6 +38,20 @@ pub struct McpHttp {
 }
 
 impl McpHttp {
+    /// A new legacy session, set up as a client would: `initialize` (its SSE answer
+    /// read and checked), then `notifications/initialized`. Returns its id.
+    pub async fn open_session(&self) -> anyhow::Result<String> {
+        let mut reply = self.post(None, crate::mcp::initialize(0)).await?;
+        let response = reply.response_to(0).await?;
+        let session = reply
+            .session_id()
+            .context("initialize answered without an Mcp-Session-Id")?;
+        reply.finish().await?;
+        crate::mcp::check_initialized(&response)?;
+        self.notify(&session, crate::mcp::initialized()).await?;
+        Ok(session)
+    }
+
     pub fn new(url: String) -> anyhow::Result<Self> {
         // Built together with `lodge` (`cargo build -p lodge -p lodge-bench`), reqwest gets
         // lodge's `rustls-no-provider` feature and refuses to build a client until a

@@ -4,10 +4,40 @@
 use crate::http::is_response_to;
 use anyhow::{Context, bail};
 use serde_json::Value;
+use std::ffi::OsStr;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+/// Starts `program args` in `cwd`, stdin and stdout piped, stderr discarded (Lodge keeps
+/// servers' stderr out of the protocol too), killed if dropped.
+pub fn spawn_piped<S: AsRef<OsStr>>(
+    program: impl AsRef<OsStr>,
+    args: &[S],
+    cwd: &Path,
+) -> anyhow::Result<(Child, ChildStdin, ChildStdout)> {
+    let program = program.as_ref();
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| {
+            let args: Vec<_> = args.iter().map(|a| a.as_ref().to_string_lossy()).collect();
+            format!(
+                "cannot start {} {}",
+                program.to_string_lossy(),
+                args.join(" ")
+            )
+        })?;
+    let stdin = child.stdin.take().context("stdin not piped")?;
+    let stdout = child.stdout.take().context("stdout not piped")?;
+    Ok((child, stdin, stdout))
+}
 
 pub struct StdioServer {
     child: Child,
@@ -20,17 +50,7 @@ pub struct StdioServer {
 impl StdioServer {
     /// Starts `lodge demo-server` in `cwd`. Its stderr is discarded.
     pub fn spawn(lodge: &Path, cwd: &Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(lodge)
-            .arg("demo-server")
-            .current_dir(cwd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {} demo-server", lodge.display()))?;
-        let stdin = child.stdin.take().context("stdin not piped")?;
-        let stdout = child.stdout.take().context("stdout not piped")?;
+        let (child, stdin, stdout) = spawn_piped(lodge, &["demo-server"], cwd)?;
         Ok(StdioServer {
             child,
             stdin: Some(stdin),

@@ -173,14 +173,7 @@ async fn worker(via: Via, deadline: Instant) -> anyhow::Result<Tally> {
 }
 
 async fn through_lodge(http: &McpHttp) -> anyhow::Result<()> {
-    let mut reply = http.post(None, mcp::initialize(0)).await?;
-    let response = reply.response_to(0).await?;
-    let session = reply
-        .session_id()
-        .context("initialize answered without an Mcp-Session-Id")?;
-    reply.finish().await?;
-    mcp::check_initialized(&response)?;
-    http.notify(&session, mcp::initialized()).await?;
+    let session = http.open_session().await?;
     http.delete(&session).await
 }
 

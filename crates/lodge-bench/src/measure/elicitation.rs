@@ -20,6 +20,7 @@
 //!
 //! Every variant runs once per round, the first one rotating.
 
+use super::modern::{input_required, modern_round, trip_params};
 use super::{Counts, Ctx};
 use crate::http::{McpHttp, Reply};
 use crate::mcp;
@@ -170,7 +171,7 @@ async fn over_mrtr(
     let call = mcp::modern(id, "tools/call", trip_params(None));
     let start = Instant::now();
     let first = modern_round(ctx, session, id, call).await?;
-    let (key, state) = asked_to_elicit(&first)?;
+    let (key, state) = input_required(&first, ELICIT)?;
     let id = next_id();
     let retry = mcp::modern(
         id,
@@ -184,44 +185,6 @@ async fn over_mrtr(
     }
     check_declined(&done)?;
     Ok(took)
-}
-
-/// `plan_trip`'s params; a retry adds `requestState` and `inputResponses`.
-fn trip_params(retry: Option<(Value, Value)>) -> Value {
-    let mut params = json!({"name": "plan_trip", "arguments": {}});
-    if let Some((state, answers)) = retry {
-        params["requestState"] = state;
-        params["inputResponses"] = answers;
-    }
-    params
-}
-
-async fn modern_round(ctx: &Ctx, session: &str, id: u64, call: String) -> anyhow::Result<Value> {
-    let mut reply = ctx
-        .http
-        .post_modern(Some(session), "tools/call", Some("plan_trip"), call)
-        .await?;
-    let response = reply.response_to(id).await?;
-    reply.finish().await?;
-    Ok(response)
-}
-
-/// From an `input_required` result asking for one elicitation: (its key, `requestState`).
-fn asked_to_elicit(response: &Value) -> anyhow::Result<(String, Value)> {
-    let result = &response["result"];
-    let asks = result["inputRequests"].as_object();
-    match asks.map(|a| a.iter().collect::<Vec<_>>()).as_deref() {
-        Some([(key, ask)])
-            if result["resultType"] == "input_required" && ask["method"] == ELICIT =>
-        {
-            let state = result["requestState"].clone();
-            if !state.is_string() {
-                bail!("input_required without a requestState: {response}");
-            }
-            Ok(((*key).clone(), state))
-        }
-        _ => bail!("expected input_required asking {ELICIT}: {response}"),
-    }
 }
 
 /// The same flow on the server's stdio.

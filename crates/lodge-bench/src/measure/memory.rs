@@ -29,7 +29,6 @@ use crate::lodge::{LodgeServer, Options};
 use crate::mcp;
 use crate::procfs::{self, Proc};
 use crate::report::{Figure, Row, Target};
-use anyhow::Context;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::path::PathBuf;
@@ -303,7 +302,7 @@ async fn open(http: &McpHttp, count: usize, sessions: Vec<String>) -> Opened {
             tokio::spawn(async move {
                 while !stop.load(Ordering::Relaxed) && next.fetch_add(1, Ordering::Relaxed) < count
                 {
-                    match open_one(&http).await {
+                    match http.open_session().await {
                         Ok(id) => {
                             if let Ok(mut o) = opened.lock() {
                                 o.push(id);
@@ -335,18 +334,6 @@ async fn open(http: &McpHttp, count: usize, sessions: Vec<String>) -> Opened {
         sessions,
         error: error.or(panicked),
     }
-}
-
-async fn open_one(http: &McpHttp) -> anyhow::Result<String> {
-    let mut reply = http.post(None, mcp::initialize(0)).await?;
-    let response = reply.response_to(0).await?;
-    let session = reply
-        .session_id()
-        .context("initialize answered without an Mcp-Session-Id")?;
-    reply.finish().await?;
-    mcp::check_initialized(&response)?;
-    http.notify(&session, mcp::initialized()).await?;
-    Ok(session)
 }
 
 /// Runs `each` on every session with [`WORKERS`] clients; (ok, errors, first error).

@@ -228,7 +228,7 @@ async fn mrtr_trip(
 }
 
 /// `plan_trip`'s params; a retry adds `requestState` and `inputResponses`.
-fn trip_params(retry: Option<(Value, Value)>) -> Value {
+pub(super) fn trip_params(retry: Option<(Value, Value)>) -> Value {
     let mut params = json!({"name": "plan_trip", "arguments": {}});
     if let Some((state, answers)) = retry {
         params["requestState"] = state;
@@ -237,7 +237,13 @@ fn trip_params(retry: Option<(Value, Value)>) -> Value {
     params
 }
 
-async fn modern_round(ctx: &Ctx, session: &str, id: u64, call: String) -> anyhow::Result<Value> {
+/// One 2026-07-28 `plan_trip` request (or retry) in `session`; its response.
+pub(super) async fn modern_round(
+    ctx: &Ctx,
+    session: &str,
+    id: u64,
+    call: String,
+) -> anyhow::Result<Value> {
     let mut reply = ctx
         .http
         .post_modern(Some(session), "tools/call", Some("plan_trip"), call)
@@ -248,7 +254,7 @@ async fn modern_round(ctx: &Ctx, session: &str, id: u64, call: String) -> anyhow
 }
 
 /// From an `input_required` result asking exactly one `method`: (its key, `requestState`).
-fn input_required(response: &Value, method: &str) -> anyhow::Result<(String, Value)> {
+pub(super) fn input_required(response: &Value, method: &str) -> anyhow::Result<(String, Value)> {
     let result = &response["result"];
     let asks = result["inputRequests"].as_object();
     match asks.map(|a| a.iter().collect::<Vec<_>>()).as_deref() {

@@ -7,10 +7,9 @@ use anyhow::{Context, bail};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 use tokio::sync::{mpsc, oneshot};
 
 type Waiting = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
@@ -33,17 +32,7 @@ impl Pipelined {
     /// Starts `lodge demo-server` in `cwd` (stderr discarded), with a writer task and a
     /// reader task on the current runtime.
     pub fn spawn(lodge: &Path, cwd: &Path) -> anyhow::Result<Self> {
-        let mut child = Command::new(lodge)
-            .arg("demo-server")
-            .current_dir(cwd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {} demo-server", lodge.display()))?;
-        let mut stdin = child.stdin.take().context("stdin not piped")?;
-        let stdout = child.stdout.take().context("stdout not piped")?;
+        let (child, mut stdin, stdout) = crate::stdio::spawn_piped(lodge, &["demo-server"], cwd)?;
         let waiting = Waiting::default();
         let (tx, mut rx) = mpsc::unbounded_channel::<Request>();
 
