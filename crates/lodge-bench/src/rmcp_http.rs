@@ -5,8 +5,10 @@
 //! process, behind one HTTP front.
 //!
 //! The server runs on a multi-thread Tokio runtime in a thread of its own: the bench's
-//! client runs on a current-thread runtime, and sharing it would serialize the client
-//! with the server in a way no real deployment does.
+//! clients run on a current-thread runtime (relay, elicitation) or on the load runtime
+//! (throughput), and sharing either would serialize the clients with the server in a
+//! way no real deployment does. It still shares the machine's CPUs with the clients,
+//! Lodge and the demo servers, as every baseline does.
 
 use anyhow::{Context, anyhow};
 use demo_server::DemoServer;

@@ -4,7 +4,8 @@
 //! The rest of the bench runs on a current-thread runtime, which suits one request at
 //! a time but would make a single core the ceiling of any load it generates. Here the
 //! clients get a multi-thread runtime with one worker per CPU. They still share those
-//! CPUs with Lodge and the servers being measured, and so does every baseline.
+//! CPUs with Lodge and the servers being measured, and so does every baseline
+//! (including rmcp's HTTP server, which runs in this process on a runtime of its own).
 
 use anyhow::Context;
 use std::future::Future;
