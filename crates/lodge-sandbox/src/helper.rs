@@ -116,6 +116,28 @@ fn from_env<T: serde::de::DeserializeOwned>(var: &str) -> T {
     serde_json::from_str(&text).or_fail(|| format!("parsing {var}"))
 }
 
+/// Servers sometimes reopen their own stdio through `/proc/self/fd` (`/dev/stdin` in a
+/// script; rmcp's stdio transport does it for non-blocking pipe I/O). Reopening checks
+/// the pipe's owner, which is Lodge's uid, not the server's unprivileged host id: the
+/// open fails and the server falls back to slower I/O or fails. The pipes Lodge made are
+/// this session's alone, so they become the session's. Only pipes: a terminal or
+/// `/dev/null` on these descriptors is a file of the host and stays as it is.
+fn give_stdio_pipes_to(session: &SessionPlan) {
+    use std::os::fd::AsFd;
+    let (uid, gid) = (Uid::from_raw(session.uid), Gid::from_raw(session.gid));
+    let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
+    for fd in [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()] {
+        let is_pipe = nix::sys::stat::fstat(fd).is_ok_and(|st| {
+            nix::sys::stat::SFlag::from_bits_truncate(st.st_mode)
+                .contains(nix::sys::stat::SFlag::S_IFIFO)
+                && st.st_nlink <= 1
+        });
+        if is_pipe {
+            let _ = nix::unistd::fchown(fd, Some(uid), Some(gid));
+        }
+    }
+}
+
 /// Signals the supervisor and init handle synchronously (blocked, then `sigwait`ed).
 fn handled_signals() -> SigSet {
     let mut set = SigSet::empty();
@@ -130,6 +152,7 @@ fn run() -> ! {
     let plan: Plan = from_env(PLAN_VAR);
     let session: SessionPlan = from_env(SESSION_VAR);
     sys::close_from(3);
+    give_stdio_pipes_to(&session);
     // The supervisor and init are never the OOM killer's choice; the server resets this.
     let _ = fs::write("/proc/self/oom_score_adj", "-1000");
     let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);

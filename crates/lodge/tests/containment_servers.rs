@@ -60,3 +60,31 @@ async fn the_python_sdk_server_completes_tool_calls_in_the_sandbox() {
     assert_eq!(raw.call_text(1, "tally", json!({"add": 5})).await, "5");
     assert_eq!(raw.call_text(2, "tally", json!({"add": 2})).await, "7");
 }
+
+/// A server that reopens its own stdio (`/dev/stdin`, `/dev/stdout`: shell scripts do,
+/// and rmcp's stdio transport reopens `/proc/self/fd/N` for non-blocking pipes) can:
+/// its pipes belong to the session's user, not to Lodge's.
+#[tokio::test]
+async fn a_server_can_reopen_its_own_stdio_in_the_sandbox() {
+    let script = r#"
+import json
+out = open("/dev/stdout", "w")
+for line in open("/dev/stdin"):
+    msg = json.loads(line)
+    if msg.get("method") == "initialize":
+        info = {"name": "reopened-stdio", "version": "1"}
+        result = {"protocolVersion": "2025-11-25", "capabilities": {}, "serverInfo": info}
+        out.write(json.dumps({"jsonrpc": "2.0", "id": msg["id"], "result": result}) + "\n")
+        out.flush()
+"#;
+    let config = format!(
+        "[[server]]\nname = \"reopen\"\ncommand = [{:?}, \"-c\", {script:?}]\n",
+        common::python()
+    );
+    let Some(lodge) = start_namespaces_in(tempfile::tempdir().unwrap(), &config) else {
+        return;
+    };
+    let mut raw = Raw::new(lodge.url());
+    let init = raw.initialize().await;
+    assert_eq!(init["result"]["serverInfo"]["name"], "reopened-stdio", "{init}");
+}
