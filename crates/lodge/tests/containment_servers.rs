@@ -86,5 +86,8 @@ for line in open("/dev/stdin"):
     };
     let mut raw = Raw::new(lodge.url());
     let init = raw.initialize().await;
-    assert_eq!(init["result"]["serverInfo"]["name"], "reopened-stdio", "{init}");
+    assert_eq!(
+        init["result"]["serverInfo"]["name"], "reopened-stdio",
+        "{init}"
+    );
 }
