@@ -47,10 +47,10 @@ pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
         ids
     };
 
-    let legacy = legacy_session(&ctx.http).await?;
+    let legacy = ctx.http.open_session().await?;
     let rmcp_server = RmcpHttp::start()?;
     let rmcp_http = McpHttp::new(rmcp_server.url.clone())?;
-    let rmcp_session = legacy_session(&rmcp_http).await?;
+    let rmcp_session = rmcp_http.open_session().await?;
 
     // 2026-07-28: the first request starts a runtime session; later ones name it.
     let id = next_id();
@@ -114,18 +114,6 @@ pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
             )),
         )?,
     ])
-}
-
-/// A legacy session (`initialize`, `notifications/initialized`) on `http`'s server.
-async fn legacy_session(http: &McpHttp) -> anyhow::Result<String> {
-    let mut reply = http.post(None, mcp::initialize(0)).await?;
-    mcp::check_initialized(&reply.response_to(0).await?)?;
-    let session = reply
-        .session_id()
-        .context("initialize answered without an Mcp-Session-Id")?;
-    reply.finish().await?;
-    http.notify(&session, mcp::initialized()).await?;
-    Ok(session)
 }
 
 fn decline() -> Value {

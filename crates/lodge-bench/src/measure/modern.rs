@@ -43,13 +43,7 @@ pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
     };
 
     // Legacy: one session, set up as a client would.
-    let mut reply = ctx.http.post(None, mcp::initialize(0)).await?;
-    mcp::check_initialized(&reply.response_to(0).await?)?;
-    let legacy = reply
-        .session_id()
-        .context("initialize answered without an Mcp-Session-Id")?;
-    reply.finish().await?;
-    ctx.http.notify(&legacy, mcp::initialized()).await?;
+    let legacy = ctx.http.open_session().await?;
 
     // 2026-07-28: the first request starts a runtime session; later ones name it.
     let id = next_id();

@@ -43,13 +43,7 @@ type RmcpClient = RunningService<RoleClient, ()>;
 
 pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
     // Through Lodge: one session, set up as a client would.
-    let mut reply = ctx.http.post(None, mcp::initialize(0)).await?;
-    mcp::check_initialized(&reply.response_to(0).await?)?;
-    let session = reply
-        .session_id()
-        .context("initialize answered without an Mcp-Session-Id")?;
-    reply.finish().await?;
-    ctx.http.notify(&session, mcp::initialized()).await?;
+    let session = ctx.http.open_session().await?;
 
     // Directly: one process, same two messages.
     let mut server = StdioServer::spawn(&ctx.lodge_bin, ctx.scratch.path())?;

@@ -164,11 +164,13 @@ async fn measure(
         let mut on_rmcp = Vec::with_capacity(count);
         let mut procs = Vec::with_capacity(count);
         for _ in 0..count {
-            these.push(open_session(&http).await?);
+            these.push(http.open_session().await?.into());
             on_rmcp.push(
-                open_session(&rmcp_http)
+                rmcp_http
+                    .open_session()
                     .await
-                    .context("opening a session on rmcp's HTTP server")?,
+                    .context("opening a session on rmcp's HTTP server")?
+                    .into(),
             );
             procs.push(open_direct(&lodge_bin, &cwd).await?);
         }
@@ -246,17 +248,6 @@ fn direct_targets(servers: &[Pipelined], callers: usize) -> anyhow::Result<Vec<V
 /// Gives each caller its own id range, so ids never collide within a session or server.
 fn tagged(targets: Vec<Via>) -> Vec<(u64, Via)> {
     (0..).zip(targets).collect()
-}
-
-async fn open_session(http: &McpHttp) -> anyhow::Result<Arc<str>> {
-    let mut reply = http.post(None, mcp::initialize(0)).await?;
-    mcp::check_initialized(&reply.response_to(0).await?)?;
-    let session = reply
-        .session_id()
-        .context("initialize answered without an Mcp-Session-Id")?;
-    reply.finish().await?;
-    http.notify(&session, mcp::initialized()).await?;
-    Ok(session.into())
 }
 
 async fn open_direct(
