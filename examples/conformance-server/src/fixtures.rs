@@ -1,6 +1,6 @@
 //! The fixed texts, payloads and schemas the conformance scenarios ask for. Every value here
 //! is part of the server's contract (the crate docs list them) and is asserted exactly by
-//! Lodge's own tests (`crates/lodge/tests/conformance_exact.rs`).
+//! Lodge's own tests (`crates/lodge/tests/integration/conformance_exact.rs`).
 
 use serde_json::{Value, json};
 

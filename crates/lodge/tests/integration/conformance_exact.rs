@@ -9,9 +9,7 @@
 // rmcp marks sampling, roots and logging deprecated (SEP-2577); the legacy era has them.
 #![allow(deprecated)]
 
-mod common;
-
-use common::{Lodge, conformance_server_toml, eventually};
+use crate::common::{Lodge, conformance_server_toml, eventually};
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, CompleteRequestParams,
     CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult,

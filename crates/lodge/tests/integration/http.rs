@@ -1,9 +1,7 @@
 //! The Streamable HTTP rules of the 2025-11-25 transport, checked on the wire.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Lodge, Raw, read_events_until};
+use crate::common::{Lodge, Raw, read_events_until};
 use serde_json::json;
 
 fn demo() -> (Lodge, Raw) {
@@ -12,7 +10,7 @@ fn demo() -> (Lodge, Raw) {
     (lodge, raw)
 }
 
-fn error_of(reply: &common::Reply) -> (i64, String) {
+fn error_of(reply: &crate::common::Reply) -> (i64, String) {
     let v = reply.json();
     (
         v["error"]["code"].as_i64().unwrap(),
@@ -112,7 +110,7 @@ async fn origin_host_and_size_are_enforced() {
     // and the client reads the 413 instead of failing to write.
     let lodge = Lodge::start(&format!(
         "max_body_bytes = 65536\n{}",
-        common::demo_server_toml()
+        crate::common::demo_server_toml()
     ));
     let mut raw = Raw::new(lodge.url());
     raw.initialize().await;
@@ -320,7 +318,7 @@ async fn server_requests_go_to_the_standalone_stream_when_calls_overlap() {
         .await;
     assert_eq!(answer.status, 202);
     let trip = trip.await.unwrap().unwrap().text().await.unwrap();
-    let last = common::parse_sse(&trip).last().unwrap().json();
+    let last = crate::common::parse_sse(&trip).last().unwrap().json();
     assert_eq!(
         last["result"]["content"][0]["text"],
         "Trip planning stopped: the user chose to decline."

@@ -3,9 +3,7 @@
 //! the MCP Inspector CLI (npm `@modelcontextprotocol/inspector`, via scripts/setup-node.sh).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Lodge, node_tools, repo_root, venv_python};
+use crate::common::{Lodge, node_tools, repo_root, venv_python};
 use serde_json::{Value, json};
 use std::process::{Command, Output};
 

@@ -4,9 +4,7 @@
 #![allow(clippy::unwrap_used)]
 #![allow(deprecated)] // rmcp marks sampling deprecated (SEP-2577)
 
-mod common;
-
-use common::{Lodge, Reply, eventually};
+use crate::common::{Lodge, Reply, eventually};
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, CreateMessageRequestParams,
     CreateMessageResult, ElicitRequestParams, ElicitResult, ElicitationAction, Implementation,
@@ -66,7 +64,7 @@ impl Modern {
     }
 
     async fn send(&self, id: u64, method: &str, params: Value) -> Reply {
-        common::Raw::send(self.builder(id, method, params)).await
+        crate::common::Raw::send(self.builder(id, method, params)).await
     }
 
     /// A tools/call answered as JSON; returns (reply, result object).
@@ -102,7 +100,7 @@ async fn spec_errors_for_malformed_modern_requests() {
         .header("mcp-protocol-version", V)
         .header("mcp-method", "tools/list")
         .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{}}"#);
-    let reply = common::Raw::send(no_meta).await;
+    let reply = crate::common::Raw::send(no_meta).await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json()["error"]["code"], -32602);
     assert_eq!(reply.json()["id"], 1);
@@ -114,7 +112,7 @@ async fn spec_errors_for_malformed_modern_requests() {
         (reply.status, reply.json()["error"]["code"].as_i64()),
         (400, Some(-32020))
     );
-    let reply = common::Raw::send(
+    let reply = crate::common::Raw::send(
         m.builder(2, "tools/list", future)
             .header("mcp-protocol-version", "2099-01-01"),
     )
@@ -128,7 +126,7 @@ async fn spec_errors_for_malformed_modern_requests() {
         .header("mcp-protocol-version", "2099-01-01")
         .header("mcp-method", "tools/list")
         .body(json!({"jsonrpc":"2.0","id":2,"method":"tools/list","params":{"_meta": {"io.modelcontextprotocol/protocolVersion": "2099-01-01", "io.modelcontextprotocol/clientCapabilities": {}}}}).to_string());
-    let reply = common::Raw::send(clean).await;
+    let reply = crate::common::Raw::send(clean).await;
     assert_eq!(reply.status, 400);
     assert_eq!(reply.json()["error"]["code"], -32022);
     assert_eq!(reply.json()["error"]["data"]["supported"], json!([V]));
@@ -136,7 +134,7 @@ async fn spec_errors_for_malformed_modern_requests() {
     let mismatched = m
         .builder(3, "tools/list", json!({}))
         .header("mcp-method", "tools/call");
-    let reply = common::Raw::send(mismatched).await;
+    let reply = crate::common::Raw::send(mismatched).await;
     assert_eq!(
         (reply.status, reply.json()["error"]["code"].as_i64()),
         (400, Some(-32020))
@@ -179,7 +177,8 @@ async fn a_modern_client_keeps_its_sandbox_with_lodge_session_id_and_gets_fresh_
         assert_eq!(reply.headers["lodge-session-id"].to_str().unwrap(), session);
     }
     // DELETE with Lodge-Session-Id ends it; later use gets 404 saying why.
-    let del = common::Raw::send(m.http.delete(&m.url).header("lodge-session-id", &session)).await;
+    let del =
+        crate::common::Raw::send(m.http.delete(&m.url).header("lodge-session-id", &session)).await;
     assert_eq!(del.status, 204);
     let (reply, body) = m.call(4, "counter", inc, json!({})).await;
     assert_eq!(reply.status, 404);
@@ -435,7 +434,7 @@ async fn a_modern_python_sdk_server_is_passed_through() {
     );
     let lodge = Lodge::start(&format!(
         "[[server]]\nname = \"py\"\ncommand = [{:?}, {server:?}]\n",
-        common::python()
+        crate::common::python()
     ));
     let mut m = Modern::new(format!("{}/mcp/py", lodge.base));
     let discover = m.send(1, "server/discover", json!({})).await;
@@ -468,7 +467,7 @@ async fn a_legacy_client_completes_an_mrtr_tool_of_a_modern_server_via_pushed_re
     // 2026-07-28 to the server for the client.
     let lodge = Lodge::start(&format!(
         "[[server]]\nname = \"modern\"\ncommand = [{:?}]\nprotocol = \"modern\"\n",
-        common::conformance_server()
+        crate::common::conformance_server()
     ));
     let handler = Answers::new(
         ProtocolVersion::V_2025_11_25,
@@ -514,7 +513,7 @@ async fn bridged_progress_follows_each_round_under_the_retrys_token() {
         json!({ "_meta": meta })
     };
     let progress = |reply: &Reply| -> Vec<(String, f64)> {
-        common::parse_sse(&reply.body)
+        crate::common::parse_sse(&reply.body)
             .iter()
             .map(|e| e.json())
             .filter(|v| v["method"] == "notifications/progress")

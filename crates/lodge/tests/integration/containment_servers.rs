@@ -3,17 +3,15 @@
 //! Python SDK fixture. Skipped where the host cannot run the sandbox, except under CI=true.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Raw, start_namespaces_in};
+use crate::common::{Raw, start_namespaces_in};
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn the_npm_everything_server_completes_tool_calls_in_the_sandbox() {
-    if !common::namespaces_supported() {
+    if !crate::common::namespaces_supported() {
         return;
     }
-    let (node, everything) = common::node_everything();
+    let (node, everything) = crate::common::node_everything();
     let config = format!(
         "[[server]]\nname = \"everything\"\ncommand = [{node:?}, {everything:?}, \"stdio\"]\nenv = {{ GREETING = \"hello\" }}\n[server.sandbox]\nmemory = \"512MiB\"\npids = 256\n"
     );
@@ -50,7 +48,7 @@ async fn the_python_sdk_server_completes_tool_calls_in_the_sandbox() {
     );
     let config = format!(
         "[[server]]\nname = \"py\"\ncommand = [{:?}, {server:?}]\n[server.sandbox]\nmemory = \"256MiB\"\npids = 64\n",
-        common::python()
+        crate::common::python()
     );
     let Some(lodge) = start_namespaces_in(tempfile::tempdir().unwrap(), &config) else {
         return;
@@ -79,7 +77,7 @@ for line in open("/dev/stdin"):
 "#;
     let config = format!(
         "[[server]]\nname = \"reopen\"\ncommand = [{:?}, \"-c\", {script:?}]\n",
-        common::python()
+        crate::common::python()
     );
     let Some(lodge) = start_namespaces_in(tempfile::tempdir().unwrap(), &config) else {
         return;

@@ -6,9 +6,7 @@
 //! Skipped (with a message) on hosts that cannot run the sandbox, except under CI=true.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Lodge, Raw, start_namespaces_in};
+use crate::common::{Lodge, Raw, start_namespaces_in};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,7 +31,7 @@ fn hostile(sandbox: &str) -> Option<Hostile> {
     let path = dir.path().to_path_buf();
     let config = format!(
         "[[server]]\nname = \"hostile\"\ncommand = [{:?}, {server:?}]\n[server.sandbox]\n{sandbox}\n",
-        common::python()
+        crate::common::python()
     );
     let lodge = start_namespaces_in(dir, &config)?;
     Some(Hostile { lodge, dir: path })
@@ -150,12 +148,12 @@ async fn host_secrets_and_lodge_config_are_unreadable() {
     // /root holds only the path down to the interpreter's install prefix.
     let root = attempt(&raw, 9, "list_dir", json!({"path": "/root"})).await;
     if root["result"] == "ok" {
-        let python = std::fs::canonicalize(common::python()).unwrap();
+        let python = std::fs::canonicalize(crate::common::python()).unwrap();
         for entry in root["entries"].as_array().unwrap() {
             let entry = entry.as_str().unwrap();
             assert!(
                 python.starts_with(format!("/root/{entry}"))
-                    || std::path::Path::new(&common::python())
+                    || std::path::Path::new(&crate::common::python())
                         .starts_with(format!("/root/{entry}")),
                 "/root/{entry} is visible but holds no install dir of the server"
             );
@@ -321,7 +319,7 @@ async fn a_memory_bomb_is_killed_and_the_session_ends_cleanly() {
     assert!(later.body.contains("out of memory"), "{}", later.body);
     // Another session of the same server never noticed.
     assert_eq!(result(&bystander, 1, "whoami", json!({})).await, "ok");
-    common::eventually(
+    crate::common::eventually(
         Duration::from_secs(20),
         "the scratch dir to go",
         async || {

@@ -4,9 +4,7 @@
 // rmcp marks sampling and logging deprecated (SEP-2577); Lodge relays both.
 #![allow(deprecated)]
 
-mod common;
-
-use common::{Lodge, eventually};
+use crate::common::{Lodge, eventually};
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, ClientCapabilities, ClientConfig, ClientRequest,
     CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams, ElicitResult,
@@ -252,7 +250,7 @@ async fn state_persists_within_a_session_and_is_not_shared_between_sessions() {
     );
     let scratch = lodge.scratch_root();
     assert_eq!(
-        common::dirs(&scratch).len(),
+        crate::common::dirs(&scratch).len(),
         2,
         "one scratch directory per session"
     );
@@ -260,7 +258,7 @@ async fn state_persists_within_a_session_and_is_not_shared_between_sessions() {
     eventually(
         Duration::from_secs(10),
         "session A's sandbox to be removed",
-        async || common::dirs(&scratch).len() == 1,
+        async || crate::common::dirs(&scratch).len() == 1,
     )
     .await;
     assert_eq!(
@@ -320,7 +318,7 @@ async fn a_python_sdk_server_elicits_samples_and_reports_progress_through_lodge(
     );
     let lodge = Lodge::start(&format!(
         "[[server]]\nname = \"py\"\ncommand = [{:?}, {server:?}]\n",
-        common::python()
+        crate::common::python()
     ));
     let handler = TestClient::new(json!({"guests": 4, "time": "19:30"}), "See you soon!");
     let client = handler

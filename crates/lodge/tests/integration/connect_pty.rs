@@ -3,9 +3,7 @@
 //! hosting the demo server: form prompts, typed answers reaching the server, progress bars,
 //! Ctrl-C cancelling a call, and a session that ended.
 
-mod common;
-
-use common::{LODGE, Lodge};
+use crate::common::{LODGE, Lodge};
 use expectrl::session::OsSession;
 use expectrl::{ControlCode, Expect, Session};
 use std::io::{ErrorKind, Write};

@@ -2,13 +2,11 @@
 //! crashes, the session limit, and a draining shutdown with no orphan processes.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Lodge, Raw, dirs, eventually};
+use crate::common::{Lodge, Raw, dirs, eventually};
 use serde_json::json;
 use std::time::Duration;
 
-fn message(reply: &common::Reply) -> String {
+fn message(reply: &crate::common::Reply) -> String {
     reply.json()["error"]["message"]
         .as_str()
         .unwrap()
@@ -180,7 +178,7 @@ async fn max_sessions_is_enforced_with_503_and_frees_up_on_end() {
 async fn a_low_open_file_limit_caps_sessions_with_a_clear_503() {
     let lodge = Lodge::start_under(
         &["prlimit", "--nofile=1032:1032", "--"],
-        &common::demo_server_toml(),
+        &crate::common::demo_server_toml(),
         &["--backend", "process"],
     );
     let mut first = Raw::new(lodge.url());
@@ -271,7 +269,10 @@ async fn sigterm_lets_calls_finish_then_ends_every_sandbox() {
 
 #[tokio::test]
 async fn a_warm_pool_hands_out_prestarted_sandboxes_once_and_refills() {
-    let mut lodge = Lodge::start(&format!("{}warm_pool = 2\n", common::demo_server_toml()));
+    let mut lodge = Lodge::start(&format!(
+        "{}warm_pool = 2\n",
+        crate::common::demo_server_toml()
+    ));
     let scratch = lodge.scratch_root();
     eventually(Duration::from_secs(10), "the pool to fill", async || {
         dirs(&scratch).len() == 2

@@ -4,9 +4,7 @@
 #![allow(clippy::unwrap_used)]
 #![allow(deprecated)] // rmcp marks sampling/logging deprecated (SEP-2577)
 
-mod common;
-
-use common::{eventually, start_namespaces_in};
+use crate::common::{eventually, start_namespaces_in};
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult,
     ElicitationAction, Implementation, ProgressNotificationParam, ProtocolVersion,
@@ -49,11 +47,11 @@ impl ClientHandler for Client {
 
 #[tokio::test]
 async fn an_http_transport_server_elicits_and_reports_progress_through_lodge() {
-    let (node, everything) = common::node_everything();
+    let (node, everything) = crate::common::node_everything();
     let config = format!(
         "[[server]]\nname = \"everything\"\ncommand = [{node:?}, {everything:?}, \"streamableHttp\"]\nenv = {{ PORT = \"8000\" }}\ntransport = \"http\"\nport = 8000\npath = \"/mcp\"\n"
     );
-    common::install_tls_provider();
+    crate::common::install_tls_provider();
     let Some(lodge) = start_namespaces_in(tempfile::tempdir().unwrap(), &config) else {
         return;
     };

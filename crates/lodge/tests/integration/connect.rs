@@ -3,10 +3,8 @@
 //! hosting the demo server: JSON on stdout, exit codes, `--answers`, and sampling served by
 //! an OpenAI-compatible endpoint this test runs (it stands in for an external LLM service).
 
-mod common;
-
+use crate::common::{LODGE, Lodge};
 use axum::http::HeaderMap;
-use common::{LODGE, Lodge};
 use serde_json::{Value, json};
 use std::process::Output;
 use std::sync::{Arc, Mutex};

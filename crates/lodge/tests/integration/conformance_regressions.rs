@@ -5,9 +5,7 @@
 //! pins until it is fixed; un-ignore it with the fix.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::{Lodge, conformance_server, conformance_server_toml, parse_sse};
+use crate::common::{Lodge, conformance_server, conformance_server_toml, parse_sse};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +19,7 @@ struct Direct {
 
 impl Direct {
     fn start() -> Direct {
-        common::install_tls_provider();
+        crate::common::install_tls_provider();
         let mut child = Command::new(conformance_server())
             .args(["--http", "127.0.0.1:0"])
             .stdout(Stdio::piped())
@@ -293,7 +291,7 @@ async fn check_list_changed_reaches_other_listen_streams(url: &str) {
         )
         .await
     };
-    let reading = common::read_events_until(listen, |e| {
+    let reading = crate::common::read_events_until(listen, |e| {
         e.data.contains("notifications/tools/list_changed")
     });
     let (events, (status, text, _)) = tokio::time::timeout(Duration::from_secs(5), async {

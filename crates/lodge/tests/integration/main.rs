@@ -1,0 +1,18 @@
+//! Lodge's integration tests: each module starts the real `lodge` binary, real MCP servers
+//! and real clients. One test binary rather than one per file: each link of the whole
+//! dependency tree costs time and hundreds of megabytes on disk.
+
+mod common;
+
+mod clients;
+mod conformance_exact;
+mod conformance_regressions;
+mod connect;
+mod connect_pty;
+mod containment;
+mod containment_servers;
+mod http;
+mod http_upstream;
+mod lifecycle;
+mod modern;
+mod relay;
