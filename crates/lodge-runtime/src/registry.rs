@@ -312,6 +312,7 @@ impl Runtime {
             scratch_root: self.config.scratch_root.clone(),
             stderr_cap: self.config.stderr_cap,
             limits: server.spec.limits.clone(),
+            reached_over_tcp: matches!(server.spec.transport, Transport::Http { .. }),
         };
         Ok((id, server.spec.backend.spawn(&spec)?))
     }

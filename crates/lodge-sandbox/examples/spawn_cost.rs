@@ -73,6 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 scratch_root: scratch.path().into(),
                 stderr_cap: 1 << 16,
                 limits: limits.clone(),
+                reached_over_tcp: false,
             };
             let started = Instant::now();
             let Sandbox { io, process } = backend.spawn(&spec)?;

@@ -104,6 +104,10 @@ pub struct SandboxSpec {
     pub stderr_cap: usize,
     /// Resource limits. Ignored by the `process` backend (it warns once per process).
     pub limits: Limits,
+    /// Lodge will reach the server over TCP ([`SandboxProcess::connect_tcp`]). Only then
+    /// does the `namespaces` backend keep a handle on the sandbox's network namespace: a
+    /// stdio server's session holds one descriptor fewer.
+    pub reached_over_tcp: bool,
 }
 
 /// Resource limits for one sandbox.

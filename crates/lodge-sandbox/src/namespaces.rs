@@ -12,8 +12,9 @@
 //!
 //! The helper builds the sandbox and execs the server; see its module docs for the steps.
 //! Lodge supervises the helper like any process ([`SandboxProcess`]), plus the cgroup
-//! (out-of-memory detection, cleanup) and a pidfd for opening TCP connections inside the
-//! sandbox's network namespace ([`SandboxProcess::connect_tcp`]).
+//! (out-of-memory detection, cleanup) and, for a server reached over TCP, a pidfd for
+//! opening connections inside the sandbox's network namespace
+//! ([`SandboxProcess::connect_tcp`]).
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -29,6 +30,7 @@ use tokio::process::Command;
 
 use crate::cgroup::SessionCgroup;
 use crate::command::{host_path, validate_env};
+use crate::net::TcpConnector;
 use crate::plan::{Entry, INNER_ID, PLAN_VAR, Plan, SESSION_DIR, SESSION_VAR, SessionPlan};
 use crate::probe::Host;
 use crate::scratch::{ScratchDir, validate_session_id};
@@ -386,12 +388,14 @@ impl Backend for NamespacesBackend {
                 "a standard stream was not piped",
             )));
         };
-        let netns = match (plan.new_netns, child.id()) {
-            (true, Some(pid)) => {
+        // A pidfd, not the pid: a recycled pid can never be joined.
+        let connector = match (plan.new_netns, spec.reached_over_tcp, child.id()) {
+            (false, _, _) => TcpConnector::host(),
+            (true, true, Some(pid)) => {
                 let pid = nix::unistd::Pid::from_raw(pid as i32);
-                Some(sys::pidfd_open(pid).map_err(spawn_err)?)
+                TcpConnector::namespace(Arc::new(sys::pidfd_open(pid).map_err(spawn_err)?))
             }
-            _ => None,
+            (true, _, _) => TcpConnector::unreachable(),
         };
         let stderr = StderrCapture::spawn(stderr, spec.session_id.clone(), spec.stderr_cap);
         tracing::debug!(
@@ -402,7 +406,7 @@ impl Backend for NamespacesBackend {
         );
         let extras = Extras {
             cgroup,
-            netns: netns.map(Arc::new),
+            connector,
             pid_namespace: true,
         };
         let process =

@@ -34,6 +34,9 @@ enum Target {
     Host,
     /// The network namespace of the process behind this pidfd.
     Namespace(Arc<OwnedFd>),
+    /// A namespace of its own that Lodge kept no handle on: the server was started for
+    /// stdio. Connecting to the host's loopback instead would reach the wrong service.
+    Unreachable,
 }
 
 /// Opens TCP connections to `127.0.0.1:PORT` as seen from inside one sandbox. Cheap to
@@ -56,6 +59,12 @@ impl TcpConnector {
         }
     }
 
+    pub(crate) fn unreachable() -> Self {
+        TcpConnector {
+            target: Target::Unreachable,
+        }
+    }
+
     /// Connects to `127.0.0.1:port` inside the sandbox. Fails like a normal connect
     /// (e.g. `ConnectionRefused` while the server is not listening yet), or with an error
     /// saying the sandbox is gone.
@@ -63,6 +72,12 @@ impl TcpConnector {
         let pidfd = match &self.target {
             Target::Host => return TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await,
             Target::Namespace(pidfd) => pidfd.clone(),
+            Target::Unreachable => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    "the sandbox was started without a way in over TCP (SandboxSpec::reached_over_tcp)",
+                ));
+            }
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()

@@ -1,12 +1,11 @@
 //! [`SandboxProcess`]: waits for a server, stops it and everything it started, and
 //! removes its scratch directory. Backend-agnostic: a backend hands over a child that
 //! leads its own process group, a scratch dir and a stderr capture, plus optional
-//! [`Extras`]: the session's cgroup (out-of-memory detection, kill-all, removal) and a
-//! pidfd naming its network namespace (for [`SandboxProcess::connect_tcp`]).
+//! [`Extras`]: the session's cgroup (out-of-memory detection, kill-all, removal) and the
+//! way into its network namespace (for [`SandboxProcess::connect_tcp`]).
 
 use std::os::fd::OwnedFd;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -30,12 +29,12 @@ const KILL_WAIT: Duration = Duration::from_secs(10);
 const CGROUP_WAIT: Duration = Duration::from_secs(10);
 
 /// Backend-specific parts of a sandbox that [`SandboxProcess`] also looks after.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Extras {
     /// The session's cgroup, if limits were set.
     pub cgroup: Option<SessionCgroup>,
-    /// A pidfd of a process in the sandbox's network namespace (`network = "none"`).
-    pub netns: Option<Arc<OwnedFd>>,
+    /// How to open TCP connections into the sandbox.
+    pub connector: TcpConnector,
     /// The child is a supervisor whose child is a pid-namespace init: `terminate` returns
     /// only once that init (and so everything in its pid namespace) is gone.
     pub pid_namespace: bool,
@@ -70,7 +69,12 @@ impl SandboxProcess {
         scratch: ScratchDir,
         stderr: StderrCapture,
     ) -> Self {
-        Self::with_extras(session_id, child, scratch, stderr, Extras::default())
+        let extras = Extras {
+            cgroup: None,
+            connector: TcpConnector::host(),
+            pid_namespace: false,
+        };
+        Self::with_extras(session_id, child, scratch, stderr, extras)
     }
 
     /// Like [`new`](Self::new), with a cgroup and/or network namespace to look after.
@@ -81,10 +85,6 @@ impl SandboxProcess {
         stderr: StderrCapture,
         extras: Extras,
     ) -> Self {
-        let connector = match extras.netns {
-            Some(pidfd) => TcpConnector::namespace(pidfd),
-            None => TcpConnector::host(),
-        };
         let pgid = child
             .id()
             .and_then(|pid| i32::try_from(pid).ok())
@@ -98,14 +98,16 @@ impl SandboxProcess {
             stderr,
             scratch,
             cgroup: extras.cgroup,
-            connector,
+            connector: extras.connector,
             pid_namespace: extras.pid_namespace,
         }
     }
 
     /// Opens a TCP connection to `127.0.0.1:port` as the server sees it: inside the
     /// sandbox's network namespace for `namespaces` with `network = "none"`, else on the
-    /// host. For HTTP-transport servers. See [`TcpConnector`].
+    /// host. For HTTP-transport servers: a sandbox spawned without
+    /// [`reached_over_tcp`](crate::SandboxSpec::reached_over_tcp) answers `Unsupported`.
+    /// See [`TcpConnector`].
     pub async fn connect_tcp(&self, port: u16) -> std::io::Result<tokio::net::TcpStream> {
         self.connector.connect(port).await
     }

@@ -64,6 +64,7 @@ fn spec(root: &Path, id: &str, command: &[&str]) -> SandboxSpec {
         scratch_root: root.into(),
         stderr_cap: 64 * 1024,
         limits: Limits::default(),
+        reached_over_tcp: false,
     }
 }
 
@@ -740,7 +741,11 @@ async fn connect_tcp_reaches_a_server_inside_and_ports_never_clash() {
         let script = format!(
             "echo {id} > /session/index.html; exec python3 -m http.server 8000 --bind 0.0.0.0"
         );
-        sandboxes.push(b.spawn(&spec(tmp.path(), id, &sh(&script))).unwrap());
+        let spec = SandboxSpec {
+            reached_over_tcp: true,
+            ..spec(tmp.path(), id, &sh(&script))
+        };
+        sandboxes.push(b.spawn(&spec).unwrap());
     }
     for (sandbox, id) in sandboxes.iter().zip(["http-a", "http-b"]) {
         // The server takes a moment to listen: retry refused connections.
@@ -777,6 +782,21 @@ async fn connect_tcp_reaches_a_server_inside_and_ports_never_clash() {
     }
     let err = connector.connect(8000).await.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::NotConnected, "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stdio_sandbox_is_never_reached_over_the_hosts_loopback() {
+    let Some(b) = backend(NamespacesOptions::default()) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    // Something on the host's loopback that a wrong connect would reach.
+    let host = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = host.local_addr().unwrap().port();
+    let sandbox = b.spawn(&spec(tmp.path(), "stdio-only", &["cat"])).unwrap();
+    let err = sandbox.process.connect_tcp(port).await.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::Unsupported, "{err}");
+    within("terminate", sandbox.process.terminate(DEADLINE)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,7 @@ fn spec(root: &Path, session_id: &str, command: &[&str]) -> SandboxSpec {
         scratch_root: root.into(),
         stderr_cap: 64 * 1024,
         limits: Limits::default(),
+        reached_over_tcp: false,
     }
 }
 

@@ -1,6 +1,6 @@
 //! The open-file budget. Every session holds descriptors in Lodge: three pipes to its
-//! server, two more handles (network namespace, process) with the `namespaces` backend,
-//! and its clients' connections. The usual soft limit (1024) would stop Lodge at a few
+//! server, a handle on its process, its clients' connections and, for an HTTP-transport
+//! server, the connection to it and (`namespaces`) a handle on its network namespace. The usual soft limit (1024) would stop Lodge at a few
 //! hundred sessions with "Too many open files", so `lodge serve` raises it to fit
 //! `max_sessions`, and where the hard limit is too low, accepts only the sessions that
 //! fit: a clear 503 "at its limit" instead of failures in the middle of a spawn or a
@@ -14,14 +14,11 @@ const RESERVE: u64 = 1024;
 /// Where the kernel caps any process's limit.
 const NR_OPEN: &str = "/proc/sys/fs/nr_open";
 
-/// Descriptors one live session may hold with `backend`: stdin, stdout and stderr
-/// pipes, the sandbox's network namespace and process handles (`namespaces`), and one
-/// client connection.
-pub fn fds_per_session(backend: &str) -> u64 {
-    match backend {
-        "namespaces" => 6,
-        _ => 4,
-    }
+/// Descriptors one live session may hold: stdin, stdout and stderr pipes, the process
+/// handle (a pidfd) and one client connection; with `http_servers`, also the connection
+/// to the server and a handle on its network namespace.
+pub fn fds_per_session(http_servers: bool) -> u64 {
+    if http_servers { 7 } else { 5 }
 }
 
 /// What the limit allows after [`fit_open_files`].
@@ -76,12 +73,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn budgets_leave_a_reserve_and_count_each_backend() {
-        assert_eq!(wanted(1000, fds_per_session("process")), 5024);
-        assert_eq!(wanted(1000, fds_per_session("namespaces")), 7024);
+    fn budgets_leave_a_reserve_and_count_http_servers() {
+        assert_eq!(wanted(1000, fds_per_session(false)), 6024);
+        assert_eq!(wanted(1000, fds_per_session(true)), 8024);
         assert_eq!(wanted(usize::MAX, 6), u64::MAX);
-        assert_eq!(sessions_within(20_000, 4), 4744);
-        assert_eq!(sessions_within(1000, 4), 0);
+        assert_eq!(sessions_within(20_000, 5), 3795);
+        assert_eq!(sessions_within(1000, 5), 0);
     }
 
     #[test]

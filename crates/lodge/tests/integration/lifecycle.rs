@@ -177,7 +177,7 @@ async fn max_sessions_is_enforced_with_503_and_frees_up_on_end() {
 #[tokio::test]
 async fn a_low_open_file_limit_caps_sessions_with_a_clear_503() {
     let lodge = Lodge::start_under(
-        &["prlimit", "--nofile=1032:1032", "--"],
+        &["prlimit", "--nofile=1034:1034", "--"],
         &crate::common::demo_server_toml(),
         &["--backend", "process"],
     );
