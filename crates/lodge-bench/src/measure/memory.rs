@@ -1,7 +1,7 @@
 //! Memory per idle session, and whether this host holds many at once.
 //!
-//! A dedicated Lodge (`process` backend, sessions never idle out, `max_sessions` to
-//! fit) is measured at rest, then after opening sessions (`initialize` +
+//! A dedicated Lodge (`process` backend first, sessions never idle out, `max_sessions`
+//! to fit) is measured at rest, then after opening sessions (`initialize` +
 //! `notifications/initialized`, then nothing) in steps, with a short settle before each
 //! reading. Figures per step, each divided by the sessions open:
 //!
@@ -14,10 +14,14 @@
 //! - The drop of the host's `MemAvailable`, which also counts kernel memory (page
 //!   tables, kernel stacks, pipes) but also whatever else runs on the host meanwhile.
 //!
+//! At each step a few sessions are also replaced by new ones opened one at a time: the
+//! cold start of a session on a host that already holds many, against the same sample
+//! taken with none open.
+//!
 //! At the last step every session gets one `tools/call echo`, and errors are counted:
 //! they all have to be alive. Then all are ended (DELETE), Lodge is stopped, and the
-//! bench checks that no server it had started is left. The same is tried with the
-//! `namespaces` backend at the first step. If opening sessions fails part way (out of
+//! bench checks that no server it had started is left. Then the same with the
+//! `namespaces` backend. If opening sessions fails part way (out of
 //! descriptors, processes or memory), the figures are for the sessions that opened and
 //! say so.
 
@@ -47,12 +51,15 @@ const DIRECT_SAMPLE: usize = 20;
 const TARGET_KIB: f64 = 64.0;
 /// How long the servers get to exit after Lodge stopped.
 const EXIT_WAIT: Duration = Duration::from_secs(10);
+/// New sessions timed one at a time at each step.
+const COLD_SAMPLE: usize = 15;
 
 pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
     let top = counts.iterations.max(1);
     let first = (top / 10).max(1);
     let mut rows = Vec::new();
-    for (backend, steps) in [("process", vec![first, top]), ("namespaces", vec![first])] {
+    for backend in ["process", "namespaces"] {
+        let steps = vec![first, top];
         let bin = ctx.lodge_bin.clone();
         let cwd = ctx.scratch.path().to_path_buf();
         let warmup = counts.warmup;
@@ -106,6 +113,10 @@ async fn one_backend(
     settle(0).await;
     let rest = procfs::rss(pid)?;
     let available_at_rest = procfs::mem_available_kib()?;
+    let mut none_open = Vec::new();
+    let empty = one_at_a_time(&http, COLD_SAMPLE, &mut none_open).await;
+    end(&http, none_open).await;
+    settle(0).await;
 
     let mut figures = Vec::new();
     let mut sessions = Vec::new();
@@ -140,6 +151,7 @@ async fn one_backend(
         }
         settle(n).await;
         figures.extend(readings(&title, pid, rest, available_at_rest, n, &lodge_bin, &cwd).await?);
+        figures.push(cold_start_among(&http, &title, &mut sessions, &empty).await);
         if opened.error.is_some() {
             failure = opened.error;
             break;
@@ -260,6 +272,64 @@ async fn readings(
             "KiB",
         ),
     ])
+}
+
+/// Replaces up to [`COLD_SAMPLE`] of `sessions` with new ones opened one at a time: the
+/// p50 of their cold start (initialize + initialized), against `empty`'s, taken with no
+/// session open. Replacing keeps the count, so a Lodge at its limit has room.
+async fn cold_start_among(
+    http: &McpHttp,
+    title: &str,
+    sessions: &mut Vec<String>,
+    empty: &Timed,
+) -> Figure {
+    let replaced = sessions.split_off(sessions.len().saturating_sub(COLD_SAMPLE));
+    let k = replaced.len();
+    end(http, replaced).await;
+    settle(0).await;
+    let timed = one_at_a_time(http, k, sessions).await;
+    let mut metric = format!(
+        "{title}: cold start of {k} new sessions opened one at a time (initialize + initialized), p50"
+    );
+    if let Some(e) = &timed.error {
+        metric.push_str(&format!("; **failed: {}**", brief(e)));
+    }
+    let figure = Row::figure(&metric, timed.p50_ms, "ms");
+    match empty.p50_ms {
+        Some(base) => figure.baseline("the same with no session open", base),
+        None => figure,
+    }
+}
+
+/// The p50 of opening sessions one at a time, or why one failed.
+struct Timed {
+    p50_ms: Option<f64>,
+    error: Option<String>,
+}
+
+/// Opens `count` sessions one after another, appended to `sessions`, and times each.
+async fn one_at_a_time(http: &McpHttp, count: usize, sessions: &mut Vec<String>) -> Timed {
+    let mut took = Vec::with_capacity(count);
+    for _ in 0..count {
+        let start = Instant::now();
+        match http.open_session().await {
+            Ok(id) => {
+                took.push(start.elapsed());
+                sessions.push(id);
+            }
+            Err(e) => {
+                return Timed {
+                    p50_ms: None,
+                    error: Some(format!("{e:#}")),
+                };
+            }
+        }
+    }
+    took.sort();
+    Timed {
+        p50_ms: crate::stats::percentile(&took, 50.0).map(|d| d.as_secs_f64() * 1e3),
+        error: None,
+    }
 }
 
 /// The mean `Pss` of [`DIRECT_SAMPLE`] demo servers spawned and initialized directly.
