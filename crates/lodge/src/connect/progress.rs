@@ -4,7 +4,12 @@
 
 use super::ui::Ui;
 use indicatif::{ProgressBar, ProgressStyle};
+use rmcp::RoleClient;
+use rmcp::model::{JsonRpcMessage, ServerNotification};
+use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
+use rmcp::transport::Transport;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,8 +20,11 @@ pub struct Progress {
     ui: Arc<Ui>,
     /// Key (progress token or wait id) → bar and its last text.
     bars: Mutex<HashMap<String, (ProgressBar, String)>>,
-    /// Progress tokens of the current call whose total is known but not reached yet.
-    open: Mutex<HashMap<String, bool>>,
+    /// Progress notifications the transport received ([`CountProgress`]) and those
+    /// [`update`](Self::update) has shown. rmcp hands each notification to its handler as
+    /// a task of its own, so a response can be seen before the updates sent ahead of it.
+    arrived: AtomicU64,
+    shown: AtomicU64,
     /// The highest progress seen per token. rmcp runs notification handlers concurrently,
     /// so an earlier update can arrive after a later one; progress only goes up (spec),
     /// so a stale one is dropped instead of moving the bar back.
@@ -28,31 +36,31 @@ impl Progress {
         Progress {
             ui,
             bars: Mutex::new(HashMap::new()),
-            open: Mutex::new(HashMap::new()),
+            arrived: AtomicU64::new(0),
+            shown: AtomicU64::new(0),
             highest: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Waits, at most `max`, until every progress token with a total reached it. rmcp hands
-    /// notifications to their handler concurrently, so the last few sent before a response
-    /// may be shown just after it: this keeps "4/4" from turning up after the result.
+    /// Waits, at most `max`, until every progress notification received so far is shown,
+    /// so that the last updates sent before a response ("4/4") are not shown after it.
+    /// Returns at once when none is on its way.
     pub async fn settle(&self, max: Duration) {
         let deadline = tokio::time::Instant::now() + max;
-        loop {
-            let pending = self
-                .open
-                .lock()
-                .map(|open| open.values().any(|done| !done))
-                .unwrap_or(false);
-            if !pending || tokio::time::Instant::now() >= deadline {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        while self.shown.load(Ordering::Acquire) < self.arrived.load(Ordering::Acquire)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
     /// A `notifications/progress` for `token`.
     pub fn update(&self, token: &str, progress: f64, total: Option<f64>, message: Option<&str>) {
+        self.show(token, progress, total, message);
+        self.shown.fetch_add(1, Ordering::Release);
+    }
+
+    fn show(&self, token: &str, progress: f64, total: Option<f64>, message: Option<&str>) {
         if let Ok(mut highest) = self.highest.lock() {
             let last = highest.entry(token.to_owned()).or_insert(f64::NEG_INFINITY);
             if progress <= *last {
@@ -67,9 +75,6 @@ impl Progress {
         if let Some(message) = message.filter(|m| !m.is_empty()) {
             text.push(' ');
             text.push_str(message);
-        }
-        if let (Some(total), Ok(mut open)) = (total, self.open.lock()) {
-            open.insert(token.to_owned(), progress >= total);
         }
         if !self.ui.draws_bars() {
             self.ui.note(format!("progress {text}"));
@@ -121,9 +126,6 @@ impl Progress {
 
     /// Ends every bar (the call they belong to is over), leaving each as a final line.
     pub fn finish_all(&self) {
-        if let Ok(mut open) = self.open.lock() {
-            open.clear();
-        }
         // A new session's client numbers its progress tokens from 0 again.
         if let Ok(mut highest) = self.highest.lock() {
             highest.clear();
@@ -145,6 +147,44 @@ impl Progress {
         self.ui.bars().remove(bar);
         let mark = if full { "done" } else { "stopped" };
         self.ui.note(format!("progress {text} [{mark}]"));
+    }
+}
+
+/// A session's transport that counts the progress notifications it receives, in the
+/// order they come and before rmcp dispatches them, for [`Progress::settle`].
+pub struct CountProgress<T> {
+    inner: T,
+    progress: Arc<Progress>,
+}
+
+impl<T> CountProgress<T> {
+    pub fn new(inner: T, progress: Arc<Progress>) -> Self {
+        CountProgress { inner, progress }
+    }
+}
+
+impl<T: Transport<RoleClient>> Transport<RoleClient> for CountProgress<T> {
+    type Error = T::Error;
+
+    fn send(
+        &mut self,
+        item: TxJsonRpcMessage<RoleClient>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
+        self.inner.send(item)
+    }
+
+    async fn receive(&mut self) -> Option<RxJsonRpcMessage<RoleClient>> {
+        let message = self.inner.receive().await?;
+        if let JsonRpcMessage::Notification(n) = &message
+            && matches!(n.notification, ServerNotification::ProgressNotification(_))
+        {
+            self.progress.arrived.fetch_add(1, Ordering::Release);
+        }
+        Some(message)
+    }
+
+    fn close(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.close()
     }
 }
 
@@ -190,5 +230,34 @@ mod tests {
         assert_eq!(scaled(0.5), 500);
         assert_eq!(scaled(-1.0), 0);
         assert_eq!(scaled(f64::NAN), 0);
+    }
+
+    #[tokio::test]
+    async fn settle_waits_for_every_update_received_and_no_longer() {
+        let progress = Arc::new(Progress::new(Arc::new(Ui::new())));
+        let start = std::time::Instant::now();
+        progress.settle(Duration::from_secs(5)).await;
+        assert!(start.elapsed() < Duration::from_secs(1), "none on its way");
+
+        // Two updates received, shown later by their handlers.
+        progress.arrived.fetch_add(2, Ordering::Release);
+        let handlers = progress.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            handlers.update("\"t\"", 1.0, Some(2.0), None);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            handlers.update("\"t\"", 2.0, Some(2.0), None);
+        });
+        let start = std::time::Instant::now();
+        progress.settle(Duration::from_secs(5)).await;
+        assert!(start.elapsed() >= Duration::from_millis(100));
+        assert!(start.elapsed() < Duration::from_secs(4));
+        assert_eq!(progress.shown.load(Ordering::Acquire), 2);
+
+        // A handler that never runs holds the result back only so long.
+        progress.arrived.fetch_add(1, Ordering::Release);
+        let start = std::time::Instant::now();
+        progress.settle(Duration::from_millis(100)).await;
+        assert!(start.elapsed() >= Duration::from_millis(100));
     }
 }

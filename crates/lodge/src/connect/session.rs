@@ -8,7 +8,7 @@ use super::auth::{self, OAuthOptions};
 use super::elicit::{Answers, Elicitor};
 use super::exit;
 use super::http::{self, LODGE_SESSION_ID, SessionWatch, WatchedClient};
-use super::progress::Progress;
+use super::progress::{CountProgress, Progress};
 use super::sampling::Sampler;
 use super::ui::Ui;
 use clap::ValueEnum;
@@ -290,7 +290,10 @@ impl Setup {
     where
         C: StreamableHttpClient<Error = reqwest::Error> + Sync,
     {
-        let transport = StreamableHttpClientTransport::with_client(client, config);
+        let transport = CountProgress::new(
+            StreamableHttpClientTransport::with_client(client, config),
+            self.handler.0.progress.clone(),
+        );
         self.handler
             .clone()
             .serve_with_lifecycle(transport, lifecycle)
@@ -361,10 +364,11 @@ impl Handler {
     }
 
     /// The call these bars belong to is over; `settle` when it ended normally (its last
-    /// progress notifications may still be on their way to the handler).
+    /// progress notifications may still be on their way to the handler). The wait ends as
+    /// soon as they are shown; the bound is for a handler that never runs.
     pub async fn progress_done(&self, settle: bool) {
         if settle {
-            self.0.progress.settle(Duration::from_millis(300)).await;
+            self.0.progress.settle(Duration::from_secs(2)).await;
         }
         self.0.progress.finish_all();
     }

@@ -91,11 +91,6 @@ impl Term {
         }
     }
 
-    /// Everything the terminal showed so far, escape sequences removed.
-    fn transcript(&self) -> String {
-        plain(&self.raw)
-    }
-
     fn read_some(&mut self) {
         let mut buf = [0u8; 4096];
         match self.session.try_read(&mut buf) {
@@ -173,6 +168,11 @@ fn plan_trip_by_hand(protocol: &str) {
     s.expect("user: Write a 3-day comfort itinerary for Lisbon.");
     s.expect("Send this to the fixed reply (--sampling-text)?");
     s.send("y\r");
+    if protocol == "legacy" {
+        // The bar for the call's progress token went to 4 of 4, shown before the result
+        // even when rmcp's handler tasks for the last updates run late.
+        s.expect("progress 4/4 done [done]");
+    }
     s.expect(&format!(
         "Trip to Lisbon: 3 days, comfort, flights no.\r\n\r\n{ITINERARY}\r\n"
     ));
@@ -181,17 +181,6 @@ fn plan_trip_by_hand(protocol: &str) {
     s.expect(&format!(
         "Trip to Lisbon: 3 days, comfort, flights no.\r\n\r\n{ITINERARY}\r\n"
     ));
-    if protocol == "legacy" {
-        // The bar for the call's progress token went to 4 of 4. Usually before the
-        // result, but rmcp runs notification handlers as tasks of their own: on a loaded
-        // machine the last updates can be handled after the result, and the bar is then
-        // retired when the next call ends. Either way it must have been shown by now.
-        let transcript = s.transcript();
-        assert!(
-            transcript.contains("progress 4/4 done [done]"),
-            "no finished progress bar in:\n{transcript}"
-        );
-    }
     s.quit();
 }
 
