@@ -57,6 +57,7 @@ async fn run(
         match response {
             Ok(ServerResult::CallToolResult(result)) => return Outcome::Done(result),
             Ok(ServerResult::InputRequiredResult(input)) => {
+                handler.progress_round_over().await;
                 let (responses, state) = tokio::select! {
                     answered = answer(handler, input) => answered,
                     _ = &mut *ctrl_c => return Outcome::Interrupted,

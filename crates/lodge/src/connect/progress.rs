@@ -124,6 +124,19 @@ impl Progress {
         }
     }
 
+    /// Removes every bar without a line of its own: a 2026-07-28 call's round ended in
+    /// `input_required`, and its progress goes on in the next round, under a new token.
+    pub fn clear(&self) {
+        let all: Vec<_> = match self.bars.lock() {
+            Ok(mut bars) => bars.drain().collect(),
+            Err(_) => return,
+        };
+        for (_, (bar, _)) in all {
+            bar.finish_and_clear();
+            self.ui.bars().remove(&bar);
+        }
+    }
+
     /// Ends every bar (the call they belong to is over), leaving each as a final line.
     pub fn finish_all(&self) {
         // A new session's client numbers its progress tokens from 0 again.

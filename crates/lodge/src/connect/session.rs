@@ -363,6 +363,13 @@ impl Handler {
         self.0.sampler.as_ref()
     }
 
+    /// A 2026-07-28 round ended in `input_required`: its last updates are shown, then its
+    /// bars make way for the next round's.
+    pub async fn progress_round_over(&self) {
+        self.0.progress.settle(Duration::from_secs(2)).await;
+        self.0.progress.clear();
+    }
+
     /// The call these bars belong to is over; `settle` when it ended normally (its last
     /// progress notifications may still be on their way to the handler). The wait ends as
     /// soon as they are shown; the bound is for a handler that never runs.
