@@ -4,16 +4,18 @@
 //! 1. **supervisor** (the process Lodge started; host root, host pid namespace): joins the
 //!    session's cgroups, unshares mount/ipc/uts/cgroup (and network) namespaces and a pid
 //!    namespace for its children, builds the new root on a tmpfs, brings `lo` up, forks
-//!    the init, then only waits: when the init exits it exits the same way the server did
-//!    (same code, or the same signal), so Lodge sees the server's status.
+//!    the init, then waits: it passes SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 (which
+//!    Lodge sends its process group) on to the init, and when the init exits it exits the
+//!    same way the server did (same code, or the same signal), so Lodge sees the server's
+//!    status.
 //! 2. **init** (pid 1 of the new pid namespace; dies with the supervisor via
-//!    `PR_SET_PDEATHSIG`): mounts a fresh `/proc`, `pivot_root`s into the new root and makes
-//!    it read-only, forks the server, writes the server's uid/gid maps, then reaps zombies
-//!    and forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to the server's process
-//!    group. When the server exits it reports the status to the supervisor and exits,
-//!    which makes the kernel kill everything left in the pid namespace.
-//! 3. **server**: leaves the supervisor's process group (so Lodge's group signals reach it
-//!    once, through the init), enters a new user namespace in which it is uid/gid 1000,
+//!    `PR_SET_PDEATHSIG`, then leaves its process group): mounts a fresh `/proc`,
+//!    `pivot_root`s into the new root and makes it read-only, forks the server, writes the
+//!    server's uid/gid maps, then reaps zombies and forwards those signals to the server's
+//!    process group. When the server exits it reports the status to the supervisor and
+//!    exits, which makes the kernel kill everything left in the pid namespace.
+//! 3. **server**: starts a session of its own (so each signal reaches it once, through the
+//!    supervisor and the init), enters a new user namespace in which it is uid/gid 1000,
 //!    mapped to an unprivileged host id, caps nested namespaces at 0, sets no_new_privs,
 //!    drops every capability, applies Landlock and the seccomp filters, and execs the
 //!    server in `/session`.
@@ -367,14 +369,20 @@ fn supervise(init: Pid, status: OwnedFd) -> ! {
     close_stdio();
     let signals = handled_signals();
     let init_status = loop {
-        // Other signals were sent to the whole group: the init forwards them.
-        if signals.wait() == Ok(Signal::SIGCHLD) {
-            match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
+        match signals.wait() {
+            Ok(Signal::SIGCHLD) => match waitpid(init, Some(WaitPidFlag::WNOHANG)) {
                 Ok(WaitStatus::StillAlive) => continue,
                 Ok(s) => break s,
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => fail(format!("waiting for the sandbox init: {e}")),
+            },
+            // Lodge signals this process's group, which the init has left: pass it on,
+            // including one that came while the sandbox was being built, before the init
+            // existed (it stayed pending here, blocked).
+            Ok(signal) => {
+                let _ = kill(init, signal);
             }
+            Err(_) => continue,
         }
     };
     let mut buf = [0u8; 4];
@@ -421,6 +429,10 @@ fn init(plan: &Plan, session: &SessionPlan, supervisor: Pid, status: OwnedFd) ->
     // If the supervisor was killed before this, Lodge has seen it exit and kills its
     // process group, which includes this process.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
+    // Then leave that group: Lodge's signals reach the supervisor, which passes them on.
+    // A group signal sent to the init directly can be lost: one that arrives while the
+    // supervisor forks it never reaches it, and an init drops signals it has no handler for.
+    let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
     let root = &plan.root;
     chdir(root).or_fail(|| format!("entering {}", root.display()));
     nix::unistd::pivot_root(".", ".").or_fail(|| "pivot_root".into());

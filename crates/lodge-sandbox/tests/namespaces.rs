@@ -784,6 +784,30 @@ async fn connect_tcp_reaches_a_server_inside_and_ports_never_clash() {
     assert_eq!(err.kind(), std::io::ErrorKind::NotConnected, "{err}");
 }
 
+/// A stop asked for while the helper is still building the sandbox (the init not forked
+/// yet) is honoured at once, not after the grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_setup_stops_the_sandbox_without_waiting_out_the_grace() {
+    let Some(b) = backend(NamespacesOptions::default()) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let grace = Duration::from_secs(20);
+    // Setup takes a few milliseconds: stop at different points of it.
+    for i in 0..40u64 {
+        let sandbox = b.spawn(&spec(tmp.path(), "early-stop", &["cat"])).unwrap();
+        std::thread::sleep(Duration::from_micros(150 * i));
+        let start = Instant::now();
+        within("terminate", sandbox.process.terminate(grace)).await;
+        assert!(
+            start.elapsed() < grace / 2,
+            "stopped {} µs after spawn: SIGTERM was not honoured (took {:?})",
+            150 * i,
+            start.elapsed()
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stdio_sandbox_is_never_reached_over_the_hosts_loopback() {
     let Some(b) = backend(NamespacesOptions::default()) else {
