@@ -284,6 +284,16 @@ impl Reply {
         }
     }
 
+    /// The next server request on the stream (notifications skipped): what a legacy
+    /// server asks the client (elicitation, sampling) in the middle of a call.
+    pub async fn next_request(&mut self) -> anyhow::Result<Value> {
+        loop {
+            if let Some(request) = crate::mcp::server_request(self.next_message().await?)? {
+                return Ok(request);
+            }
+        }
+    }
+
     /// Reads the rest of the body, so the connection goes back to the pool.
     pub async fn finish(mut self) -> anyhow::Result<()> {
         while self

@@ -99,3 +99,13 @@ fn check_text(response: &Value, text: &str) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A message a client reads while its call is in flight: `Some` for a server request,
+/// `None` for a notification (to skip), an error for the call's end (its response).
+pub fn server_request(message: Value) -> anyhow::Result<Option<Value>> {
+    match (message.get("method"), message.get("id")) {
+        (Some(_), Some(_)) => Ok(Some(message)),
+        (Some(_), None) => Ok(None),
+        (None, _) => bail!("the call ended before the server asked anything: {message}"),
+    }
+}

@@ -22,7 +22,7 @@
 
 use super::modern::{input_required, modern_round, trip_params};
 use super::{Counts, Ctx};
-use crate::http::{McpHttp, Reply};
+use crate::http::McpHttp;
 use crate::mcp;
 use crate::report::Row;
 use crate::rmcp_http::RmcpHttp;
@@ -126,7 +126,7 @@ async fn over_http(http: &McpHttp, session: &str, id: u64) -> anyhow::Result<Dur
     let call = mcp::plan_trip(id);
     let start = Instant::now();
     let mut reply = http.post(Some(session), call).await?;
-    let ask = next_request(&mut reply).await?;
+    let ask = reply.next_request().await?;
     mcp::check_request(&ask, ELICIT)?;
     http.notify(session, mcp::answer(&ask, decline())).await?;
     let response = reply.response_to(id).await?;
@@ -134,19 +134,6 @@ async fn over_http(http: &McpHttp, session: &str, id: u64) -> anyhow::Result<Dur
     reply.finish().await?;
     check_declined(&response)?;
     Ok(took)
-}
-
-/// The next server request on a call's SSE stream (notifications skipped).
-async fn next_request(reply: &mut Reply) -> anyhow::Result<Value> {
-    loop {
-        let message = reply.next_message().await?;
-        if message.get("method").is_some() && message.get("id").is_some() {
-            return Ok(message);
-        }
-        if message.get("method").is_none() {
-            bail!("the call ended before the server asked anything: {message}");
-        }
-    }
 }
 
 /// The same flow over MRTR: call, `input_required`, retry with the answer.

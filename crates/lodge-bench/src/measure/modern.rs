@@ -271,12 +271,12 @@ async fn legacy_trip(ctx: &Ctx, session: &str, id: u64) -> anyhow::Result<Durati
     let call = mcp::plan_trip(id);
     let start = Instant::now();
     let mut reply = ctx.http.post(Some(session), call).await?;
-    let ask = next_request(&mut reply).await?;
+    let ask = reply.next_request().await?;
     mcp::check_request(&ask, ELICIT)?;
     ctx.http
         .notify(session, mcp::answer(&ask, mcp::trip_form()))
         .await?;
-    let ask = next_request(&mut reply).await?;
+    let ask = reply.next_request().await?;
     mcp::check_request(&ask, SAMPLE)?;
     ctx.http
         .notify(session, mcp::answer(&ask, mcp::itinerary()))
@@ -286,19 +286,6 @@ async fn legacy_trip(ctx: &Ctx, session: &str, id: u64) -> anyhow::Result<Durati
     reply.finish().await?;
     mcp::check_trip(&response)?;
     Ok(took)
-}
-
-/// The next server request on a call's SSE stream (notifications skipped).
-async fn next_request(reply: &mut Reply) -> anyhow::Result<Value> {
-    loop {
-        let message = reply.next_message().await?;
-        if message.get("method").is_some() && message.get("id").is_some() {
-            return Ok(message);
-        }
-        if message.get("method").is_none() {
-            bail!("the call ended before the server asked anything: {message}");
-        }
-    }
 }
 
 /// The same flow on the server's stdio.
@@ -320,12 +307,8 @@ async fn direct_trip(server: &mut StdioServer, id: u64) -> anyhow::Result<Durati
 
 async fn next_stdio_request(server: &mut StdioServer) -> anyhow::Result<Value> {
     loop {
-        let message = server.next_message().await?;
-        if message.get("method").is_some() && message.get("id").is_some() {
-            return Ok(message);
-        }
-        if message.get("method").is_none() {
-            bail!("the call ended before the server asked anything: {message}");
+        if let Some(request) = mcp::server_request(server.next_message().await?)? {
+            return Ok(request);
         }
     }
 }
