@@ -127,13 +127,8 @@ impl Progress {
     /// Removes every bar without a line of its own: a 2026-07-28 call's round ended in
     /// `input_required`, and its progress goes on in the next round, under a new token.
     pub fn clear(&self) {
-        let all: Vec<_> = match self.bars.lock() {
-            Ok(mut bars) => bars.drain().collect(),
-            Err(_) => return,
-        };
-        for (_, (bar, _)) in all {
-            bar.finish_and_clear();
-            self.ui.bars().remove(&bar);
+        for (bar, _) in self.take_bars() {
+            self.remove(&bar);
         }
     }
 
@@ -143,21 +138,29 @@ impl Progress {
         if let Ok(mut highest) = self.highest.lock() {
             highest.clear();
         }
-        let all: Vec<_> = match self.bars.lock() {
-            Ok(mut bars) => bars.drain().collect(),
-            Err(_) => return,
-        };
-        for (_, (bar, last)) in all {
+        for (bar, last) in self.take_bars() {
             self.retire(&bar, last);
         }
+    }
+
+    /// Every bar and its last text, no longer tracked.
+    fn take_bars(&self) -> Vec<(ProgressBar, String)> {
+        self.bars
+            .lock()
+            .map(|mut bars| bars.drain().map(|(_, entry)| entry).collect())
+            .unwrap_or_default()
+    }
+
+    fn remove(&self, bar: &ProgressBar) {
+        bar.finish_and_clear();
+        self.ui.bars().remove(bar);
     }
 
     fn retire(&self, bar: &ProgressBar, text: String) {
         let full = bar
             .length()
             .is_some_and(|len| len > 0 && bar.position() >= len);
-        bar.finish_and_clear();
-        self.ui.bars().remove(bar);
+        self.remove(bar);
         let mark = if full { "done" } else { "stopped" };
         self.ui.note(format!("progress {text} [{mark}]"));
     }
