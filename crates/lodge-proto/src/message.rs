@@ -56,6 +56,8 @@ pub struct Message {
     pub kind: Kind,
     /// `params._meta["io.modelcontextprotocol/protocolVersion"]`: set on 2026-07-28 requests.
     meta_version: Option<Box<str>>,
+    /// `error.code` of an error response.
+    error_code: Option<i64>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -161,16 +163,31 @@ impl Message {
             }
         };
         let meta_version = meta.and_then(|m| m.protocol_version.clone());
+        #[derive(Deserialize)]
+        struct ErrorCode {
+            code: Option<i64>,
+        }
+        // Only error responses pay for this second, small parse.
+        let error_code = env
+            .error
+            .and_then(|raw| serde_json::from_str::<ErrorCode>(raw.get()).ok())
+            .and_then(|e| e.code);
         Ok(Message {
             bytes,
             kind,
             meta_version,
+            error_code,
         })
     }
 
     /// The protocol version a 2026-07-28 request names in its `_meta`.
     pub fn meta_protocol_version(&self) -> Option<&str> {
         self.meta_version.as_deref()
+    }
+
+    /// The JSON-RPC error code of an error response.
+    pub fn error_code(&self) -> Option<i64> {
+        self.error_code
     }
 
     pub fn method(&self) -> Option<&str> {
@@ -244,6 +261,21 @@ mod tests {
                 progress_token: Some(Id::from_json_text("\"p1\"")),
             }
         );
+    }
+
+    #[test]
+    fn error_responses_carry_their_code() {
+        let e =
+            parse(r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#).unwrap();
+        assert_eq!(e.error_code(), Some(-32601));
+        let odd = parse(r#"{"jsonrpc":"2.0","id":1,"error":"broken"}"#).unwrap();
+        assert_eq!(
+            odd.error_code(),
+            None,
+            "a malformed error object still relays"
+        );
+        let ok = parse(r#"{"jsonrpc":"2.0","id":1,"result":{"error":{"code":1}}}"#).unwrap();
+        assert_eq!(ok.error_code(), None);
     }
 
     #[test]
