@@ -77,9 +77,10 @@ pub(crate) fn from_session_error(e: SessionError, ended: Option<EndReason>) -> H
                 None => HttpError::unknown_session(),
             };
         }
-        SessionError::DuplicateRequestId(_) | SessionError::UnknownEvent(_) => {
-            StatusCode::BAD_REQUEST
-        }
+        SessionError::DuplicateRequestId(_)
+        | SessionError::UnknownEvent(_)
+        | SessionError::WrongEra(_) => StatusCode::BAD_REQUEST,
+        SessionError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         SessionError::StaleState(_) => StatusCode::BAD_REQUEST,
         SessionError::ServerBusy | SessionError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         SessionError::Upstream(_) => StatusCode::BAD_GATEWAY,

@@ -22,11 +22,9 @@ fn spec_error(e: ModernError) -> HttpError {
     error
 }
 
-/// HTTP status for a JSON-RPC error the server (or Lodge) answered a modern request with.
-fn status_for(body: &[u8]) -> StatusCode {
-    let code = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.pointer("/error/code").and_then(serde_json::Value::as_i64));
+/// HTTP status for a JSON-RPC error the server (or Lodge) answered a modern request
+/// with: the runtime read its code when it classified the response.
+fn status_for(code: Option<i64>) -> StatusCode {
     match code {
         Some(codes::METHOD_NOT_FOUND) => StatusCode::NOT_FOUND,
         Some(
@@ -122,7 +120,7 @@ pub(crate) async fn post(
         })?,
         None => None,
     };
-    let call = ModernCall { message, request };
+    let call = ModernCall::new(message, request);
     let resume_session = resume.as_ref().map(|s| s.session.clone());
     let session = session_for(runtime, server, headers, &call, resume_session.as_deref())
         .await
@@ -140,7 +138,7 @@ pub(crate) async fn post(
     let session_header = HeaderValue::from_str(session.id()).ok();
     let mut response = match events.recv().await {
         Some(first) if first.is_response => {
-            let status = status_for(&first.data);
+            let status = status_for(first.error_code);
             (
                 status,
                 [(header::CONTENT_TYPE, "application/json")],
@@ -153,14 +151,14 @@ pub(crate) async fn post(
             let mut last = None;
             while let Some(event) = events.recv().await {
                 if event.is_response {
-                    last = Some(event.data);
+                    last = Some(event);
                 }
             }
             match last {
-                Some(body) => (
-                    status_for(&body),
+                Some(event) => (
+                    status_for(event.error_code),
                     [(header::CONTENT_TYPE, "application/json")],
-                    body,
+                    event.data,
                 )
                     .into_response(),
                 None => return Err(HttpError::unknown_session().with_id(id.as_ref())),

@@ -129,12 +129,14 @@ mod tests {
             id,
             data: Bytes::from_static(b"{\"a\":1}"),
             is_response: false,
+            error_code: None,
         };
         assert_eq!(&frame(&msg)[..], b"id: 2-5\ndata: {\"a\":1}\n\n");
         let priming = Event {
             id,
             data: Bytes::new(),
             is_response: false,
+            error_code: None,
         };
         assert_eq!(&frame(&priming)[..], b"id: 2-5\nretry: 1000\ndata:\n\n");
     }
@@ -144,6 +146,7 @@ mod tests {
             id: EventId { stream: 1, seq },
             data: Bytes::from_static(data),
             is_response: !data.is_empty(),
+            error_code: None,
         }
     }
 

@@ -27,6 +27,8 @@ pub struct SessionConfig {
     /// How long a 2026-07-28 client has to retry an `input_required` result Lodge
     /// made for a bridged legacy server (the sealed `requestState`'s lifetime).
     pub request_state_ttl: Duration,
+    /// Keys for sealing `requestState`s (`None`: a random key, valid in this process).
+    pub request_state_keys: Option<Arc<lodge_proto::seal::KeyRing>>,
 }
 
 impl Default for SessionConfig {
@@ -41,6 +43,7 @@ impl Default for SessionConfig {
             max_message_bytes: 16 << 20,
             scratch_root: lodge_sandbox::default_scratch_root(),
             request_state_ttl: Duration::from_secs(600),
+            request_state_keys: None,
         }
     }
 }

@@ -17,6 +17,8 @@ pub enum EndReason {
         last_stderr: Option<String>,
     },
     ShuttingDown,
+    /// Lodge lost the session to an internal failure (its actor ended unexpectedly).
+    Failed,
 }
 
 impl fmt::Display for EndReason {
@@ -38,6 +40,7 @@ impl fmt::Display for EndReason {
                 }
             }
             EndReason::ShuttingDown => f.write_str("Lodge is shutting down"),
+            EndReason::Failed => f.write_str("Lodge hit an internal error in this session"),
         }
     }
 }
@@ -100,15 +103,22 @@ pub enum SessionError {
     /// An MRTR retry whose `requestState` no longer (or never did) match a waiting call.
     #[error("{0}")]
     StaleState(String),
+    /// A request of one era sent to a session of the other.
+    #[error("{0}")]
+    WrongEra(&'static str),
+    /// A broken invariant inside Lodge: a bug, not the client's or the server's doing.
+    #[error("internal error in Lodge: {0}")]
+    Internal(String),
 }
 
 impl SessionError {
     pub fn code(&self) -> i64 {
         match self {
             SessionError::Gone => codes::SESSION_NOT_FOUND,
-            SessionError::DuplicateRequestId(_) | SessionError::UnknownEvent(_) => {
-                codes::INVALID_REQUEST
-            }
+            SessionError::DuplicateRequestId(_)
+            | SessionError::UnknownEvent(_)
+            | SessionError::WrongEra(_) => codes::INVALID_REQUEST,
+            SessionError::Internal(_) => codes::INTERNAL_ERROR,
             SessionError::StaleState(_) => codes::INVALID_PARAMS,
             SessionError::ServerBusy | SessionError::ShuttingDown => codes::UNAVAILABLE,
             SessionError::Upstream(_) => codes::SERVER_START_FAILED,

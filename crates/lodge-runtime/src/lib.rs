@@ -1,8 +1,17 @@
 //! Lodge's runtime: the session registry, one actor per session, and the relay
 //! between a client's streams and the session's sandboxed MCP server.
 //!
-//! Nothing here knows about HTTP: the front hands in parsed [`Message`]s and reads
-//! [`Event`]s back from per-stream channels.
+//! It owns: the registry of live and ended sessions and the `max_sessions` slots
+//! (`registry`); per session, the routing core without I/O (`session::core`), one
+//! adapter per pairing of client era and server era (`session::era`), the actor that
+//! is the session's I/O shell (`session::actor`), the event streams with their replay
+//! buffers (`session::streams`) and the sealed `requestState` codec
+//! (`session::request_state`); and the links to a server (`upstream`: stdio,
+//! `upstream_http`: Streamable HTTP inside the sandbox).
+//!
+//! It must not know about HTTP routing, status codes or auth protocols: the front
+//! hands in parsed [`Message`]s and reads [`Event`]s back from per-stream channels,
+//! and turns the runtime's errors into responses itself.
 #![forbid(unsafe_code)]
 
 mod config;
@@ -18,5 +27,5 @@ pub use lodge_proto::Message;
 pub use registry::{Lookup, Runtime, Server};
 pub use session::{
     BridgeState, CallStream, Event, EventId, EventStream, ModernCall, Protocol, SessionHandle,
-    StateError,
+    StateCodec, StateError,
 };

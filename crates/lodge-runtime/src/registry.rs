@@ -3,11 +3,11 @@
 use crate::config::Transport;
 use crate::config::{ServerSpec, SessionConfig};
 use crate::error::{EndReason, RuntimeError};
-use crate::session::{Actor, SessionHandle, Shared};
-use crate::session::{BridgeState, StateError};
+use crate::session::{Actor, SessionHandle, Shared, Slot};
+use crate::session::{BridgeState, StateCodec, StateError};
 use crate::upstream::{self, Link, StdioLink, WRITE_QUEUE};
 use crate::upstream_http;
-use lodge_proto::seal::Sealer;
+use lodge_proto::seal::KeyRing;
 use lodge_sandbox::{Sandbox, SandboxError, SandboxSpec};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -71,7 +71,7 @@ pub struct Runtime {
     draining: AtomicBool,
     released: Notify,
     /// Seals the `requestState` Lodge hands 2026-07-28 clients when it bridges MRTR.
-    sealer: Sealer,
+    state_codec: Arc<StateCodec>,
     /// Per server with `anonymous = shared`: the runtime session such requests share.
     shared_sessions: tokio::sync::Mutex<HashMap<String, SessionHandle>>,
 }
@@ -83,6 +83,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Runtime {
     pub fn new(servers: Vec<ServerSpec>, config: SessionConfig) -> Arc<Self> {
+        let keys = config
+            .request_state_keys
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(KeyRing::random);
         Arc::new(Runtime {
             servers: servers
                 .into_iter()
@@ -101,7 +106,7 @@ impl Runtime {
             live: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
             released: Notify::new(),
-            sealer: Sealer::random(),
+            state_codec: Arc::new(StateCodec::new(keys)),
             shared_sessions: tokio::sync::Mutex::default(),
         })
     }
@@ -140,18 +145,14 @@ impl Runtime {
         }
     }
 
-    pub(crate) fn sealer(&self) -> &Sealer {
-        &self.sealer
+    pub(crate) fn state_codec(&self) -> &Arc<StateCodec> {
+        &self.state_codec
     }
 
     /// Opens a `requestState`: `Ok(None)` if it is not one Lodge minted (it belongs to
     /// the server and passes through), an error if it is Lodge's but bad.
     pub fn open_request_state(&self, token: &str) -> Result<Option<BridgeState>, StateError> {
-        let Some(sealed) = token.strip_prefix(crate::session::STATE_PREFIX) else {
-            return Ok(None);
-        };
-        let state: BridgeState = self.sealer.open(sealed).map_err(|_| StateError::Tampered)?;
-        state.check_fresh().map(Some)
+        self.state_codec.open(token)
     }
 
     /// Starts a runtime session for a 2026-07-28 client and learns (or sets up) the
@@ -218,6 +219,9 @@ impl Runtime {
                 (n < max).then_some(n + 1)
             })
             .map_err(|_| RuntimeError::AtCapacity(max))?;
+        // Freed on drop: if this request is cancelled while the sandbox starts, or
+        // the session's actor ends however it does.
+        let mut slot = Slot::new(self.clone());
         let pooled = server.take_pooled();
         let from_pool = pooled.is_some();
         let (id, sandbox) = match pooled {
@@ -232,14 +236,8 @@ impl Runtime {
                 .await;
                 match spawned {
                     Ok(Ok(fresh)) => fresh,
-                    Ok(Err(e)) => {
-                        self.release();
-                        return Err(e.into());
-                    }
-                    Err(_) => {
-                        self.release();
-                        return Err(RuntimeError::ShuttingDown);
-                    }
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(_) => return Err(RuntimeError::ShuttingDown),
                 }
             }
         };
@@ -282,21 +280,21 @@ impl Runtime {
             protocol_version: OnceLock::new(),
             modern,
             adopted: std::sync::atomic::AtomicBool::new(false),
-            policy: server.spec.protocol,
         });
         let handle = SessionHandle::new(id.clone(), commands_tx, shared.clone());
         lock(&self.sessions).insert(id.clone(), handle.clone());
-        let mut actor = Actor::new(
-            id.clone(),
-            self.clone(),
+        slot.register(id.clone());
+        let actor = Actor::new(crate::session::Parts {
+            id: id.clone(),
+            runtime: self.clone(),
             shared,
             commands,
             link,
-            sandbox.process,
-        );
-        if from_pool {
-            actor.on_first_answer = Some(server.settled.clone());
-        }
+            process: sandbox.process,
+            policy: server.spec.protocol,
+            slot,
+            on_first_answer: from_pool.then(|| server.settled.clone()),
+        });
         tokio::spawn(actor.run());
         tracing::info!(session = %id, server = %server.spec.name, pid = ?pid, "session started");
         Ok(handle)
@@ -409,4 +407,86 @@ fn mint_session_id() -> String {
         let _ = write!(s, "{b:02x}");
         s
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::{Anonymous, Transport};
+    use lodge_sandbox::{Limits, ProcessBackend};
+
+    fn runtime(scratch: &std::path::Path) -> Arc<Runtime> {
+        let spec = ServerSpec {
+            name: "cat".into(),
+            // Reads its input until the session ends; says nothing.
+            command: vec!["cat".into()],
+            env: Default::default(),
+            limits: Limits::default(),
+            backend: Arc::new(ProcessBackend),
+            protocol: crate::Protocol::Auto,
+            anonymous: Anonymous::Fresh,
+            warm_pool: 0,
+            transport: Transport::Stdio,
+        };
+        let config = SessionConfig {
+            max_sessions: 1,
+            scratch_root: scratch.to_path_buf(),
+            ..SessionConfig::default()
+        };
+        Runtime::new(vec![spec], config)
+    }
+
+    /// Waits (real time, bounded) until `done` holds.
+    async fn eventually(what: &str, done: impl Fn() -> bool) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < until, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panicking_actor_frees_its_slot_and_its_id_answers_404() {
+        let scratch = tempfile::tempdir().unwrap();
+        let runtime = runtime(scratch.path());
+        let server = runtime.servers()[0].clone();
+        let session = runtime.create_session(&server).await.unwrap();
+        assert_eq!(runtime.live_sessions(), 1);
+        assert!(matches!(
+            runtime.create_session(&server).await,
+            Err(RuntimeError::AtCapacity(1))
+        ));
+        session.panic().await;
+        eventually("the slot is free", || runtime.live_sessions() == 0).await;
+        assert!(matches!(
+            runtime.lookup(session.id()),
+            Lookup::Ended(EndReason::Failed)
+        ));
+        let reason = EndReason::Failed.to_string();
+        assert_eq!(reason, "Lodge hit an internal error in this session");
+        // The freed slot takes a new session.
+        let again = runtime.create_session(&server).await.unwrap();
+        again.stop(EndReason::Deleted).await;
+        assert_eq!(runtime.live_sessions(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_session_request_cancelled_while_its_sandbox_starts_frees_its_slot() {
+        let scratch = tempfile::tempdir().unwrap();
+        let runtime = runtime(scratch.path());
+        let server = runtime.servers()[0].clone();
+        // Polled once: the slot is taken and the spawn is under way; then dropped,
+        // as a client that disconnects during its initialize.
+        let mut start = Box::pin(runtime.create_session(&server));
+        let first = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(start.as_mut(), cx))
+        })
+        .await;
+        assert!(first.is_pending(), "the spawn is still under way");
+        drop(start);
+        eventually("the slot is free", || runtime.live_sessions() == 0).await;
+        let session = runtime.create_session(&server).await.unwrap();
+        session.stop(EndReason::Deleted).await;
+    }
 }

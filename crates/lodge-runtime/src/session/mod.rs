@@ -1,18 +1,27 @@
 //! One session: a handle the front uses, and the actor task that owns the state.
+//!
+//! Layers, each depending only on those below it:
+//! - `actor`: the I/O shell (select loop, timers, the link to the server, the drop
+//!   guard that frees the session's slot however the actor ends);
+//! - `era`: one adapter per pairing of client era and server era;
+//! - `core`: the pending calls, routing rules, held messages and idle accounting,
+//!   without I/O;
+//! - `streams`: numbered event streams with replay buffers.
 
 mod actor;
-mod bridge;
-mod modern;
+mod core;
+mod era;
+mod request_state;
 mod streams;
-mod to_modern;
 
-pub(crate) use actor::Actor;
-pub(crate) use modern::STATE_PREFIX;
-pub use modern::{BridgeState, CallStream, ModernCall, Protocol, StateError};
+pub(crate) use actor::{Actor, Parts, Slot};
+pub use request_state::{BridgeState, StateCodec, StateError};
 pub use streams::{Event, EventId};
 
 use crate::error::{EndReason, SessionError};
 use lodge_proto::Message;
+use lodge_proto::modern::ModernRequest;
+use serde::Deserialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use tokio::sync::{mpsc, oneshot};
@@ -44,7 +53,7 @@ pub(crate) enum Command {
     },
     /// Before the first 2026-07-28 request: learn what the server speaks and, for a
     /// legacy server, initialize it on the client's behalf.
-    PrepareModern {
+    Prepare {
         capabilities: serde_json::Value,
         policy: Protocol,
         reply: oneshot::Sender<Result<(), SessionError>>,
@@ -52,11 +61,80 @@ pub(crate) enum Command {
     /// A 2026-07-28 request, or the MRTR retry of one (`resume`: Lodge's opened state).
     Modern {
         call: Box<ModernCall>,
-        resume: Option<modern::BridgeState>,
+        resume: Option<BridgeState>,
         reply: oneshot::Sender<Result<(u32, EventStream), SessionError>>,
     },
     /// The client closed a 2026-07-28 response stream: that cancels its request.
     Abandon { stream: u32 },
+    /// Makes the actor panic: proves its drop guard frees the session.
+    #[cfg(test)]
+    Panic,
+}
+
+/// Which era a hosted server is spoken to in, for 2026-07-28 clients.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Ask the server (`server/discover`); bridge it if it does not speak 2026-07-28.
+    #[default]
+    Auto,
+    Legacy,
+    Modern,
+}
+
+/// A 2026-07-28 request as the front validated it, and who sent it.
+pub struct ModernCall {
+    pub message: Message,
+    pub request: ModernRequest,
+    /// The authenticated principal (empty without authentication): a `requestState`
+    /// Lodge sealed for one principal opens only for the same one.
+    pub principal: String,
+}
+
+impl ModernCall {
+    pub fn new(message: Message, request: ModernRequest) -> Self {
+        ModernCall {
+            message,
+            request,
+            principal: String::new(),
+        }
+    }
+}
+
+/// The events of one 2026-07-28 response. Dropping it before the response has
+/// passed cancels the request (the transport's rule: closing the stream cancels).
+pub struct CallStream {
+    events: EventStream,
+    stream: u32,
+    commands: Option<mpsc::Sender<Command>>,
+}
+
+impl CallStream {
+    fn new((stream, events): (u32, EventStream), commands: mpsc::Sender<Command>) -> Self {
+        CallStream {
+            events,
+            stream,
+            commands: Some(commands),
+        }
+    }
+
+    pub async fn recv(&mut self) -> Option<Event> {
+        let event = self.events.recv().await;
+        if event.as_ref().is_none_or(|e| e.is_response) {
+            self.commands = None; // answered (or ended): nothing to cancel
+        }
+        event
+    }
+}
+
+impl Drop for CallStream {
+    fn drop(&mut self) {
+        if let Some(commands) = self.commands.take() {
+            let _ = commands.try_send(Command::Abandon {
+                stream: self.stream,
+            });
+        }
+    }
 }
 
 /// What the front may read about a session without asking its actor.
@@ -71,8 +149,6 @@ pub(crate) struct Shared {
     pub modern: bool,
     /// A modern client came back with the session's `Lodge-Session-Id`.
     pub adopted: std::sync::atomic::AtomicBool,
-    /// How 2026-07-28 clients reach this session's server.
-    pub policy: Protocol,
 }
 
 /// A cheap, cloneable way to talk to a session's actor.
@@ -162,7 +238,7 @@ impl SessionHandle {
         capabilities: serde_json::Value,
         policy: Protocol,
     ) -> Result<(), SessionError> {
-        self.ask(|reply| Command::PrepareModern {
+        self.ask(|reply| Command::Prepare {
             capabilities,
             policy,
             reply,
@@ -175,7 +251,7 @@ impl SessionHandle {
     pub async fn modern(
         &self,
         call: ModernCall,
-        resume: Option<modern::BridgeState>,
+        resume: Option<BridgeState>,
     ) -> Result<CallStream, SessionError> {
         let events = self
             .ask(|reply| Command::Modern {
@@ -191,6 +267,11 @@ impl SessionHandle {
     pub async fn stop(&self, reason: EndReason) {
         // An error means the actor already ended, which is what we want.
         let _ = self.ask(|done| Command::Stop { reason, done }).await;
+    }
+
+    #[cfg(test)]
+    pub(crate) async fn panic(&self) {
+        let _ = self.commands.send(Command::Panic).await;
     }
 
     async fn ask<T>(

@@ -44,6 +44,9 @@ pub struct Event {
     pub data: Bytes,
     /// The JSON-RPC response to a client request (what a JSON-only POST returns).
     pub is_response: bool,
+    /// For an error response, its JSON-RPC error code: the front picks a status by
+    /// it without parsing the response again.
+    pub error_code: Option<i64>,
 }
 
 pub(crate) struct Stream {
@@ -144,6 +147,15 @@ impl Streams {
     /// Appends an event to a stream's log and sends it if a client is attached.
     /// A client that is gone or too slow is detached; it can resume from the log.
     pub fn emit(&mut self, id: u32, data: Bytes, is_response: bool) {
+        self.push(id, data, is_response, None);
+    }
+
+    /// Emits the response to a client request; `error_code` if it is an error.
+    pub fn respond(&mut self, id: u32, data: Bytes, error_code: Option<i64>) {
+        self.push(id, data, true, error_code);
+    }
+
+    fn push(&mut self, id: u32, data: Bytes, is_response: bool, error_code: Option<i64>) {
         let cap = self.buffer_cap;
         let Some(stream) = self.map.get_mut(&id) else {
             return;
@@ -156,6 +168,7 @@ impl Streams {
             },
             data,
             is_response,
+            error_code,
         };
         if stream.buffer.len() == cap {
             stream.buffer.pop_front();
@@ -178,7 +191,10 @@ impl Streams {
         let Some(stream) = self.map.get_mut(&id) else {
             return;
         };
-        stream.outstanding = stream.outstanding.saturating_sub(1);
+        if stream.outstanding == 0 {
+            return; // already closed (a parked MRTR call's round stream, say)
+        }
+        stream.outstanding -= 1;
         if stream.outstanding == 0 {
             stream.sink = None;
             self.completed.push_back(id);
@@ -226,6 +242,7 @@ fn priming(id: EventId) -> Event {
         id,
         data: Bytes::new(),
         is_response: false,
+        error_code: None,
     }
 }
 
@@ -262,7 +279,20 @@ mod tests {
         s.settle(id);
         rx = s.attach(id, Some(1)).unwrap();
         assert_eq!(drain(&mut rx), vec!["1-2=b", "1-3=c"]);
-        assert!(rx.is_closed() || rx.try_recv().is_err());
+        // Closed, not merely empty: a finished stream ends once its replay is sent.
+        assert!(matches!(
+            rx.try_recv(),
+            Err(tokio::sync::mpsc::error::TryRecvError::Disconnected)
+        ));
+    }
+
+    #[test]
+    fn settling_a_closed_stream_again_changes_nothing() {
+        let mut s = Streams::new(8);
+        let (id, _rx) = s.open(true, 1);
+        s.settle(id);
+        s.settle(id);
+        assert_eq!(s.completed.iter().filter(|c| **c == id).count(), 1);
     }
 
     #[test]

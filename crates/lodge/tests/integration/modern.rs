@@ -117,8 +117,16 @@ async fn spec_errors_for_malformed_modern_requests() {
             .header("mcp-protocol-version", "2099-01-01"),
     )
     .await;
-    // (the builder's own header comes first; send a clean one instead)
-    let _ = reply;
+    // The builder's own header is sent too: two MCP-Protocol-Version headers.
+    assert_eq!(
+        (reply.status, reply.json()["error"]["code"].as_i64()),
+        (400, Some(-32020))
+    );
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("more than once"), "{message}");
     let clean = m
         .http
         .post(&m.url)

@@ -1,0 +1,673 @@
+//! The session core, without I/O: the table of pending calls, routing rules 1–5 of
+//! DESIGN.md §2, messages held until a stream can take them, and idle accounting.
+//!
+//! Every era adapter works on it; it knows no era. Messages for the server go to a
+//! [`ToServer`] sink (a queue: sending never waits), events for clients go to the
+//! session's [`Streams`]. A call ends in exactly one place, [`Core::complete`], so the
+//! progress table, the stream and the in-flight count can never disagree.
+
+use super::EventStream;
+use super::streams::{STANDALONE, Streams};
+use crate::error::SessionError;
+use bytes::Bytes;
+use lodge_proto::Id;
+use std::collections::{HashMap, VecDeque};
+use tokio::time::Instant;
+
+/// Where messages for the server go: all of a batch, or none.
+pub(crate) trait ToServer {
+    fn send(&mut self, messages: Vec<Bytes>) -> Result<(), SessionError>;
+}
+
+/// A response for a client, with its JSON-RPC error code if it is an error.
+pub(crate) struct Reply {
+    pub bytes: Bytes,
+    pub error_code: Option<i64>,
+}
+
+impl Reply {
+    /// A server's response, relayed (`message` is what the server sent).
+    pub fn relayed(bytes: Bytes, message: &lodge_proto::Message) -> Reply {
+        Reply {
+            bytes,
+            error_code: message.error_code(),
+        }
+    }
+
+    /// A success response Lodge makes.
+    pub fn result(id: &Id, result: serde_json::Value) -> Reply {
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": json_id(id), "result": result});
+        Reply {
+            bytes: Bytes::from(body.to_string()),
+            error_code: None,
+        }
+    }
+
+    /// An error response Lodge makes.
+    pub fn error(id: &Id, code: i64, message: &str) -> Reply {
+        Reply {
+            bytes: lodge_proto::error_body(Some(id), code, message),
+            error_code: Some(code),
+        }
+    }
+}
+
+fn json_id(id: &Id) -> serde_json::Value {
+    serde_json::from_str(id.as_json_text()).unwrap_or(serde_json::Value::Null)
+}
+
+/// One client call awaiting its response.
+pub(crate) struct Pending<S> {
+    /// The stream its response (and whatever belongs to it) goes to.
+    pub stream: u32,
+    /// `_meta.progressToken` of the request: rule 2 routes progress by it.
+    pub progress_token: Option<Id>,
+    /// Whether the call keeps the session busy (an open listen stream does not).
+    pub busy: bool,
+    /// What the era adapter keeps about the call.
+    pub state: S,
+}
+
+impl<S> Pending<S> {
+    pub fn new(stream: u32, progress_token: Option<Id>, state: S) -> Self {
+        Pending {
+            stream,
+            progress_token,
+            busy: true,
+            state,
+        }
+    }
+}
+
+/// A server message that no stream could take yet.
+struct Held {
+    bytes: Bytes,
+    /// A server request or log message (rule 4), rather than another notification (rule 5).
+    server_initiated: bool,
+    request_id: Option<Id>,
+}
+
+pub(crate) struct Core<S> {
+    pub streams: Streams,
+    pending: HashMap<Id, Pending<S>>,
+    /// Progress token → stream (rule 2).
+    progress: HashMap<Id, u32>,
+    /// Server requests relayed to a client stream, by the server's id (rule 3).
+    server_requests: HashMap<Id, u32>,
+    held: VecDeque<Held>,
+    held_cap: usize,
+    /// When the last busy call finished; `None` while any is in flight.
+    idle_since: Option<Instant>,
+    busy: usize,
+    next_id: u64,
+}
+
+/// Marks the ids of requests Lodge itself sends to a server.
+pub(crate) const LODGE_ID_PREFIX: &str = "lodge:";
+
+impl<S> Core<S> {
+    pub fn new(event_buffer: usize, now: Instant) -> Self {
+        Core {
+            streams: Streams::new(event_buffer),
+            pending: HashMap::new(),
+            progress: HashMap::new(),
+            server_requests: HashMap::new(),
+            held: VecDeque::new(),
+            held_cap: event_buffer.max(1),
+            idle_since: Some(now),
+            busy: 0,
+            next_id: 0,
+        }
+    }
+
+    /// A fresh id for a request Lodge sends to the server: `"lodge:N"`, never a
+    /// client's (clients' ids are theirs, and Lodge's are unique in the session).
+    pub fn mint_id(&mut self) -> Id {
+        self.next_id += 1;
+        Id::from_json_text(&format!("\"{LODGE_ID_PREFIX}{}\"", self.next_id))
+    }
+
+    // ---- the pending-call table ----
+
+    pub fn contains(&self, id: &Id) -> bool {
+        self.pending.contains_key(id)
+    }
+
+    pub fn get(&self, id: &Id) -> Option<&Pending<S>> {
+        self.pending.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &Id) -> Option<&mut Pending<S>> {
+        self.pending.get_mut(id)
+    }
+
+    pub fn calls(&self) -> impl Iterator<Item = (&Id, &Pending<S>)> {
+        self.pending.iter()
+    }
+
+    /// Starts tracking a call: its progress token routes to its stream, and a busy
+    /// call keeps the session from idling.
+    pub fn insert(&mut self, id: Id, pending: Pending<S>) {
+        if let Some(token) = &pending.progress_token {
+            self.progress.insert(token.clone(), pending.stream);
+        }
+        if let Some(old) = self.pending.insert(id, pending) {
+            self.unlink(&old);
+        }
+        self.account();
+    }
+
+    /// Moves a call to another stream (an MRTR retry continues a call on a new one).
+    pub fn move_to_stream(&mut self, id: &Id, stream: u32) {
+        if let Some(pending) = self.pending.get_mut(id) {
+            pending.stream = stream;
+            if let Some(token) = &pending.progress_token {
+                self.progress.insert(token.clone(), stream);
+            }
+        }
+    }
+
+    /// Files a call under another id (its next request upstream has a new one).
+    pub fn rekey(&mut self, from: &Id, to: Id) {
+        if let Some(pending) = self.pending.remove(from) {
+            self.pending.insert(to, pending);
+        }
+    }
+
+    /// Finishes a call: forgets its progress token, emits `response` (if any) as the
+    /// stream's response, settles the stream and updates idle accounting. Returns
+    /// the call, or `None` if no such call was pending.
+    pub fn complete(&mut self, id: &Id, response: Option<Reply>) -> Option<Pending<S>> {
+        let pending = self.pending.remove(id)?;
+        self.unlink(&pending);
+        if let Some(reply) = response {
+            self.streams
+                .respond(pending.stream, reply.bytes, reply.error_code);
+        }
+        self.streams.settle(pending.stream);
+        self.account();
+        Some(pending)
+    }
+
+    fn unlink(&mut self, pending: &Pending<S>) {
+        if let Some(token) = &pending.progress_token
+            && self.progress.get(token) == Some(&pending.stream)
+        {
+            self.progress.remove(token);
+        }
+    }
+
+    /// Every call still pending, removed: for ending the session.
+    pub fn drain(&mut self) -> Vec<(Id, Pending<S>)> {
+        self.progress.clear();
+        let drained = self.pending.drain().collect();
+        self.account();
+        drained
+    }
+
+    // ---- idle accounting ----
+
+    fn account(&mut self) {
+        self.busy = self.pending.values().filter(|p| p.busy).count();
+        self.idle_since = match (self.busy == 0, self.idle_since) {
+            (false, _) => None,
+            (true, None) => Some(Instant::now()),
+            (true, since) => since,
+        };
+    }
+
+    /// Calls that keep the session busy.
+    pub fn in_flight(&self) -> usize {
+        self.busy
+    }
+
+    /// Since when nothing has been in flight; `None` while the session is busy.
+    pub fn idle_since(&self) -> Option<Instant> {
+        self.idle_since
+    }
+
+    /// A client message that is not a call (a notification, an answer) while idle:
+    /// the idle period starts again.
+    pub fn touch(&mut self) {
+        if self.busy == 0 {
+            self.idle_since = Some(Instant::now());
+        }
+    }
+
+    // ---- routing (DESIGN.md §2) ----
+
+    /// Rule 2: the stream of the call that asked for progress under `token`.
+    pub fn progress_stream(&self, token: &Id) -> Option<u32> {
+        self.progress.get(token).copied()
+    }
+
+    /// Rule 3: a cancellation goes to the stream of the server request or the call it
+    /// names; otherwise it is routed as another notification (rule 5).
+    pub fn route_cancelled(&mut self, target: Option<&Id>, bytes: Bytes) {
+        let stream = target.and_then(|id| {
+            self.server_requests
+                .remove(id)
+                .or_else(|| self.pending.get(id).map(|p| p.stream))
+        });
+        match stream {
+            Some(stream) => self.streams.emit(stream, bytes, false),
+            None => self.route_other(bytes),
+        }
+    }
+
+    /// Rule 4: a server request or log message, which the server cannot say belongs to
+    /// which call, goes to the only call in flight, else the GET stream, else the
+    /// newest call's stream, else it is held.
+    pub fn route_server_initiated(&mut self, bytes: Bytes, request_id: Option<Id>) {
+        match self.streams.for_server_initiated() {
+            Some(stream) => self.emit_server_initiated(stream, bytes, request_id),
+            None => self.hold(Held {
+                bytes,
+                server_initiated: true,
+                request_id,
+            }),
+        }
+    }
+
+    fn emit_server_initiated(&mut self, stream: u32, bytes: Bytes, request_id: Option<Id>) {
+        if let Some(id) = request_id {
+            self.server_requests.insert(id, stream);
+        }
+        self.streams.emit(stream, bytes, false);
+    }
+
+    /// Rule 5: other notifications go to the GET stream, else they are held.
+    pub fn route_other(&mut self, bytes: Bytes) {
+        if self.streams.standalone_attached() {
+            self.streams.emit(STANDALONE, bytes, false);
+        } else {
+            self.hold(Held {
+                bytes,
+                server_initiated: false,
+                request_id: None,
+            });
+        }
+    }
+
+    /// The client answered a server request: it no longer routes cancellations.
+    pub fn answered(&mut self, server_request: &Id) {
+        self.server_requests.remove(server_request);
+    }
+
+    fn hold(&mut self, held: Held) {
+        if self.held.len() >= self.held_cap {
+            tracing::warn!(
+                "no client stream open for a long time; oldest held server message discarded"
+            );
+            self.held.pop_front();
+        }
+        self.held.push_back(held);
+    }
+
+    #[cfg(test)]
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Sends held messages now that a stream can take them: all of them to the GET
+    /// stream, or only server requests and logs to a request stream.
+    fn release_held(&mut self) {
+        let to_standalone = self.streams.standalone_attached();
+        for h in std::mem::take(&mut self.held) {
+            let target = if to_standalone {
+                Some(STANDALONE)
+            } else if h.server_initiated {
+                self.streams.for_server_initiated()
+            } else {
+                None
+            };
+            match target {
+                Some(stream) => self.emit_server_initiated(stream, h.bytes, h.request_id),
+                None => self.held.push_back(h),
+            }
+        }
+    }
+
+    // ---- streams ----
+
+    /// Opens a stream for `calls` client requests; held server requests may go to it.
+    pub fn open(&mut self, sse: bool, calls: usize) -> (u32, EventStream) {
+        let opened = self.streams.open(sse, calls);
+        if sse && !self.held.is_empty() {
+            self.release_held();
+        }
+        opened
+    }
+
+    /// A GET: the standalone stream (`None`), or a stream resumed after an event.
+    pub fn listen(&mut self, after: Option<super::EventId>) -> Result<EventStream, SessionError> {
+        let attached = match after {
+            Some(after) => self
+                .streams
+                .attach(after.stream, Some(after.seq))
+                .ok_or_else(|| SessionError::UnknownEvent(after.to_string())),
+            None => self
+                .streams
+                .attach(STANDALONE, None)
+                .ok_or_else(|| SessionError::UnknownEvent(String::new())),
+        };
+        if attached.is_ok() && self.streams.standalone_attached() {
+            self.release_held();
+        }
+        attached
+    }
+
+    /// A response Lodge makes itself, on a stream of its own.
+    pub fn answer_now(&mut self, reply: Reply) -> (u32, EventStream) {
+        let (stream, rx) = self.streams.open(false, 1);
+        self.streams.respond(stream, reply.bytes, reply.error_code);
+        self.streams.settle(stream);
+        (stream, rx)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::session::Event;
+    use std::time::Duration;
+
+    fn id(text: &str) -> Id {
+        Id::from_json_text(text)
+    }
+
+    fn b(text: &str) -> Bytes {
+        Bytes::copy_from_slice(text.as_bytes())
+    }
+
+    fn reply(text: &str) -> Reply {
+        Reply {
+            bytes: b(text),
+            error_code: None,
+        }
+    }
+
+    /// The events waiting on a stream, as `seq=data` (priming events skipped), and
+    /// whether the stream has ended.
+    fn events(rx: &mut EventStream) -> (Vec<String>, bool) {
+        let mut out = vec![];
+        loop {
+            match rx.try_recv() {
+                Ok(Event { data, .. }) if data.is_empty() => {}
+                Ok(e) => out.push(format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&e.data),
+                    if e.is_response { "!" } else { "" }
+                )),
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => return (out, false),
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => return (out, true),
+            }
+        }
+    }
+
+    fn core() -> Core<()> {
+        Core::new(8, Instant::now())
+    }
+
+    /// Opens an SSE stream with one call `call`, whose progress token is `token`.
+    fn call(c: &mut Core<()>, call: &str, token: Option<&str>) -> (u32, EventStream) {
+        let (stream, rx) = c.open(true, 1);
+        c.insert(id(call), Pending::new(stream, token.map(id), ()));
+        (stream, rx)
+    }
+
+    #[test]
+    fn minted_ids_are_lodge_owned_and_unique() {
+        let mut c = core();
+        let (a, b2) = (c.mint_id(), c.mint_id());
+        assert_eq!(a.as_json_text(), "\"lodge:1\"");
+        assert_eq!(b2.as_json_text(), "\"lodge:2\"");
+        assert!(a.is_lodge_owned() && b2.is_lodge_owned());
+    }
+
+    #[test]
+    fn rule_1_a_response_ends_its_stream() {
+        let mut c = core();
+        let (_, mut rx) = call(&mut c, "1", None);
+        assert!(c.complete(&id("1"), Some(reply("r1"))).is_some());
+        assert_eq!(events(&mut rx), (vec!["r1!".to_string()], true));
+        assert!(!c.contains(&id("1")));
+        assert!(
+            c.complete(&id("1"), Some(reply("again"))).is_none(),
+            "a second response finds no call"
+        );
+    }
+
+    #[test]
+    fn rule_2_progress_follows_its_token_until_the_call_completes() {
+        let mut c = core();
+        let (a, _ra) = call(&mut c, "1", Some("\"t1\""));
+        let (b2, _rb) = call(&mut c, "2", Some("7"));
+        assert_eq!(c.progress_stream(&id("\"t1\"")), Some(a));
+        assert_eq!(c.progress_stream(&id("7")), Some(b2));
+        assert_eq!(c.progress_stream(&id("\"7\"")), None, "7 and \"7\" differ");
+        c.complete(&id("1"), None);
+        assert_eq!(c.progress_stream(&id("\"t1\"")), None);
+        assert_eq!(c.progress_stream(&id("7")), Some(b2));
+    }
+
+    #[test]
+    fn rule_3_cancellation_goes_to_the_named_call_or_server_request() {
+        let mut c = core();
+        let (_, mut ra) = call(&mut c, "1", None);
+        let (_, mut rb) = call(&mut c, "2", None);
+        c.route_cancelled(Some(&id("1")), b("cancel-1"));
+        assert_eq!(events(&mut ra).0, vec!["cancel-1"]);
+        // A server request relayed to the newest call (rule 4) ...
+        c.route_server_initiated(b("ask"), Some(id("\"s1\"")));
+        assert_eq!(events(&mut rb).0, vec!["ask"]);
+        // ... and the server's cancellation of it follows it there, once.
+        c.route_cancelled(Some(&id("\"s1\"")), b("cancel-s1"));
+        assert_eq!(events(&mut rb).0, vec!["cancel-s1"]);
+        c.route_cancelled(Some(&id("\"s1\"")), b("again"));
+        assert_eq!(events(&mut rb).0, Vec::<String>::new());
+        assert_eq!(c.held(), 1, "an unroutable cancellation is held (rule 5)");
+    }
+
+    #[test]
+    fn rule_4_only_call_then_get_stream_then_newest() {
+        let mut c = core();
+        let (_, mut ra) = call(&mut c, "1", None);
+        c.route_server_initiated(b("m1"), None);
+        assert_eq!(events(&mut ra).0, vec!["m1"], "the only call in flight");
+        let (_, mut rb) = call(&mut c, "2", None);
+        c.route_server_initiated(b("m2"), None);
+        assert_eq!(
+            events(&mut rb).0,
+            vec!["m2"],
+            "the newest, without a GET stream"
+        );
+        let mut get = c.listen(None).unwrap();
+        c.route_server_initiated(b("m3"), None);
+        assert_eq!(
+            events(&mut get).0,
+            vec!["m3"],
+            "the GET stream when several"
+        );
+        assert_eq!(events(&mut ra).0, Vec::<String>::new());
+    }
+
+    #[test]
+    fn rule_4_a_json_only_stream_never_gets_server_requests() {
+        let mut c = core();
+        let (stream, mut rx) = c.open(false, 1);
+        c.insert(id("1"), Pending::new(stream, None, ()));
+        c.route_server_initiated(b("ask"), Some(id("\"s\"")));
+        assert_eq!(events(&mut rx).0, Vec::<String>::new());
+        assert_eq!(c.held(), 1);
+    }
+
+    #[test]
+    fn rule_5_other_notifications_go_to_the_get_stream_or_wait() {
+        let mut c = core();
+        let (_, mut ra) = call(&mut c, "1", None);
+        c.route_other(b("list_changed"));
+        assert_eq!(
+            events(&mut ra).0,
+            Vec::<String>::new(),
+            "never a call's stream"
+        );
+        assert_eq!(c.held(), 1);
+        let mut get = c.listen(None).unwrap();
+        assert_eq!(events(&mut get).0, vec!["list_changed"], "released on GET");
+        assert_eq!(c.held(), 0);
+        c.route_other(b("updated"));
+        assert_eq!(events(&mut get).0, vec!["updated"]);
+    }
+
+    #[test]
+    fn held_server_requests_go_to_the_next_sse_call_but_notifications_wait() {
+        let mut c = core();
+        c.route_server_initiated(b("ask"), Some(id("\"s\"")));
+        c.route_other(b("changed"));
+        assert_eq!(c.held(), 2);
+        let (_, mut rx) = call(&mut c, "1", None);
+        assert_eq!(events(&mut rx).0, vec!["ask"]);
+        assert_eq!(c.held(), 1, "the notification waits for a GET stream");
+        // The released request routes its cancellation to the same stream.
+        c.route_cancelled(Some(&id("\"s\"")), b("cancel"));
+        assert_eq!(events(&mut rx).0, vec!["cancel"]);
+    }
+
+    #[test]
+    fn held_messages_are_bounded_oldest_first() {
+        let mut c: Core<()> = Core::new(2, Instant::now());
+        for m in ["a", "b", "c"] {
+            c.route_other(b(m));
+        }
+        assert_eq!(c.held(), 2);
+        let mut get = c.listen(None).unwrap();
+        assert_eq!(events(&mut get).0, vec!["b", "c"]);
+    }
+
+    #[test]
+    fn an_answered_server_request_no_longer_routes_cancellations() {
+        let mut c = core();
+        let (_, mut rx) = call(&mut c, "1", None);
+        c.route_server_initiated(b("ask"), Some(id("5")));
+        c.answered(&id("5"));
+        c.route_cancelled(Some(&id("5")), b("late"));
+        assert_eq!(events(&mut rx).0, vec!["ask"]);
+        assert_eq!(c.held(), 1);
+    }
+
+    #[test]
+    fn several_calls_on_one_stream_end_it_with_the_last_response() {
+        let mut c = core();
+        let (stream, mut rx) = c.open(true, 2);
+        c.insert(id("1"), Pending::new(stream, None, ()));
+        c.insert(id("2"), Pending::new(stream, None, ()));
+        c.complete(&id("2"), Some(reply("r2")));
+        assert_eq!(events(&mut rx), (vec!["r2!".to_string()], false));
+        c.complete(&id("1"), Some(reply("r1")));
+        assert_eq!(events(&mut rx), (vec!["r1!".to_string()], true));
+    }
+
+    #[test]
+    fn a_moved_call_answers_on_its_new_stream_and_progress_follows() {
+        let mut c = core();
+        let (_, mut old) = call(&mut c, "1", Some("\"p\""));
+        let (fresh, mut new) = c.open(false, 1);
+        c.move_to_stream(&id("1"), fresh);
+        assert_eq!(c.progress_stream(&id("\"p\"")), Some(fresh));
+        c.rekey(&id("1"), id("\"lodge:9\""));
+        assert!(!c.contains(&id("1")));
+        c.complete(&id("\"lodge:9\""), Some(reply("done")));
+        assert_eq!(events(&mut new), (vec!["done!".to_string()], true));
+        assert_eq!(
+            events(&mut old),
+            (vec![], false),
+            "the old stream is untouched"
+        );
+        assert_eq!(c.progress_stream(&id("\"p\"")), None);
+    }
+
+    #[test]
+    fn answer_now_is_a_finished_stream_with_one_response() {
+        let mut c = core();
+        let (_, mut rx) = c.answer_now(reply("{}"));
+        assert_eq!(events(&mut rx), (vec!["{}!".to_string()], true));
+        assert_eq!(c.in_flight(), 0);
+    }
+
+    #[test]
+    fn drain_returns_every_call_and_leaves_the_session_idle() {
+        let mut c = core();
+        call(&mut c, "1", Some("\"p\""));
+        call(&mut c, "2", None);
+        let mut drained: Vec<_> = c
+            .drain()
+            .into_iter()
+            .map(|(id, _)| id.to_string())
+            .collect();
+        drained.sort();
+        assert_eq!(drained, vec!["1", "2"]);
+        assert_eq!(c.in_flight(), 0);
+        assert!(c.idle_since().is_some());
+        assert_eq!(c.progress_stream(&id("\"p\"")), None);
+    }
+
+    #[test]
+    fn resuming_an_unknown_stream_is_an_error() {
+        let mut c = core();
+        let err = c
+            .listen(Some(crate::session::EventId { stream: 9, seq: 0 }))
+            .unwrap_err();
+        assert!(matches!(err, SessionError::UnknownEvent(e) if e == "9-0"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_counts_only_while_nothing_busy_is_in_flight() {
+        let start = Instant::now();
+        let mut c = core();
+        assert_eq!(c.idle_since(), Some(start));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let (stream, _rx) = c.open(true, 1);
+        c.insert(id("1"), Pending::new(stream, None, ()));
+        assert_eq!((c.in_flight(), c.idle_since()), (1, None));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(c.idle_since(), None, "a long call is busy, not idle");
+        c.complete(&id("1"), None);
+        assert_eq!(c.idle_since(), Some(start + Duration::from_secs(65)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_is_not_busy_does_not_stop_the_idle_clock() {
+        let start = Instant::now();
+        let mut c = core();
+        let (stream, _rx) = c.open(false, 1);
+        let mut listen = Pending::new(stream, None, ());
+        listen.busy = false;
+        c.insert(id("1"), listen);
+        assert_eq!((c.in_flight(), c.idle_since()), (0, Some(start)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_message_while_idle_restarts_the_idle_clock_but_not_while_busy() {
+        let mut c = core();
+        tokio::time::advance(Duration::from_secs(30)).await;
+        c.touch();
+        assert_eq!(c.idle_since(), Some(Instant::now()));
+        let (stream, _rx) = c.open(true, 1);
+        c.insert(id("1"), Pending::new(stream, None, ()));
+        c.touch();
+        assert_eq!(c.idle_since(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn completing_one_of_two_calls_keeps_the_session_busy() {
+        let mut c = core();
+        call(&mut c, "1", None);
+        call(&mut c, "2", None);
+        c.complete(&id("1"), None);
+        assert_eq!((c.in_flight(), c.idle_since()), (1, None));
+        c.complete(&id("2"), None);
+        assert_eq!((c.in_flight(), c.idle_since()), (0, Some(Instant::now())));
+    }
+}
