@@ -44,6 +44,17 @@
 //! | seccomp deny-list | [`seccomp`] docs: mount, namespaces, ptrace, modules, kexec, bpf, keyring, … fail with EPERM | not installed; the layers above still hold; `lodge doctor` says so |
 //! | Landlock | writes only beneath `/session`, `/tmp`, `/dev/shm` (and to `/dev` nodes), even where a mount would allow more; abstract unix sockets of other domains unreachable | writes are confined by the read-only mounts alone; `lodge doctor` says so |
 //!
+//! # Modules
+//!
+//! The `namespaces` backend's parts: `options` (its configuration types), `layout` (the
+//! server's filesystem, per command), `plan` (what the helper is told to build), `launch`
+//! (the one way a sandbox helper is started, for sessions and for the probe's trial),
+//! `namespaces` (the backend: plans cached per command, a launch per session), `cgroup`
+//! (controllers found at startup; a session's cgroup), [`helper`] (the code that runs
+//! inside the helper process: building the root, the supervisor, init and server, and
+//! its `probe` mode), `probe` (Lodge's side of the probe: [`Host`], [`HostReport`]),
+//! [`seccomp`], `net` (TCP into a sandbox's network namespace).
+//!
 //! Backend-agnostic pieces live in their own modules so every backend reuses them:
 //! `scratch` (per-session scratch dir), `stderr` (capped stderr logging and the tail kept
 //! for error messages), `exit` (exit reports) and `supervise` ([`SandboxProcess`]: wait,
@@ -56,9 +67,11 @@ mod command;
 mod error;
 mod exit;
 pub mod helper;
+mod launch;
 pub mod layout;
 mod namespaces;
 mod net;
+mod options;
 mod plan;
 mod probe;
 mod process;
@@ -76,11 +89,10 @@ pub use cgroup::{CgroupRoots, CgroupVersion, ControllerRoot};
 pub use error::SandboxError;
 pub use exit::ExitReport;
 pub use helper::run_helper;
-pub use namespaces::{
-    BindMount, HOST_ID_BASE, HOST_ID_COUNT, HelperCommand, NamespacesBackend, NamespacesOptions,
-    Network, SANDBOX_UID,
-};
+pub use launch::{HOST_ID_BASE, HOST_ID_COUNT};
+pub use namespaces::{NamespacesBackend, SANDBOX_UID};
 pub use net::TcpConnector;
+pub use options::{BindMount, HelperCommand, NamespacesOptions, Network};
 pub use plan::SANDBOX_PID_VAR;
 pub use probe::{Feature, Host, HostReport};
 pub use process::ProcessBackend;
