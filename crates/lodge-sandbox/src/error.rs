@@ -19,15 +19,6 @@ pub enum SandboxError {
         program: String,
     },
 
-    /// The session id cannot name a directory.
-    #[error(
-        "invalid session id `{session_id}`: it must be a non-empty file name without `/` and not `.` or `..`"
-    )]
-    InvalidSessionId {
-        /// The offending id.
-        session_id: String,
-    },
-
     /// A configured environment variable cannot be passed to a process.
     #[error(
         "invalid environment variable `{name}`: names must be non-empty and contain no `=` or NUL, values no NUL"

@@ -20,13 +20,13 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::cgroup::SessionCgroup;
+use crate::cgroup::{CgroupName, SessionCgroup};
 use crate::command::host_path;
 use crate::options::{NamespacesOptions, Network};
 use crate::plan::{Entry, PLAN_VAR, Plan, SESSION_DIR, SESSION_VAR, SessionPlan};
 use crate::probe::Host;
-use crate::scratch::ScratchDir;
-use crate::{Limits, SandboxError};
+use crate::scratch::{ScratchDir, ScratchName};
+use crate::{Limits, SandboxError, SandboxId};
 
 /// First host uid/gid given to sandboxed servers (`"lo"` << 16); each session takes the
 /// next of [`HOST_ID_COUNT`], wrapping. These ids own nothing on the host.
@@ -106,7 +106,7 @@ pub(crate) struct LaunchRequest<'a> {
     /// The program as configured, for error messages.
     pub program: &'a str,
     /// Names the scratch directory and the cgroup.
-    pub session_id: &'a str,
+    pub sandbox_id: SandboxId,
     pub scratch_root: &'a Path,
     pub env: &'a BTreeMap<String, String>,
     pub limits: &'a Limits,
@@ -133,7 +133,10 @@ pub(crate) fn launch<C>(
     request: &LaunchRequest<'_>,
     spawn: impl FnOnce(Command) -> io::Result<C>,
 ) -> Result<Launched<C>, SandboxError> {
-    let scratch = ScratchDir::create(request.scratch_root, request.session_id)?;
+    let scratch = ScratchDir::create(
+        request.scratch_root,
+        &ScratchName::for_sandbox(&request.sandbox_id),
+    )?;
     let host_ids = next_ids();
     std::os::unix::fs::chown(scratch.path(), Some(host_ids.0), Some(host_ids.1)).map_err(
         |source| SandboxError::Scratch {
@@ -141,8 +144,12 @@ pub(crate) fn launch<C>(
             source,
         },
     )?;
-    let cgroup = SessionCgroup::create(&host.cgroups, request.session_id, request.limits)
-        .map_err(|why| SandboxError::Limits { why })?;
+    let cgroup = SessionCgroup::create(
+        &host.cgroups,
+        &CgroupName::for_sandbox(&request.sandbox_id),
+        request.limits,
+    )
+    .map_err(|why| SandboxError::Limits { why })?;
     let session = session_plan_json(
         plan,
         scratch.path(),

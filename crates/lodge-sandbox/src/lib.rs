@@ -67,6 +67,7 @@ mod command;
 mod error;
 mod exit;
 pub mod helper;
+mod id;
 mod launch;
 pub mod layout;
 mod namespaces;
@@ -89,6 +90,7 @@ pub use cgroup::{CgroupRoots, CgroupVersion, ControllerRoot};
 pub use error::SandboxError;
 pub use exit::ExitReport;
 pub use helper::run_helper;
+pub use id::SandboxId;
 pub use launch::{HOST_ID_BASE, HOST_ID_COUNT};
 pub use namespaces::{NamespacesBackend, SANDBOX_UID};
 pub use net::TcpConnector;
@@ -102,15 +104,15 @@ pub use supervise::SandboxProcess;
 /// What to run, and how, for one session.
 #[derive(Clone, Debug)]
 pub struct SandboxSpec {
-    /// Names the scratch directory and tags log lines. Must be usable as a single path
-    /// component (non-empty, no `/`, not `.` or `..`).
-    pub session_id: String,
+    /// The sandbox's own id ([`SandboxId::mint`]; not a session id): tags its log lines
+    /// and names its scratch directory and cgroups.
+    pub sandbox_id: SandboxId,
     /// Program and arguments. The program is resolved on Lodge's own `PATH` (or taken as
     /// a path if it contains `/`).
     pub command: Vec<String>,
     /// Configured environment variables; they win over the defaults Lodge sets.
     pub env: BTreeMap<String, String>,
-    /// The per-session scratch directory is `scratch_root/<session_id>`.
+    /// The sandbox's scratch directory is made under it, named after the sandbox id.
     pub scratch_root: PathBuf,
     /// Maximum number of stderr bytes logged per session; the rest is read and dropped.
     pub stderr_cap: usize,

@@ -27,7 +27,6 @@ use crate::net::TcpConnector;
 use crate::options::NamespacesOptions;
 use crate::plan::INNER_ID;
 use crate::probe::Host;
-use crate::scratch::validate_session_id;
 use crate::stderr::StderrCapture;
 use crate::supervise::Extras;
 use crate::{Backend, Limits, Sandbox, SandboxError, SandboxIo, SandboxProcess, SandboxSpec, sys};
@@ -96,7 +95,6 @@ impl Backend for NamespacesBackend {
             program: program.clone(),
             source,
         };
-        validate_session_id(&spec.session_id)?;
         validate_env(&spec.env)?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(spawn_err(io::Error::other(
@@ -106,7 +104,7 @@ impl Backend for NamespacesBackend {
         let plan = self.plan(&spec.command)?;
         let request = LaunchRequest {
             program,
-            session_id: &spec.session_id,
+            sandbox_id: spec.sandbox_id,
             scratch_root: &spec.scratch_root,
             env: &spec.env,
             limits: &spec.limits,
@@ -133,9 +131,9 @@ impl Backend for NamespacesBackend {
             }
             (true, _, _) => TcpConnector::unreachable(),
         };
-        let stderr = StderrCapture::spawn(stderr, spec.session_id.clone(), spec.stderr_cap);
+        let stderr = StderrCapture::spawn(stderr, spec.sandbox_id, spec.stderr_cap);
         tracing::debug!(
-            session = %spec.session_id,
+            sandbox = %spec.sandbox_id,
             pid = child.id(),
             uid = launched.host_ids.0,
             "server started (namespaces backend)"
@@ -145,13 +143,8 @@ impl Backend for NamespacesBackend {
             connector,
             pid_namespace: true,
         };
-        let process = SandboxProcess::with_extras(
-            spec.session_id.clone(),
-            child,
-            launched.scratch,
-            stderr,
-            extras,
-        );
+        let process =
+            SandboxProcess::with_extras(spec.sandbox_id, child, launched.scratch, stderr, extras);
         Ok(Sandbox {
             io: SandboxIo { stdin, stdout },
             process,

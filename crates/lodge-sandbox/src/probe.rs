@@ -20,7 +20,7 @@ use crate::helper::probe::{HelperFindings, NAMESPACES};
 use crate::launch::{LaunchRequest, launch, prepare_plan};
 use crate::options::{HelperCommand, NamespacesOptions};
 use crate::seccomp::{self, Filters};
-use crate::{Limits, SandboxError};
+use crate::{Limits, SandboxError, SandboxId};
 
 /// Everything the `namespaces` backend learned about the host at startup.
 #[derive(Debug)]
@@ -238,12 +238,10 @@ impl Host {
             ..Limits::default()
         };
         let env = BTreeMap::new();
-        // Cgroups are shared by every Lodge on the host: a name of this process's own.
-        let session_id = format!("lodge-probe-{}", std::process::id());
         let start = |limits: &Limits| {
             let request = LaunchRequest {
                 program: "true",
-                session_id: &session_id,
+                sandbox_id: SandboxId::mint(),
                 scratch_root: &scratch_root,
                 env: &env,
                 limits,

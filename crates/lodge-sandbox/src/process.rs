@@ -8,7 +8,7 @@ use std::sync::Once;
 use tokio::process::Command;
 
 use crate::command::{host_path, resolve_program, validate_env};
-use crate::scratch::{ScratchDir, validate_session_id};
+use crate::scratch::{ScratchDir, ScratchName};
 use crate::stderr::StderrCapture;
 use crate::{Backend, Sandbox, SandboxError, SandboxIo, SandboxProcess, SandboxSpec};
 
@@ -34,7 +34,6 @@ impl Backend for ProcessBackend {
             program: program.clone(),
             source,
         };
-        validate_session_id(&spec.session_id)?;
         validate_env(&spec.env)?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(spawn_err(io::Error::other(
@@ -52,7 +51,10 @@ impl Backend for ProcessBackend {
 
         let search_path = host_path();
         let resolved = resolve_program(program, &search_path)?;
-        let scratch = ScratchDir::create(&spec.scratch_root, &spec.session_id)?;
+        let scratch = ScratchDir::create(
+            &spec.scratch_root,
+            &ScratchName::for_sandbox(&spec.sandbox_id),
+        )?;
 
         let mut cmd = Command::new(&resolved);
         cmd.arg0(program)
@@ -78,14 +80,14 @@ impl Backend for ProcessBackend {
                 "a standard stream was not piped",
             )));
         };
-        let stderr = StderrCapture::spawn(stderr, spec.session_id.clone(), spec.stderr_cap);
+        let stderr = StderrCapture::spawn(stderr, spec.sandbox_id, spec.stderr_cap);
         tracing::debug!(
-            session = %spec.session_id,
+            sandbox = %spec.sandbox_id,
             pid = child.id(),
             program = %resolved.display(),
             "server started (process backend)"
         );
-        let process = SandboxProcess::new(spec.session_id.clone(), child, scratch, stderr);
+        let process = SandboxProcess::new(spec.sandbox_id, child, scratch, stderr);
         Ok(Sandbox {
             io: SandboxIo { stdin, stdout },
             process,

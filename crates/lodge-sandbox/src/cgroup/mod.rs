@@ -4,7 +4,7 @@
 //! (`memory`, `cpu`, `pids`), the hierarchy that carries it — a v1 hierarchy mounted with
 //! that controller, or the v2 unified hierarchy where it is enabled — and makes a `lodge`
 //! directory under its own cgroup there. Per session ([`SessionCgroup::create`]) it makes
-//! `<that dir>/<session id>` in each hierarchy a configured limit needs, writes the limits,
+//! `<that dir>/<name>` ([`CgroupName`], from the sandbox id) in each hierarchy a configured limit needs, writes the limits,
 //! and hands the `cgroup.procs` files to the sandbox helper, which moves itself in before
 //! it starts anything (so every process of the sandbox is counted). After the sandbox is
 //! gone the directories are removed.
@@ -35,7 +35,7 @@ use crate::Limits;
 
 mod session;
 
-pub(crate) use session::SessionCgroup;
+pub(crate) use session::{CgroupName, SessionCgroup};
 
 /// Extra pids for the sandbox's own supervisor processes (the helper and the init).
 pub(crate) const SUPERVISOR_PIDS: u64 = 2;

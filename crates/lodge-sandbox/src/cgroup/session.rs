@@ -8,7 +8,22 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{CPU_PERIOD_US, CgroupRoots, CgroupVersion, SUPERVISOR_PIDS};
-use crate::Limits;
+use crate::{Limits, SandboxId};
+
+/// The name of a sandbox's directory in each cgroup hierarchy (`…/lodge/<name>`).
+///
+/// Derived from the sandbox id, never from a session id: cgroup trees are shared by every
+/// Lodge on the host, so the name must be unique host-wide, which 128 random bits are.
+/// Its own type so that the cgroup naming can change (a prefix, a principal's slice)
+/// without changing scratch directory names or log ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CgroupName(String);
+
+impl CgroupName {
+    pub(crate) fn for_sandbox(id: &SandboxId) -> Self {
+        CgroupName(id.hex())
+    }
+}
 
 /// One session's cgroup directories (one per hierarchy a limit needs).
 #[derive(Debug)]
@@ -22,7 +37,7 @@ impl SessionCgroup {
     /// Makes the directories and writes the limits. `None` if `limits` sets nothing.
     pub(crate) fn create(
         roots: &CgroupRoots,
-        session_id: &str,
+        name: &CgroupName,
         limits: &Limits,
     ) -> Result<Option<SessionCgroup>, String> {
         if limits.is_empty() {
@@ -35,7 +50,7 @@ impl SessionCgroup {
         };
         // On error `cg` is dropped, which removes what was made.
         if let Some(bytes) = limits.memory {
-            let (v, dir) = cg.dir_for(roots, "memory", session_id)?;
+            let (v, dir) = cg.dir_for(roots, "memory", name)?;
             match v {
                 CgroupVersion::V1 => {
                     write(&dir, "memory.limit_in_bytes", bytes)?;
@@ -58,7 +73,7 @@ impl SessionCgroup {
                 return Err(format!("cpus must be a positive number, not {cpus}"));
             }
             let quota = ((cpus * CPU_PERIOD_US as f64) as u64).max(1000);
-            let (v, dir) = cg.dir_for(roots, "cpu", session_id)?;
+            let (v, dir) = cg.dir_for(roots, "cpu", name)?;
             match v {
                 CgroupVersion::V1 => {
                     write(&dir, "cpu.cfs_period_us", CPU_PERIOD_US)?;
@@ -70,7 +85,7 @@ impl SessionCgroup {
             }
         }
         if let Some(pids) = limits.pids {
-            let (_, dir) = cg.dir_for(roots, "pids", session_id)?;
+            let (_, dir) = cg.dir_for(roots, "pids", name)?;
             write(&dir, "pids.max", pids.saturating_add(SUPERVISOR_PIDS))?;
         }
         Ok(Some(cg))
@@ -80,12 +95,12 @@ impl SessionCgroup {
         &mut self,
         roots: &CgroupRoots,
         controller: &str,
-        session_id: &str,
+        name: &CgroupName,
     ) -> Result<(CgroupVersion, PathBuf), String> {
         let root = roots
             .get(controller)
             .map_err(|why| format!("the {controller} cgroup controller is unavailable: {why}"))?;
-        let dir = root.dir.join(session_id);
+        let dir = root.dir.join(&name.0);
         if !self.dirs.iter().any(|(_, d)| *d == dir) {
             let create = || fs::create_dir(&dir);
             create()
