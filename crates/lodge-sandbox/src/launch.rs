@@ -149,7 +149,7 @@ pub(crate) fn launch<C>(
         &CgroupName::for_sandbox(&request.sandbox_id),
         request.limits,
     )
-    .map_err(|why| SandboxError::Limits { why })?;
+    .map_err(|source| SandboxError::Limits { source })?;
     let session = session_plan_json(
         plan,
         scratch.path(),

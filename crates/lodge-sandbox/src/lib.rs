@@ -87,7 +87,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use cgroup::{CgroupRoots, CgroupVersion, ControllerRoot};
-pub use error::SandboxError;
+pub use error::{LimitsError, SandboxError};
 pub use exit::ExitReport;
 pub use helper::run_helper;
 pub use id::SandboxId;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{CPU_PERIOD_US, CgroupRoots, CgroupVersion, SUPERVISOR_PIDS};
-use crate::{Limits, SandboxId};
+use crate::{Limits, LimitsError, SandboxId};
 
 /// The name of a sandbox's directory in each cgroup hierarchy (`…/lodge/<name>`).
 ///
@@ -39,7 +39,7 @@ impl SessionCgroup {
         roots: &CgroupRoots,
         name: &CgroupName,
         limits: &Limits,
-    ) -> Result<Option<SessionCgroup>, String> {
+    ) -> Result<Option<SessionCgroup>, LimitsError> {
         if limits.is_empty() {
             return Ok(None);
         }
@@ -70,7 +70,7 @@ impl SessionCgroup {
         }
         if let Some(cpus) = limits.cpus {
             if !(cpus.is_finite() && cpus > 0.0) {
-                return Err(format!("cpus must be a positive number, not {cpus}"));
+                return Err(LimitsError::InvalidCpus(cpus));
             }
             let quota = ((cpus * CPU_PERIOD_US as f64) as u64).max(1000);
             let (v, dir) = cg.dir_for(roots, "cpu", name)?;
@@ -94,22 +94,23 @@ impl SessionCgroup {
     fn dir_for(
         &mut self,
         roots: &CgroupRoots,
-        controller: &str,
+        controller: &'static str,
         name: &CgroupName,
-    ) -> Result<(CgroupVersion, PathBuf), String> {
+    ) -> Result<(CgroupVersion, PathBuf), LimitsError> {
         let root = roots
             .get(controller)
-            .map_err(|why| format!("the {controller} cgroup controller is unavailable: {why}"))?;
+            .map_err(|why| LimitsError::ControllerUnavailable {
+                controller,
+                why: why.to_owned(),
+            })?;
         let dir = root.dir.join(&name.0);
         if !self.dirs.iter().any(|(_, d)| *d == dir) {
-            let create = || fs::create_dir(&dir);
-            create()
-                .or_else(|e| match e.kind() {
-                    // Left behind by a Lodge that died: reuse the name if it is empty.
-                    io::ErrorKind::AlreadyExists => fs::remove_dir(&dir).and_then(|()| create()),
-                    _ => Err(e),
-                })
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            // Names come from fresh random sandbox ids: one that exists is not ours to reuse.
+            fs::create_dir(&dir).map_err(|source| LimitsError::Cgroup {
+                action: "create".to_owned(),
+                path: dir.clone(),
+                source,
+            })?;
             self.dirs.push((root.version, dir.clone()));
         }
         Ok((root.version, dir))
@@ -241,11 +242,15 @@ impl SessionCgroup {
     }
 }
 
-fn write(dir: &Path, file: &str, value: u64) -> Result<(), String> {
+fn write(dir: &Path, file: &str, value: u64) -> Result<(), LimitsError> {
     write_str(dir, file, &value.to_string())
 }
 
-fn write_str(dir: &Path, file: &str, value: &str) -> Result<(), String> {
+fn write_str(dir: &Path, file: &str, value: &str) -> Result<(), LimitsError> {
     let path = dir.join(file);
-    fs::write(&path, value).map_err(|e| format!("cannot write {value} to {}: {e}", path.display()))
+    fs::write(&path, value).map_err(|source| LimitsError::Cgroup {
+        action: format!("write {value} to"),
+        path,
+        source,
+    })
 }
