@@ -58,12 +58,14 @@
 //! Backend-agnostic pieces live in their own modules so every backend reuses them:
 //! `scratch` (per-session scratch dir), `stderr` (capped stderr logging and the tail kept
 //! for error messages), `exit` (exit reports) and `supervise` ([`SandboxProcess`]: wait,
-//! terminate, drop guard). All `unsafe` code is in `sys`.
+//! terminate, drop guard), `descriptors` (what a sandbox costs Lodge in file
+//! descriptors). All `unsafe` code is in `sys`.
 
 #![deny(unsafe_code)]
 
 mod cgroup;
 mod command;
+mod descriptors;
 mod error;
 mod exit;
 pub mod helper;
@@ -146,6 +148,11 @@ impl Limits {
 pub trait Backend: Send + Sync + 'static {
     /// The backend's name as used in configuration (`"process"`, `"namespaces"`).
     fn name(&self) -> &'static str;
+
+    /// How many of Lodge's own file descriptors one live sandbox of this backend holds,
+    /// for a server reached over TCP ([`SandboxSpec::reached_over_tcp`]) or not. Lodge
+    /// sizes its open-file limit with it. Each backend documents its breakdown.
+    fn descriptors_per_session(&self, reached_over_tcp: bool) -> u64;
 
     /// Start the server described by `spec`.
     ///

@@ -24,12 +24,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::command::validate_env;
 use crate::launch::{LaunchRequest, PreparedPlan, launch, prepare_plan};
 use crate::net::TcpConnector;
-use crate::options::NamespacesOptions;
+use crate::options::{NamespacesOptions, Network};
 use crate::plan::INNER_ID;
 use crate::probe::Host;
 use crate::stderr::StderrCapture;
 use crate::supervise::Extras;
-use crate::{Backend, Limits, Sandbox, SandboxError, SandboxIo, SandboxProcess, SandboxSpec, sys};
+use crate::{
+    Backend, Limits, Sandbox, SandboxError, SandboxIo, SandboxProcess, SandboxSpec, descriptors,
+    sys,
+};
 
 /// The `namespaces` backend for one server (its [`NamespacesOptions`]); plans are cached
 /// per command.
@@ -87,6 +90,14 @@ impl NamespacesBackend {
 impl Backend for NamespacesBackend {
     fn name(&self) -> &'static str {
         "namespaces"
+    }
+
+    /// The stdin, stdout and stderr pipes and the process handle (a pidfd): 4; plus a
+    /// pidfd into the sandbox's network namespace for a server reached over TCP with
+    /// `network = "none"`: 5. (With `network = "host"` Lodge connects on the host.)
+    fn descriptors_per_session(&self, reached_over_tcp: bool) -> u64 {
+        let netns = reached_over_tcp && self.options.network == Network::None;
+        descriptors::BASE + if netns { descriptors::NETNS_HANDLE } else { 0 }
     }
 
     fn spawn(&self, spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {

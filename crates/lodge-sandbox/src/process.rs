@@ -10,7 +10,7 @@ use tokio::process::Command;
 use crate::command::{host_path, resolve_program, validate_env};
 use crate::scratch::{ScratchDir, ScratchName};
 use crate::stderr::StderrCapture;
-use crate::{Backend, Sandbox, SandboxError, SandboxIo, SandboxProcess, SandboxSpec};
+use crate::{Backend, Sandbox, SandboxError, SandboxIo, SandboxProcess, SandboxSpec, descriptors};
 
 /// Runs the server as a plain child process: own process group, own scratch dir, cleared
 /// environment (`PATH` copied from Lodge, `HOME` and `TMPDIR` = scratch dir,
@@ -23,6 +23,12 @@ static LIMITS_IGNORED: Once = Once::new();
 impl Backend for ProcessBackend {
     fn name(&self) -> &'static str {
         "process"
+    }
+
+    /// The stdin, stdout and stderr pipes and the process handle (a pidfd): 4, however
+    /// the server is reached (over TCP it is the host's loopback: no handle to keep).
+    fn descriptors_per_session(&self, _reached_over_tcp: bool) -> u64 {
+        descriptors::BASE
     }
 
     fn spawn(&self, spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {

@@ -173,7 +173,8 @@ async fn max_sessions_is_enforced_with_503_and_frees_up_on_end() {
 }
 
 /// Under an open-file limit it cannot raise, Lodge accepts only the sessions that fit
-/// (four descriptors each with the process backend, after a reserve of 1024) and
+/// (five descriptors each with the process backend: its sandbox's four and the client's
+/// connection, after a reserve of 1024) and
 /// refuses the next one as "at its limit", before any spawn runs out of descriptors.
 #[tokio::test]
 async fn a_low_open_file_limit_caps_sessions_with_a_clear_503() {
