@@ -128,3 +128,47 @@ pub struct NamespacesOptions {
     /// config file, keys).
     pub hide: Vec<PathBuf>,
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn binds_parse_with_defaults_and_print_back() {
+        let b: BindMount = "/data".parse().unwrap();
+        assert_eq!(
+            b,
+            BindMount {
+                src: "/data".into(),
+                dst: "/data".into(),
+                writable: false
+            }
+        );
+        let b: BindMount = "/srv/out:/out:rw".parse().unwrap();
+        assert_eq!((b.dst.to_str(), b.writable), (Some("/out"), true));
+        assert_eq!(b.to_string(), "/srv/out:/out:rw");
+        assert_eq!(
+            "/m:ro".parse::<BindMount>().unwrap().to_string(),
+            "/m:/m:ro"
+        );
+        assert_eq!(
+            "rel:/x".parse::<BindMount>().unwrap_err(),
+            "bind \"rel:/x\": paths must be absolute"
+        );
+        assert_eq!(
+            "/a:/b:/c".parse::<BindMount>().unwrap_err(),
+            "bind \"/a:/b:/c\": expected SRC[:DST][:ro|rw]"
+        );
+    }
+
+    #[test]
+    fn networks_parse() {
+        assert_eq!("none".parse(), Ok(Network::None));
+        assert_eq!("host".parse(), Ok(Network::Host));
+        assert_eq!(
+            "bridge".parse::<Network>(),
+            Err("unknown network \"bridge\"; expected none or host".to_owned())
+        );
+    }
+}
