@@ -8,7 +8,7 @@ use crate::session::{BridgeState, StateCodec, StateError};
 use crate::upstream::{self, Link, StdioLink, WRITE_QUEUE};
 use crate::upstream_http;
 use lodge_proto::seal::KeyRing;
-use lodge_sandbox::{Sandbox, SandboxError, SandboxSpec};
+use lodge_sandbox::{Sandbox, SandboxError, SandboxId, SandboxSpec};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
@@ -242,6 +242,7 @@ impl Runtime {
             }
         };
         let pid = sandbox.process.pid();
+        let sandbox_id = sandbox.process.sandbox_id();
         let link = match &server.spec.transport {
             Transport::Stdio => Link::Stdio(StdioLink::new(
                 id.clone(),
@@ -296,7 +297,7 @@ impl Runtime {
             on_first_answer: from_pool.then(|| server.settled.clone()),
         });
         tokio::spawn(actor.run());
-        tracing::info!(session = %id, server = %server.spec.name, pid = ?pid, "session started");
+        tracing::info!(session = %id, sandbox = %sandbox_id, server = %server.spec.name, pid = ?pid, "session started");
         Ok(handle)
     }
 
@@ -304,7 +305,7 @@ impl Runtime {
     fn spawn_sandbox(&self, server: &Server) -> Result<(Arc<str>, Sandbox), SandboxError> {
         let id: Arc<str> = mint_session_id().into();
         let spec = SandboxSpec {
-            session_id: id.to_string(),
+            sandbox_id: SandboxId::mint(),
             command: server.spec.command.clone(),
             env: server.spec.env.clone(),
             scratch_root: self.config.scratch_root.clone(),

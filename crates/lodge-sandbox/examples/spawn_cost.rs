@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use lodge_sandbox::{
     Backend, HelperCommand, Host, Limits, NamespacesBackend, NamespacesOptions, ProcessBackend,
-    Sandbox, SandboxSpec,
+    Sandbox, SandboxId, SandboxSpec,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -67,7 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut spawn_times: Vec<Duration> = Vec::new();
         for i in 0..n + n / 10 {
             let spec = SandboxSpec {
-                session_id: format!("{label}-{i}").replace([' ', '/', '+'], "_"),
+                sandbox_id: SandboxId::mint(),
                 command: command.clone(),
                 env: Default::default(),
                 scratch_root: scratch.path().into(),

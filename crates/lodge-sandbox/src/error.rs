@@ -19,15 +19,6 @@ pub enum SandboxError {
         program: String,
     },
 
-    /// The session id cannot name a directory.
-    #[error(
-        "invalid session id `{session_id}`: it must be a non-empty file name without `/` and not `.` or `..`"
-    )]
-    InvalidSessionId {
-        /// The offending id.
-        session_id: String,
-    },
-
     /// A configured environment variable cannot be passed to a process.
     #[error(
         "invalid environment variable `{name}`: names must be non-empty and contain no `=` or NUL, values no NUL"
@@ -54,10 +45,10 @@ pub enum SandboxError {
     },
 
     /// The session's resource limits could not be set up.
-    #[error("cannot apply the sandbox's resource limits: {why}")]
+    #[error("cannot apply the sandbox's resource limits: {source}")]
     Limits {
-        /// What failed.
-        why: String,
+        /// What failed, and whether the host or the configuration is to blame.
+        source: LimitsError,
     },
 
     /// The sandbox configuration cannot be used (a bind, the rootfs, …).
@@ -77,12 +68,61 @@ pub enum SandboxError {
     },
 }
 
+/// Why a sandbox's cgroup limits could not be set up: the configuration (a limit this
+/// host cannot enforce, a value out of range) or the kernel refusing a cgroup operation,
+/// with the errno that says whether the host ran out of something.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LimitsError {
+    /// A configured limit needs a cgroup controller Lodge cannot use here.
+    #[error("the {controller} cgroup controller is unavailable: {why}")]
+    ControllerUnavailable {
+        /// `memory`, `cpu` or `pids`.
+        controller: &'static str,
+        /// Why it is unavailable.
+        why: String,
+    },
+
+    /// `cpus` is not a positive number.
+    #[error("cpus must be a positive number, not {0}")]
+    InvalidCpus(f64),
+
+    /// The kernel refused to make the session's cgroup or to write a limit into it.
+    #[error("cannot {action} {}: {source}", .path.display())]
+    Cgroup {
+        /// `create`, or `write VALUE to`.
+        action: String,
+        /// The cgroup directory or file.
+        path: PathBuf,
+        /// The kernel's answer.
+        source: io::Error,
+    },
+}
+
+impl LimitsError {
+    /// Whether the host is out of cgroups, processes, descriptors or memory, rather than
+    /// the configuration being wrong: the pids controller and cgroup creation answer
+    /// EAGAIN at `pids.max` or `cgroup.max.descendants`, v1 memory cgroups ENOSPC when
+    /// their ids run out; EMFILE/ENFILE and ENOMEM need no explanation. A limit the host
+    /// cannot enforce, or a value it rejects (EINVAL, EBUSY), stays a configuration error.
+    pub fn is_host_exhausted(&self) -> bool {
+        match self {
+            LimitsError::Cgroup { source, .. } => matches!(
+                source.raw_os_error(),
+                Some(libc::EAGAIN | libc::ENOSPC | libc::EMFILE | libc::ENFILE | libc::ENOMEM)
+            ),
+            LimitsError::ControllerUnavailable { .. } | LimitsError::InvalidCpus(_) => false,
+        }
+    }
+}
+
 impl SandboxError {
-    /// Whether the host, not the configuration, refused: out of open files, processes or
-    /// memory. Worth retrying later; the server itself is fine.
+    /// Whether the host, not the configuration, refused: out of open files, processes,
+    /// cgroups or memory. Worth retrying later; the server itself is fine.
     pub fn is_host_exhausted(&self) -> bool {
         let source = match self {
             SandboxError::Spawn { source, .. } | SandboxError::Scratch { source, .. } => source,
+            SandboxError::Limits { source } => return source.is_host_exhausted(),
             _ => return false,
         };
         matches!(
@@ -136,5 +176,91 @@ mod tests {
         };
         assert!(e.is_host_exhausted());
         assert!(!SandboxError::EmptyCommand.is_host_exhausted());
+    }
+
+    fn cgroup_error(errno: i32) -> LimitsError {
+        LimitsError::Cgroup {
+            action: "create".into(),
+            path: "/sys/fs/cgroup/pids/lodge/ab".into(),
+            source: io::Error::from_raw_os_error(errno),
+        }
+    }
+
+    #[test]
+    fn cgroup_errors_from_an_exhausted_host_are_the_host() {
+        let exhausted = [
+            libc::EAGAIN,
+            libc::ENOSPC,
+            libc::EMFILE,
+            libc::ENFILE,
+            libc::ENOMEM,
+        ];
+        let not = [
+            libc::EINVAL,
+            libc::EBUSY,
+            libc::EACCES,
+            libc::EPERM,
+            libc::EROFS,
+            libc::ENOENT,
+            libc::EEXIST,
+        ];
+        for errno in exhausted {
+            assert!(cgroup_error(errno).is_host_exhausted(), "errno {errno}");
+            let e = SandboxError::Limits {
+                source: cgroup_error(errno),
+            };
+            assert!(e.is_host_exhausted(), "errno {errno}");
+        }
+        for errno in not {
+            assert!(!cgroup_error(errno).is_host_exhausted(), "errno {errno}");
+            let e = SandboxError::Limits {
+                source: cgroup_error(errno),
+            };
+            assert!(!e.is_host_exhausted(), "errno {errno}");
+        }
+    }
+
+    #[test]
+    fn limits_the_host_cannot_enforce_are_the_configuration() {
+        let unavailable = LimitsError::ControllerUnavailable {
+            controller: "pids",
+            why: "no cgroup hierarchy is mounted".into(),
+        };
+        assert_eq!(
+            unavailable.to_string(),
+            "the pids cgroup controller is unavailable: no cgroup hierarchy is mounted"
+        );
+        assert!(!unavailable.is_host_exhausted());
+        let e = SandboxError::Limits {
+            source: LimitsError::InvalidCpus(-1.0),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot apply the sandbox's resource limits: cpus must be a positive number, not -1"
+        );
+        assert!(!e.is_host_exhausted());
+        assert!(
+            !SandboxError::Limits {
+                source: unavailable
+            }
+            .is_host_exhausted()
+        );
+    }
+
+    #[test]
+    fn cgroup_errors_name_the_operation_and_the_path() {
+        let e = LimitsError::Cgroup {
+            action: "write 258 to".into(),
+            path: "/sys/fs/cgroup/pids/lodge/ab/pids.max".into(),
+            source: io::Error::from_raw_os_error(libc::EINVAL),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot write 258 to /sys/fs/cgroup/pids/lodge/ab/pids.max: Invalid argument (os error 22)"
+        );
+        assert_eq!(
+            cgroup_error(libc::EAGAIN).to_string(),
+            "cannot create /sys/fs/cgroup/pids/lodge/ab: Resource temporarily unavailable (os error 11)"
+        );
     }
 }

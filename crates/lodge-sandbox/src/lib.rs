@@ -44,21 +44,37 @@
 //! | seccomp deny-list | [`seccomp`] docs: mount, namespaces, ptrace, modules, kexec, bpf, keyring, … fail with EPERM | not installed; the layers above still hold; `lodge doctor` says so |
 //! | Landlock | writes only beneath `/session`, `/tmp`, `/dev/shm` (and to `/dev` nodes), even where a mount would allow more; abstract unix sockets of other domains unreachable | writes are confined by the read-only mounts alone; `lodge doctor` says so |
 //!
+//! # Modules
+//!
+//! The `namespaces` backend's parts: `options` (its configuration types), `layout` (the
+//! server's filesystem, per command), `plan` (what the helper is told to build), `launch`
+//! (the one way a sandbox helper is started, for sessions and for the probe's trial),
+//! `namespaces` (the backend: plans cached per command, a launch per session), `cgroup`
+//! (controllers found at startup; a session's cgroup), [`helper`] (the code that runs
+//! inside the helper process: building the root, the supervisor, init and server, and
+//! its `probe` mode), `probe` (Lodge's side of the probe: [`Host`], [`HostReport`]),
+//! [`seccomp`], `net` (TCP into a sandbox's network namespace).
+//!
 //! Backend-agnostic pieces live in their own modules so every backend reuses them:
 //! `scratch` (per-session scratch dir), `stderr` (capped stderr logging and the tail kept
 //! for error messages), `exit` (exit reports) and `supervise` ([`SandboxProcess`]: wait,
-//! terminate, drop guard). All `unsafe` code is in `sys`.
+//! terminate, drop guard), `descriptors` (what a sandbox costs Lodge in file
+//! descriptors). All `unsafe` code is in `sys`.
 
 #![deny(unsafe_code)]
 
 mod cgroup;
 mod command;
+mod descriptors;
 mod error;
 mod exit;
 pub mod helper;
+mod id;
+mod launch;
 pub mod layout;
 mod namespaces;
 mod net;
+mod options;
 mod plan;
 mod probe;
 mod process;
@@ -73,14 +89,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use cgroup::{CgroupRoots, CgroupVersion, ControllerRoot};
-pub use error::SandboxError;
+pub use error::{LimitsError, SandboxError};
 pub use exit::ExitReport;
 pub use helper::run_helper;
-pub use namespaces::{
-    BindMount, HOST_ID_BASE, HOST_ID_COUNT, HelperCommand, NamespacesBackend, NamespacesOptions,
-    Network, SANDBOX_UID,
-};
+pub use id::SandboxId;
+pub use launch::{HOST_ID_BASE, HOST_ID_COUNT};
+pub use namespaces::{NamespacesBackend, SANDBOX_UID};
 pub use net::TcpConnector;
+pub use options::{BindMount, HelperCommand, NamespacesOptions, Network};
 pub use plan::SANDBOX_PID_VAR;
 pub use probe::{Feature, Host, HostReport};
 pub use process::ProcessBackend;
@@ -90,15 +106,15 @@ pub use supervise::SandboxProcess;
 /// What to run, and how, for one session.
 #[derive(Clone, Debug)]
 pub struct SandboxSpec {
-    /// Names the scratch directory and tags log lines. Must be usable as a single path
-    /// component (non-empty, no `/`, not `.` or `..`).
-    pub session_id: String,
+    /// The sandbox's own id ([`SandboxId::mint`]; not a session id): tags its log lines
+    /// and names its scratch directory and cgroups.
+    pub sandbox_id: SandboxId,
     /// Program and arguments. The program is resolved on Lodge's own `PATH` (or taken as
     /// a path if it contains `/`).
     pub command: Vec<String>,
     /// Configured environment variables; they win over the defaults Lodge sets.
     pub env: BTreeMap<String, String>,
-    /// The per-session scratch directory is `scratch_root/<session_id>`.
+    /// The sandbox's scratch directory is made under it, named after the sandbox id.
     pub scratch_root: PathBuf,
     /// Maximum number of stderr bytes logged per session; the rest is read and dropped.
     pub stderr_cap: usize,
@@ -132,6 +148,11 @@ impl Limits {
 pub trait Backend: Send + Sync + 'static {
     /// The backend's name as used in configuration (`"process"`, `"namespaces"`).
     fn name(&self) -> &'static str;
+
+    /// How many of Lodge's own file descriptors one live sandbox of this backend holds,
+    /// for a server reached over TCP ([`SandboxSpec::reached_over_tcp`]) or not. Lodge
+    /// sizes its open-file limit with it. Each backend documents its breakdown.
+    fn descriptors_per_session(&self, reached_over_tcp: bool) -> u64;
 
     /// Start the server described by `spec`.
     ///

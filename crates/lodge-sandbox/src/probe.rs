@@ -4,7 +4,8 @@
 //! kernel feature in a throw-away child (user, pid, mount, network, ipc, uts and cgroup
 //! namespaces; no_new_privs; installing the seccomp filter; the Landlock ABI), and then,
 //! if everything the backend needs works, once for real: a complete sandbox running
-//! `true`, so "namespaces works here" means a sandbox actually ran. Cgroup controllers are
+//! `true`, started by the same [`launch`](crate::launch) as every session, so
+//! "namespaces works here" means a sandbox actually ran the way sessions' will. Cgroup controllers are
 //! found by [`CgroupRoots::detect`]. The result is kept in a [`Host`], shared by every
 //! `namespaces` backend of the process, and printed by `lodge doctor` ([`HostReport`]).
 
@@ -14,15 +15,12 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sched::CloneFlags;
-use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::ForkResult;
-use serde::{Deserialize, Serialize};
-
-use crate::cgroup::{CgroupRoots, SessionCgroup};
-use crate::namespaces::{HelperCommand, NamespacesOptions, prepare_plan, session_plan_json};
+use crate::cgroup::CgroupRoots;
+use crate::helper::probe::{HelperFindings, NAMESPACES};
+use crate::launch::{LaunchRequest, launch, prepare_plan};
+use crate::options::{HelperCommand, NamespacesOptions};
 use crate::seccomp::{self, Filters};
-use crate::{Limits, sys};
+use crate::{Limits, SandboxError, SandboxId};
 
 /// Everything the `namespaces` backend learned about the host at startup.
 #[derive(Debug)]
@@ -64,67 +62,6 @@ pub struct HostReport {
     /// Whether the `namespaces` backend can run here, else what is missing.
     pub namespaces: Result<(), String>,
 }
-
-/// What the helper's `probe` mode prints: `None` for a feature that works, else the error.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct HelperFindings {
-    namespaces: BTreeMap<String, Option<String>>,
-    no_new_privs: Option<String>,
-    seccomp: Option<String>,
-    landlock: Result<i64, String>,
-}
-
-const NAMESPACES: [(&str, &str, CloneFlags, bool, &str); 7] = [
-    (
-        "user",
-        "user namespaces",
-        CloneFlags::CLONE_NEWUSER,
-        true,
-        "no sandbox: the server could not run under its own unprivileged uid",
-    ),
-    (
-        "pid",
-        "pid namespaces",
-        CloneFlags::CLONE_NEWPID,
-        true,
-        "no sandbox: the server would see and could signal host processes",
-    ),
-    (
-        "mount",
-        "mount namespaces",
-        CloneFlags::CLONE_NEWNS,
-        true,
-        "no sandbox: the server would see the host's whole filesystem",
-    ),
-    (
-        "net",
-        "network namespaces",
-        CloneFlags::CLONE_NEWNET,
-        true,
-        "no sandbox: network = \"none\" could not be enforced",
-    ),
-    (
-        "ipc",
-        "ipc namespaces",
-        CloneFlags::CLONE_NEWIPC,
-        true,
-        "no sandbox: the server would share System V IPC with the host",
-    ),
-    (
-        "uts",
-        "uts namespaces",
-        CloneFlags::CLONE_NEWUTS,
-        true,
-        "no sandbox: the server would share the host name",
-    ),
-    (
-        "cgroup",
-        "cgroup namespaces",
-        CloneFlags::CLONE_NEWCGROUP,
-        false,
-        "the server can read its cgroup path on the host in /proc/self/cgroup",
-    ),
-];
 
 impl Host {
     /// Probes the host (takes tens of milliseconds: run it once, at startup, before
@@ -287,53 +224,46 @@ impl Host {
         self.cgroups.check(limits)
     }
 
-    /// Runs `true` in a complete sandbox (with a pids cgroup when possible).
+    /// Runs `true` in a complete sandbox, through the same [`launch`] as every session
+    /// (with a pids cgroup when the host has the controller).
     fn trial(&self) -> Result<Duration, String> {
         let started = Instant::now();
-        let options = NamespacesOptions::default();
         let command = ["true".to_owned()];
-        let plan = prepare_plan(self, &options, &command).map_err(|e| e.to_string())?;
+        let plan = prepare_plan(self, &NamespacesOptions::default(), &command)
+            .map_err(|e| e.to_string())?;
         let scratch_root =
             std::env::temp_dir().join(format!(".lodge-probe-{}", std::process::id()));
-        let scratch = crate::scratch::ScratchDir::create(&scratch_root, "trial")
-            .map_err(|e| e.to_string())?;
-        let limits = Limits {
+        let with_pids = Limits {
             pids: self.cgroups.get("pids").ok().map(|_| 16),
             ..Limits::default()
         };
-        let cgroup = SessionCgroup::create(
-            &self.cgroups,
-            &format!("lodge-probe-{}", std::process::id()),
-            &limits,
-        )
-        .unwrap_or(None);
-        let ids = crate::namespaces::next_ids();
-        std::os::unix::fs::chown(scratch.path(), Some(ids.0), Some(ids.1))
-            .map_err(|e| format!("chown {}: {e}", scratch.path().display()))?;
-        let session = session_plan_json(
-            &plan,
-            scratch.path(),
-            ids,
-            &Default::default(),
-            cgroup.as_ref(),
-            &limits,
-        );
-        let out = Command::new(&self.helper.program)
-            .args(&self.helper.args)
-            .arg("run")
-            .env_clear()
-            .env(crate::plan::PLAN_VAR, &plan.json)
-            .env(crate::plan::SESSION_VAR, session)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.helper.program.display()))?;
-        drop(scratch);
+        let env = BTreeMap::new();
+        let start = |limits: &Limits| {
+            let request = LaunchRequest {
+                program: "true",
+                sandbox_id: SandboxId::mint(),
+                scratch_root: &scratch_root,
+                env: &env,
+                limits,
+            };
+            launch(self, &plan, &request, |mut cmd| cmd.spawn())
+        };
+        // A cgroup that cannot be made only stops sessions that set limits: the trial
+        // then runs without one, as such a session would.
+        let launched = match start(&with_pids) {
+            Err(SandboxError::Limits { .. }) => start(&Limits::default()),
+            other => other,
+        };
+        let outcome = launched.map_err(|e| e.to_string()).and_then(|launched| {
+            let out = launched.child.wait_with_output();
+            drop(launched.scratch);
+            if let Some(mut cg) = launched.cgroup {
+                cg.remove(Duration::from_secs(2));
+            }
+            out.map_err(|e| format!("waiting for the sandbox helper: {e}"))
+        });
         let _ = std::fs::remove_dir(&scratch_root);
-        if let Some(mut cg) = cgroup {
-            cg.remove(Duration::from_secs(2));
-        }
+        let out = outcome?;
         if out.status.success() {
             Ok(started.elapsed())
         } else {
@@ -391,63 +321,6 @@ fn run_helper_probe(helper: &HelperCommand) -> Result<HelperFindings, String> {
             helper.program.display()
         )
     })
-}
-
-/// The helper's `probe` mode: each check in a throw-away child; JSON on stdout.
-pub(crate) fn probe_main() -> ! {
-    let mut findings = HelperFindings {
-        namespaces: BTreeMap::new(),
-        no_new_privs: None,
-        seccomp: None,
-        landlock: Err("not probed".into()),
-    };
-    for (key, _, flag, _, _) in NAMESPACES {
-        findings.namespaces.insert(
-            key.to_owned(),
-            in_child(|| nix::sched::unshare(flag).map_err(|e| e as i32)),
-        );
-    }
-    findings.no_new_privs = in_child(|| nix::sys::prctl::set_no_new_privs().map_err(|e| e as i32));
-    findings.seccomp = match seccomp::build() {
-        Ok(filters) => in_child(|| {
-            seccomp::install(&filters).map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))
-        }),
-        Err(e) => Some(e),
-    };
-    findings.landlock = sys::landlock_abi().map_err(|e| match e.raw_os_error() {
-        Some(libc::ENOSYS) => "not built into this kernel".to_owned(),
-        Some(libc::EOPNOTSUPP) => "built in but not enabled at boot (lsm=)".to_owned(),
-        _ => e.to_string(),
-    });
-    match serde_json::to_string(&findings) {
-        Ok(json) => {
-            println!("{json}");
-            std::process::exit(0)
-        }
-        Err(e) => crate::helper::fail(e),
-    }
-}
-
-/// Runs `check` in a forked child; `None` if it succeeded, else the errno's description.
-fn in_child(check: impl FnOnce() -> Result<(), i32>) -> Option<String> {
-    match sys::fork_single_threaded() {
-        Ok(ForkResult::Child) => {
-            let code = match check() {
-                Ok(()) => 0,
-                Err(errno) => errno.clamp(1, 255),
-            };
-            std::process::exit(code)
-        }
-        Ok(ForkResult::Parent { child }) => match waitpid(child, None) {
-            Ok(WaitStatus::Exited(_, 0)) => None,
-            Ok(WaitStatus::Exited(_, errno)) => {
-                Some(std::io::Error::from_raw_os_error(errno).to_string())
-            }
-            Ok(other) => Some(format!("the check ended oddly: {other:?}")),
-            Err(e) => Some(e.to_string()),
-        },
-        Err(e) => Some(format!("fork: {e}")),
-    }
 }
 
 impl HostReport {

@@ -8,9 +8,9 @@ use std::sync::Once;
 use tokio::process::Command;
 
 use crate::command::{host_path, resolve_program, validate_env};
-use crate::scratch::{ScratchDir, validate_session_id};
+use crate::scratch::{ScratchDir, ScratchName};
 use crate::stderr::StderrCapture;
-use crate::{Backend, Sandbox, SandboxError, SandboxIo, SandboxProcess, SandboxSpec};
+use crate::{Backend, Sandbox, SandboxError, SandboxIo, SandboxProcess, SandboxSpec, descriptors};
 
 /// Runs the server as a plain child process: own process group, own scratch dir, cleared
 /// environment (`PATH` copied from Lodge, `HOME` and `TMPDIR` = scratch dir,
@@ -25,6 +25,12 @@ impl Backend for ProcessBackend {
         "process"
     }
 
+    /// The stdin, stdout and stderr pipes and the process handle (a pidfd): 4, however
+    /// the server is reached (over TCP it is the host's loopback: no handle to keep).
+    fn descriptors_per_session(&self, _reached_over_tcp: bool) -> u64 {
+        descriptors::BASE
+    }
+
     fn spawn(&self, spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {
         let (program, args) = spec
             .command
@@ -34,7 +40,6 @@ impl Backend for ProcessBackend {
             program: program.clone(),
             source,
         };
-        validate_session_id(&spec.session_id)?;
         validate_env(&spec.env)?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(spawn_err(io::Error::other(
@@ -52,7 +57,10 @@ impl Backend for ProcessBackend {
 
         let search_path = host_path();
         let resolved = resolve_program(program, &search_path)?;
-        let scratch = ScratchDir::create(&spec.scratch_root, &spec.session_id)?;
+        let scratch = ScratchDir::create(
+            &spec.scratch_root,
+            &ScratchName::for_sandbox(&spec.sandbox_id),
+        )?;
 
         let mut cmd = Command::new(&resolved);
         cmd.arg0(program)
@@ -78,14 +86,14 @@ impl Backend for ProcessBackend {
                 "a standard stream was not piped",
             )));
         };
-        let stderr = StderrCapture::spawn(stderr, spec.session_id.clone(), spec.stderr_cap);
+        let stderr = StderrCapture::spawn(stderr, spec.sandbox_id, spec.stderr_cap);
         tracing::debug!(
-            session = %spec.session_id,
+            sandbox = %spec.sandbox_id,
             pid = child.id(),
             program = %resolved.display(),
             "server started (process backend)"
         );
-        let process = SandboxProcess::new(spec.session_id.clone(), child, scratch, stderr);
+        let process = SandboxProcess::new(spec.sandbox_id, child, scratch, stderr);
         Ok(Sandbox {
             io: SandboxIo { stdin, stdout },
             process,

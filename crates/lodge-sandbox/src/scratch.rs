@@ -1,5 +1,5 @@
-//! Per-session scratch directories: `scratch_root/<session_id>`, mode 0700, removed when
-//! the session ends. Backend-agnostic.
+//! Per-sandbox scratch directories: `scratch_root/<name>` ([`ScratchName`], derived from
+//! the sandbox id), mode 0700, removed when the sandbox ends. Backend-agnostic.
 
 use std::fs::{self, DirBuilder, Permissions};
 use std::io;
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use nix::unistd::{AccessFlags, Uid, access, geteuid};
 
-use crate::SandboxError;
+use crate::{SandboxError, SandboxId};
 
 /// The default root for scratch directories: `$XDG_RUNTIME_DIR/lodge` if that variable
 /// names an absolute, writable directory, else `<temp dir>/lodge-<uid>`.
@@ -23,7 +23,22 @@ pub fn default_scratch_root() -> PathBuf {
     std::env::temp_dir().join(format!("lodge-{}", geteuid()))
 }
 
-/// A session's scratch directory. Removed (best effort) on drop unless [`disarm`]ed.
+/// The name of a sandbox's scratch directory under the scratch root: always exactly one
+/// normal path component.
+///
+/// Derived from the sandbox id, not the session id (which is public and the runtime's to
+/// shape). Its own type so that scratch naming can change alone: e.g. a directory kept per
+/// principal across sandboxes (`storage = "principal"`) would be named by the principal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ScratchName(String);
+
+impl ScratchName {
+    pub(crate) fn for_sandbox(id: &SandboxId) -> Self {
+        ScratchName(id.hex())
+    }
+}
+
+/// A sandbox's scratch directory. Removed (best effort) on drop unless [`disarm`]ed.
 ///
 /// [`disarm`]: ScratchDir::disarm
 #[derive(Debug)]
@@ -33,12 +48,11 @@ pub(crate) struct ScratchDir {
 }
 
 impl ScratchDir {
-    /// Create `root/<session_id>` with mode 0700, creating `root` (0700) first if needed.
+    /// Create `root/<name>` with mode 0700, creating `root` (0700) first if needed.
     ///
     /// Fails if the session directory already exists, or if `root` belongs to another user
     /// (a shared temp dir where someone else pre-created our root).
-    pub(crate) fn create(root: &Path, session_id: &str) -> Result<Self, SandboxError> {
-        validate_session_id(session_id)?;
+    pub(crate) fn create(root: &Path, name: &ScratchName) -> Result<Self, SandboxError> {
         let scratch_err = |path: &Path| {
             let path = path.to_path_buf();
             move |source| SandboxError::Scratch { path, source }
@@ -51,7 +65,7 @@ impl ScratchDir {
             .map_err(scratch_err(&root))?;
         check_root_owner(&root).map_err(scratch_err(&root))?;
 
-        let path = root.join(session_id);
+        let path = root.join(&name.0);
         DirBuilder::new()
             .mode(0o700)
             .create(&path)
@@ -82,16 +96,6 @@ impl Drop for ScratchDir {
             remove_tree_logged(&self.path);
         }
     }
-}
-
-/// A session id must be usable as one path component.
-pub(crate) fn validate_session_id(id: &str) -> Result<(), SandboxError> {
-    if id.is_empty() || id == "." || id == ".." || id.contains(['/', '\0']) {
-        return Err(SandboxError::InvalidSessionId {
-            session_id: id.to_owned(),
-        });
-    }
-    Ok(())
 }
 
 fn check_root_owner(root: &Path) -> io::Result<()> {
@@ -155,11 +159,15 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn name(s: &str) -> ScratchName {
+        ScratchName(s.to_owned())
+    }
+
     #[test]
     fn creates_0700_and_removes_on_drop() {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("a/b");
-        let dir = ScratchDir::create(&root, "s1").unwrap();
+        let dir = ScratchDir::create(&root, &name("s1")).unwrap();
         let path = dir.path().to_path_buf();
         assert_eq!(path, root.join("s1"));
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o700);
@@ -174,28 +182,39 @@ mod tests {
     #[test]
     fn existing_session_dir_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
-        let _dir = ScratchDir::create(tmp.path(), "s1").unwrap();
-        let err = ScratchDir::create(tmp.path(), "s1").unwrap_err();
+        let _dir = ScratchDir::create(tmp.path(), &name("s1")).unwrap();
+        let err = ScratchDir::create(tmp.path(), &name("s1")).unwrap_err();
         assert!(matches!(err, SandboxError::Scratch { .. }), "{err}");
     }
 
     #[test]
-    fn bad_session_ids() {
-        let tmp = tempfile::tempdir().unwrap();
-        for id in ["", ".", "..", "a/b", "../x", "a\0b"] {
-            let err = ScratchDir::create(tmp.path(), id).unwrap_err();
+    fn names_from_sandbox_ids_are_one_plain_path_component() {
+        for _ in 0..100 {
+            let id = SandboxId::mint();
+            let name = ScratchName::for_sandbox(&id);
+            let components: Vec<_> = Path::new(&name.0).components().collect();
+            assert_eq!(
+                components,
+                [std::path::Component::Normal(name.0.as_ref())],
+                "{name:?}"
+            );
+            assert_eq!(name.0.len(), 32);
             assert!(
-                matches!(err, SandboxError::InvalidSessionId { .. }),
-                "{id:?}"
+                name.0
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
             );
         }
-        assert!(ScratchDir::create(tmp.path(), "...").is_ok());
+        let tmp = tempfile::tempdir().unwrap();
+        let id = SandboxId::mint();
+        let dir = ScratchDir::create(tmp.path(), &ScratchName::for_sandbox(&id)).unwrap();
+        assert_eq!(dir.path(), tmp.path().join(id.to_string()));
     }
 
     #[test]
     fn disarm_keeps_the_dir() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut dir = ScratchDir::create(tmp.path(), "s").unwrap();
+        let mut dir = ScratchDir::create(tmp.path(), &name("s")).unwrap();
         let path = dir.disarm();
         drop(dir);
         assert!(path.is_dir());

@@ -9,6 +9,8 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::task::JoinHandle;
 
+use crate::SandboxId;
+
 /// Lines kept for [`StderrCapture::tail`].
 pub(crate) const TAIL_LINES: usize = 10;
 /// Longer lines are cut here (the rest of the line is read and dropped).
@@ -28,12 +30,12 @@ pub(crate) struct StderrCapture {
 
 impl StderrCapture {
     /// Start reading `stderr` on a new task. Must be called within a Tokio runtime.
-    pub(crate) fn spawn<R>(stderr: R, session_id: String, cap: usize) -> Self
+    pub(crate) fn spawn<R>(stderr: R, sandbox: SandboxId, cap: usize) -> Self
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
         let tail = Tail::default();
-        let task = tokio::spawn(read_stderr(stderr, session_id, cap, Arc::clone(&tail)));
+        let task = tokio::spawn(read_stderr(stderr, sandbox, cap, Arc::clone(&tail)));
         StderrCapture {
             tail,
             task: Some(task),
@@ -73,7 +75,7 @@ fn lock(tail: &Tail) -> std::sync::MutexGuard<'_, VecDeque<String>> {
     tail.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn read_stderr<R: AsyncRead + Unpin>(stderr: R, session_id: String, cap: usize, tail: Tail) {
+async fn read_stderr<R: AsyncRead + Unpin>(stderr: R, sandbox: SandboxId, cap: usize, tail: Tail) {
     // Small: every idle session holds it, and stderr is rarely busy (`line` grows as needed).
     let mut reader = BufReader::with_capacity(1024, stderr);
     let mut budget = LogBudget::new(cap);
@@ -83,13 +85,13 @@ async fn read_stderr<R: AsyncRead + Unpin>(stderr: R, session_id: String, cap: u
         let buf = match reader.fill_buf().await {
             Ok(buf) => buf,
             Err(error) => {
-                tracing::debug!(session = %session_id, %error, "reading server stderr failed");
+                tracing::debug!(%sandbox, %error, "reading server stderr failed");
                 break;
             }
         };
         if buf.is_empty() {
             if !line.is_empty() {
-                emit(&line, truncated, &session_id, &mut budget, &tail);
+                emit(&line, truncated, sandbox, &mut budget, &tail);
             }
             break;
         }
@@ -104,14 +106,14 @@ async fn read_stderr<R: AsyncRead + Unpin>(stderr: R, session_id: String, cap: u
         line.extend_from_slice(&chunk[..chunk.len().min(room)]);
         reader.consume(consumed);
         if complete {
-            emit(&line, truncated, &session_id, &mut budget, &tail);
+            emit(&line, truncated, sandbox, &mut budget, &tail);
             line.clear();
             truncated = false;
         }
     }
 }
 
-fn emit(raw: &[u8], truncated: bool, session_id: &str, budget: &mut LogBudget, tail: &Tail) {
+fn emit(raw: &[u8], truncated: bool, sandbox: SandboxId, budget: &mut LogBudget, tail: &Tail) {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
     let mut text = String::from_utf8_lossy(raw).into_owned();
     if truncated {
@@ -119,16 +121,16 @@ fn emit(raw: &[u8], truncated: bool, session_id: &str, budget: &mut LogBudget, t
     }
     match budget.admit(&text) {
         Admit::Log => {
-            tracing::info!(target: "lodge::server_stderr", session = %session_id, "{text}");
+            tracing::info!(target: "lodge::server_stderr", %sandbox, "{text}");
         }
         Admit::LogPrefixThenWarn(n) => {
             if n > 0 {
                 let prefix = &text[..n];
-                tracing::info!(target: "lodge::server_stderr", session = %session_id, "{prefix}");
+                tracing::info!(target: "lodge::server_stderr", %sandbox, "{prefix}");
             }
             tracing::warn!(
                 target: "lodge::server_stderr",
-                session = %session_id,
+                %sandbox,
                 cap = budget.cap,
                 "stderr cap reached; further output discarded"
             );
@@ -240,7 +242,7 @@ mod tests {
         }
         input.extend_from_slice(&vec![b'x'; MAX_LINE * 3]);
         input.extend_from_slice(b"\nbad \xff utf8\nno newline at end");
-        let mut cap = StderrCapture::spawn(std::io::Cursor::new(input), "s".into(), 100);
+        let mut cap = StderrCapture::spawn(std::io::Cursor::new(input), SandboxId::mint(), 100);
         cap.drain(Duration::from_secs(30)).await;
         assert!(cap.task.is_none(), "reader finished");
         let tail = cap.tail();

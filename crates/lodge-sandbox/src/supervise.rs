@@ -13,6 +13,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::process::Child;
 
+use crate::SandboxId;
 use crate::cgroup::SessionCgroup;
 use crate::exit::ExitReport;
 use crate::net::TcpConnector;
@@ -47,7 +48,7 @@ pub(crate) struct Extras {
 /// guard, so nothing is left behind even on panic.
 #[derive(Debug)]
 pub struct SandboxProcess {
-    session_id: String,
+    sandbox_id: SandboxId,
     child: Child,
     /// The server's process group; `None` once it is known to be empty.
     pgid: Option<Pid>,
@@ -64,7 +65,7 @@ pub struct SandboxProcess {
 impl SandboxProcess {
     /// `child` must lead its own process group (its pid is the group id).
     pub(crate) fn new(
-        session_id: String,
+        sandbox_id: SandboxId,
         child: Child,
         scratch: ScratchDir,
         stderr: StderrCapture,
@@ -74,12 +75,12 @@ impl SandboxProcess {
             connector: TcpConnector::host(),
             pid_namespace: false,
         };
-        Self::with_extras(session_id, child, scratch, stderr, extras)
+        Self::with_extras(sandbox_id, child, scratch, stderr, extras)
     }
 
     /// Like [`new`](Self::new), with a cgroup and/or network namespace to look after.
     pub(crate) fn with_extras(
-        session_id: String,
+        sandbox_id: SandboxId,
         child: Child,
         scratch: ScratchDir,
         stderr: StderrCapture,
@@ -90,7 +91,7 @@ impl SandboxProcess {
             .and_then(|pid| i32::try_from(pid).ok())
             .map(Pid::from_raw);
         SandboxProcess {
-            session_id,
+            sandbox_id,
             child,
             pgid,
             exit: None,
@@ -128,6 +129,11 @@ impl SandboxProcess {
         report
     }
 
+    /// The sandbox's id (what its log lines, scratch directory and cgroups are named by).
+    pub fn sandbox_id(&self) -> SandboxId {
+        self.sandbox_id
+    }
+
     /// The server's pid, or `None` once it has been reaped.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
@@ -158,7 +164,7 @@ impl SandboxProcess {
         let report = match self.child.wait().await {
             Ok(status) => ExitReport::from(status),
             Err(error) => {
-                tracing::warn!(session = %self.session_id, %error, "cannot collect server exit status");
+                tracing::warn!(sandbox = %self.sandbox_id, %error, "cannot collect server exit status");
                 ExitReport::UNKNOWN
             }
         };
@@ -181,12 +187,12 @@ impl SandboxProcess {
             None => match tokio::time::timeout(grace, self.child.wait()).await {
                 Ok(Ok(status)) => status.into(),
                 Ok(Err(error)) => {
-                    tracing::warn!(session = %self.session_id, %error, "cannot collect server exit status");
+                    tracing::warn!(sandbox = %self.sandbox_id, %error, "cannot collect server exit status");
                     ExitReport::UNKNOWN
                 }
                 Err(_elapsed) => {
                     tracing::info!(
-                        session = %self.session_id,
+                        sandbox = %self.sandbox_id,
                         ?grace,
                         "server did not exit after SIGTERM; sending SIGKILL"
                     );
@@ -204,7 +210,7 @@ impl SandboxProcess {
                 .await
                 .is_err()
             {
-                tracing::warn!(session = %self.session_id, "the sandbox's init did not exit");
+                tracing::warn!(sandbox = %self.sandbox_id, "the sandbox's init did not exit");
             }
         }
         self.stderr.drain(STDERR_DRAIN).await;
@@ -222,9 +228,9 @@ impl SandboxProcess {
             remove_tree_logged(&path);
         };
         if let Err(error) = tokio::task::spawn_blocking(cleanup).await {
-            tracing::warn!(session = %self.session_id, %error, "sandbox cleanup failed");
+            tracing::warn!(sandbox = %self.sandbox_id, %error, "sandbox cleanup failed");
         }
-        tracing::debug!(session = %self.session_id, "server {report}");
+        tracing::debug!(sandbox = %self.sandbox_id, "server {report}");
         report
     }
 
@@ -239,11 +245,11 @@ impl SandboxProcess {
         match tokio::time::timeout(KILL_WAIT, self.child.wait()).await {
             Ok(Ok(status)) => status.into(),
             Ok(Err(error)) => {
-                tracing::warn!(session = %self.session_id, %error, "cannot collect server exit status");
+                tracing::warn!(sandbox = %self.sandbox_id, %error, "cannot collect server exit status");
                 ExitReport::UNKNOWN
             }
             Err(_elapsed) => {
-                tracing::warn!(session = %self.session_id, "server still not reaped after SIGKILL");
+                tracing::warn!(sandbox = %self.sandbox_id, "server still not reaped after SIGKILL");
                 ExitReport::UNKNOWN
             }
         }
@@ -267,7 +273,7 @@ impl SandboxProcess {
             Ok(()) => {}
             Err(Errno::ESRCH) => self.pgid = None,
             Err(error) => {
-                tracing::debug!(session = %self.session_id, %error, ?signal, "cannot signal process group");
+                tracing::debug!(sandbox = %self.sandbox_id, %error, ?signal, "cannot signal process group");
             }
         }
     }

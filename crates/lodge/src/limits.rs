@@ -1,11 +1,14 @@
-//! The open-file budget. Every session holds descriptors in Lodge: three pipes to its
-//! server, a handle on its process, its clients' connections and, for an HTTP-transport
-//! server, the connection to it and (`namespaces`) a handle on its network namespace. The usual soft limit (1024) would stop Lodge at a few
-//! hundred sessions with "Too many open files", so `lodge serve` raises it to fit
-//! `max_sessions`, and where the hard limit is too low, accepts only the sessions that
-//! fit: a clear 503 "at its limit" instead of failures in the middle of a spawn or a
-//! teardown.
+//! The open-file budget. Every session holds descriptors in Lodge: what its sandbox holds
+//! (the backend says: [`Backend::descriptors_per_session`] — pipes, a process handle, for
+//! some a handle on the sandbox's network namespace), its client's connection and, for an
+//! HTTP-transport server, the connection to it. The usual soft limit (1024) would stop
+//! Lodge at a few hundred sessions with "Too many open files", so `lodge serve` raises it
+//! to fit `max_sessions` sessions of the costliest configured server, and where the hard
+//! limit is too low, accepts only the sessions that fit: a clear 503 "at its limit"
+//! instead of failures in the middle of a spawn or a teardown.
 
+use lodge_runtime::{ServerSpec, Transport};
+use lodge_sandbox::Backend;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
 /// Listeners, logs, the runtime's own descriptors, connections without a session, and
@@ -14,11 +17,39 @@ const RESERVE: u64 = 1024;
 /// Where the kernel caps any process's limit.
 const NR_OPEN: &str = "/proc/sys/fs/nr_open";
 
-/// Descriptors one live session may hold: stdin, stdout and stderr pipes, the process
-/// handle (a pidfd) and one client connection; with `http_servers`, also the connection
-/// to the server and a handle on its network namespace.
-pub fn fds_per_session(http_servers: bool) -> u64 {
-    if http_servers { 7 } else { 5 }
+/// The client connection a session is used over.
+const CLIENT_CONNECTION: u64 = 1;
+/// Lodge's connection to an HTTP-transport server (one per call in flight; one counted).
+const SERVER_CONNECTION: u64 = 1;
+
+/// Descriptors one live session of a server may hold: its sandbox's, as `backend` counts
+/// them, plus its client connection and, for a server reached over TCP, the connection
+/// to it.
+pub fn fds_per_session(backend: &dyn Backend, reached_over_tcp: bool) -> u64 {
+    let server_connection = if reached_over_tcp {
+        SERVER_CONNECTION
+    } else {
+        0
+    };
+    backend.descriptors_per_session(reached_over_tcp) + CLIENT_CONNECTION + server_connection
+}
+
+/// The most descriptors a session of any of `servers` may hold: the budget is sized for
+/// sessions of the costliest one.
+pub fn largest_fds_per_session(servers: &[ServerSpec]) -> u64 {
+    largest(
+        servers
+            .iter()
+            .map(|s| (&*s.backend, matches!(s.transport, Transport::Http { .. }))),
+    )
+}
+
+fn largest<'a>(servers: impl IntoIterator<Item = (&'a dyn Backend, bool)>) -> u64 {
+    servers
+        .into_iter()
+        .map(|(backend, tcp)| fds_per_session(backend, tcp))
+        .max()
+        .unwrap_or(CLIENT_CONNECTION)
 }
 
 /// What the limit allows after [`fit_open_files`].
@@ -72,10 +103,68 @@ fn sessions_within(limit: u64, per_session: u64) -> u64 {
 mod tests {
     use super::*;
 
+    /// A backend that only reports a cost.
+    struct Costs {
+        stdio: u64,
+        tcp: u64,
+    }
+
+    impl Backend for Costs {
+        fn name(&self) -> &'static str {
+            "costs"
+        }
+        fn descriptors_per_session(&self, reached_over_tcp: bool) -> u64 {
+            if reached_over_tcp {
+                self.tcp
+            } else {
+                self.stdio
+            }
+        }
+        fn spawn(
+            &self,
+            _: &lodge_sandbox::SandboxSpec,
+        ) -> Result<lodge_sandbox::Sandbox, lodge_sandbox::SandboxError> {
+            Err(lodge_sandbox::SandboxError::EmptyCommand)
+        }
+    }
+
     #[test]
-    fn budgets_leave_a_reserve_and_count_http_servers() {
-        assert_eq!(wanted(1000, fds_per_session(false)), 6024);
-        assert_eq!(wanted(1000, fds_per_session(true)), 8024);
+    fn a_session_costs_its_sandbox_plus_its_connections() {
+        let process = lodge_sandbox::ProcessBackend;
+        assert_eq!(fds_per_session(&process, false), 5);
+        assert_eq!(fds_per_session(&process, true), 6);
+        let costly = Costs { stdio: 4, tcp: 5 };
+        assert_eq!(fds_per_session(&costly, false), 5);
+        assert_eq!(fds_per_session(&costly, true), 7);
+    }
+
+    #[test]
+    fn the_budget_is_sized_for_the_costliest_server() {
+        let cheap = Costs { stdio: 4, tcp: 4 };
+        let netns = Costs { stdio: 4, tcp: 5 };
+        let odd = Costs { stdio: 9, tcp: 1 };
+        assert_eq!(largest([(&cheap as &dyn Backend, false)]), 5);
+        assert_eq!(
+            largest([(&cheap as &dyn Backend, false), (&netns, false)]),
+            5
+        );
+        assert_eq!(
+            largest([(&cheap as &dyn Backend, true), (&netns, false)]),
+            6
+        );
+        assert_eq!(
+            largest([(&cheap as &dyn Backend, false), (&netns, true)]),
+            7
+        );
+        // Whatever each backend says for the transport its server uses.
+        assert_eq!(largest([(&netns as &dyn Backend, true), (&odd, false)]), 10);
+        assert_eq!(largest([(&odd as &dyn Backend, true)]), 3);
+    }
+
+    #[test]
+    fn budgets_leave_a_reserve() {
+        assert_eq!(wanted(1000, 5), 6024);
+        assert_eq!(wanted(1000, 7), 8024);
         assert_eq!(wanted(usize::MAX, 6), u64::MAX);
         assert_eq!(sessions_within(20_000, 5), 3795);
         assert_eq!(sessions_within(1000, 5), 0);

@@ -2,7 +2,7 @@
 
 use crate::config::{Env, ServeArgs, Settings};
 use anyhow::Context;
-use lodge_runtime::{Runtime, Transport};
+use lodge_runtime::Runtime;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -18,11 +18,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut settings = Settings::load(args, &Env::from_process())?;
-    let http_servers = settings
-        .servers
-        .iter()
-        .any(|s| matches!(s.transport, Transport::Http { .. }));
-    settings.session.max_sessions = fit_open_files(settings.session.max_sessions, http_servers);
+    let per_session = crate::limits::largest_fds_per_session(&settings.servers);
+    settings.session.max_sessions = fit_open_files(settings.session.max_sessions, per_session);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -82,10 +79,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Raises the open-file limit for `max_sessions`; returns how many sessions Lodge will
-/// accept, saying so when the limit allows fewer.
-fn fit_open_files(max_sessions: usize, http_servers: bool) -> usize {
-    let per_session = crate::limits::fds_per_session(http_servers);
+/// Raises the open-file limit for `max_sessions` sessions of `per_session` descriptors;
+/// returns how many sessions Lodge will accept, saying so when the limit allows fewer.
+fn fit_open_files(max_sessions: usize, per_session: u64) -> usize {
     match crate::limits::fit_open_files(max_sessions, per_session) {
         Ok(budget) if budget.sessions < max_sessions as u64 => {
             let fit = usize::try_from(budget.sessions)

@@ -6,7 +6,7 @@
 //! Skipped (with a message) on hosts that cannot run the sandbox, except under CI=true.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::{Lodge, Raw, start_namespaces_in};
+use crate::common::{Lodge, Raw, scratch_holding, start_namespaces_in};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -113,7 +113,7 @@ async fn writes_outside_session_and_tmp_are_refused() {
         assert_eq!(&got, want, "writing {path}");
     }
     // /session is the session's scratch dir on the host; /tmp is the sandbox's own.
-    let scratch = h.lodge.scratch_root().join(raw.session.as_ref().unwrap());
+    let scratch = scratch_holding(&h.lodge.scratch_root(), "notes.txt");
     assert_eq!(
         std::fs::read_to_string(scratch.join("notes.txt")).unwrap(),
         "hostile was here\n"
@@ -178,7 +178,7 @@ async fn sessions_cannot_reach_each_other() {
     );
     let a_me = attempt(&a, 2, "whoami", json!({})).await;
     let a_pid: i64 = a_me["sandbox_pid"].as_str().unwrap().parse().unwrap();
-    let a_scratch = h.lodge.scratch_root().join(a.session.as_ref().unwrap());
+    let a_scratch = scratch_holding(&h.lodge.scratch_root(), "secret");
     assert!(a_scratch.join("secret").exists());
 
     // B cannot read A's files through their host path (the scratch root is masked)…

@@ -1,7 +1,7 @@
 //! The Streamable HTTP rules of the 2025-11-25 transport, checked on the wire.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::{Lodge, Raw, read_events_until};
+use crate::common::{Lodge, Raw, new_scratch_dir, read_events_until};
 use serde_json::json;
 
 fn demo() -> (Lodge, Raw) {
@@ -80,7 +80,7 @@ async fn delete_ends_the_session_and_later_requests_get_404_saying_why() {
     let (lodge, mut raw) = demo();
     raw.initialize().await;
     assert_eq!(raw.call_text(1, "echo", json!({"text":"hi"})).await, "hi");
-    let scratch = lodge.scratch_root().join(raw.session.clone().unwrap());
+    let scratch = new_scratch_dir(&lodge.scratch_root(), &[]);
     assert!(scratch.is_dir());
 
     let del = Raw::send(

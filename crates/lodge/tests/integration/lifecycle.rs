@@ -2,7 +2,7 @@
 //! crashes, the session limit, and a draining shutdown with no orphan processes.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::{Lodge, Raw, dirs, eventually};
+use crate::common::{Lodge, Raw, dirs, eventually, new_scratch_dir, scratch_holding};
 use serde_json::json;
 use std::time::Duration;
 
@@ -13,20 +13,22 @@ fn message(reply: &crate::common::Reply) -> String {
         .to_string()
 }
 
-/// The session's scratch directory: it exists exactly as long as its sandbox.
-fn sandbox_dir(lodge: &Lodge, raw: &Raw) -> std::path::PathBuf {
-    lodge.scratch_root().join(raw.session.clone().unwrap())
+/// Starts a session; returns its scratch directory, which exists exactly as long as its
+/// sandbox (the session's is the one that appears with it: these tests have no warm pool).
+async fn start_session(lodge: &Lodge, raw: &mut Raw) -> std::path::PathBuf {
+    let before = dirs(&lodge.scratch_root());
+    raw.initialize().await;
+    new_scratch_dir(&lodge.scratch_root(), &before)
 }
 
 #[tokio::test]
 async fn idle_sessions_expire_but_a_busy_one_is_never_reaped() {
     let lodge = Lodge::demo("idle_timeout = \"1s\"");
     let mut idle = Raw::new(lodge.url());
-    idle.initialize().await;
-    let idle_sandbox = sandbox_dir(&lodge, &idle);
+    let idle_sandbox = start_session(&lodge, &mut idle).await;
     assert!(idle_sandbox.is_dir());
     let mut busy = Raw::new(lodge.url());
-    busy.initialize().await;
+    let busy_sandbox = start_session(&lodge, &mut busy).await;
     // A call that stays in flight for three idle timeouts.
     let long = busy.post_builder(&json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"slow","arguments":{"seconds":3,"steps":3}}}));
     let long = tokio::spawn(Raw::send(long));
@@ -49,7 +51,7 @@ async fn idle_sessions_expire_but_a_busy_one_is_never_reaped() {
     let result = long.events().last().unwrap().json();
     assert_eq!(result["result"]["content"][0]["text"], "finished 3 steps");
     // Still alive right after its call, and it expires once idle itself.
-    let busy_sandbox = sandbox_dir(&lodge, &busy);
+    assert!(busy_sandbox.is_dir());
     eventually(
         Duration::from_secs(10),
         "the formerly busy session to expire",
@@ -63,8 +65,7 @@ async fn idle_sessions_expire_but_a_busy_one_is_never_reaped() {
 async fn sessions_end_at_max_lifetime_even_when_active() {
     let lodge = Lodge::demo("max_lifetime = \"1500ms\"");
     let mut raw = Raw::new(lodge.url());
-    raw.initialize().await;
-    let sandbox = sandbox_dir(&lodge, &raw);
+    let sandbox = start_session(&lodge, &mut raw).await;
     let mut id = 10;
     eventually(
         Duration::from_secs(10),
@@ -172,7 +173,8 @@ async fn max_sessions_is_enforced_with_503_and_frees_up_on_end() {
 }
 
 /// Under an open-file limit it cannot raise, Lodge accepts only the sessions that fit
-/// (four descriptors each with the process backend, after a reserve of 1024) and
+/// (five descriptors each with the process backend: its sandbox's four and the client's
+/// connection, after a reserve of 1024) and
 /// refuses the next one as "at its limit", before any spawn runs out of descriptors.
 #[tokio::test]
 async fn a_low_open_file_limit_caps_sessions_with_a_clear_503() {
@@ -281,14 +283,19 @@ async fn a_warm_pool_hands_out_prestarted_sandboxes_once_and_refills() {
     let pooled = dirs(&scratch);
     let mut raw = Raw::new(lodge.url());
     raw.initialize().await;
-    let session = raw.session.clone().unwrap();
-    assert!(
-        pooled.contains(&session),
-        "the session took a pre-started sandbox"
-    );
     assert_eq!(
-        raw.call_text(1, "echo", json!({"text":"warm"})).await,
-        "warm"
+        raw.call_text(
+            1,
+            "notes",
+            json!({"action":"write","name":"mine","text":"x"})
+        )
+        .await,
+        "saved mine"
+    );
+    let mine = scratch_holding(&scratch, "mine");
+    assert!(
+        pooled.iter().any(|d| scratch.join(d) == mine),
+        "the session took a pre-started sandbox: {mine:?} not in {pooled:?}"
     );
     eventually(Duration::from_secs(10), "the pool to refill", async || {
         dirs(&scratch).len() == 3

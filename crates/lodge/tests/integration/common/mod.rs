@@ -538,3 +538,30 @@ pub fn dirs(path: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The one scratch directory under `root` that is not in `before` (names from [`dirs`]):
+/// the sandbox a session just started in. Sandboxes are named by their own ids, not by
+/// session ids, so a test finds a session's directory by when it appeared.
+pub fn new_scratch_dir(root: &Path, before: &[String]) -> PathBuf {
+    let new: Vec<String> = dirs(root)
+        .into_iter()
+        .filter(|d| !before.contains(d))
+        .collect();
+    assert_eq!(new.len(), 1, "exactly one new scratch directory: {new:?}");
+    root.join(&new[0])
+}
+
+/// The one scratch directory under `root` that holds `file` (written by its server).
+pub fn scratch_holding(root: &Path, file: &str) -> PathBuf {
+    let found: Vec<PathBuf> = dirs(root)
+        .into_iter()
+        .map(|d| root.join(d))
+        .filter(|d| d.join(file).exists())
+        .collect();
+    assert_eq!(
+        found.len(),
+        1,
+        "exactly one scratch directory holds {file}: {found:?}"
+    );
+    found[0].clone()
+}

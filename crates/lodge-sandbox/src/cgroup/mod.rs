@@ -4,7 +4,7 @@
 //! (`memory`, `cpu`, `pids`), the hierarchy that carries it — a v1 hierarchy mounted with
 //! that controller, or the v2 unified hierarchy where it is enabled — and makes a `lodge`
 //! directory under its own cgroup there. Per session ([`SessionCgroup::create`]) it makes
-//! `<that dir>/<session id>` in each hierarchy a configured limit needs, writes the limits,
+//! `<that dir>/<name>` ([`CgroupName`], from the sandbox id) in each hierarchy a configured limit needs, writes the limits,
 //! and hands the `cgroup.procs` files to the sandbox helper, which moves itself in before
 //! it starts anything (so every process of the sandbox is counted). After the sandbox is
 //! gone the directories are removed.
@@ -29,14 +29,18 @@ use std::fmt;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::Limits;
+
+mod session;
+
+pub(crate) use session::{CgroupName, SessionCgroup};
 
 /// Extra pids for the sandbox's own supervisor processes (the helper and the init).
 pub(crate) const SUPERVISOR_PIDS: u64 = 2;
 /// CFS period used for CPU quotas.
-const CPU_PERIOD_US: u64 = 100_000;
+pub(crate) const CPU_PERIOD_US: u64 = 100_000;
 
 /// Which cgroup version a hierarchy is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -342,231 +346,6 @@ fn make_dir(dir: &Path) -> Result<(), String> {
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(format!("cannot create {}: {e}", dir.display())),
     }
-}
-
-/// One session's cgroup directories (one per hierarchy a limit needs).
-#[derive(Debug)]
-pub(crate) struct SessionCgroup {
-    dirs: Vec<(CgroupVersion, PathBuf)>,
-    memory: Option<(CgroupVersion, PathBuf)>,
-    memory_limit: Option<u64>,
-}
-
-impl SessionCgroup {
-    /// Makes the directories and writes the limits. `None` if `limits` sets nothing.
-    pub(crate) fn create(
-        roots: &CgroupRoots,
-        session_id: &str,
-        limits: &Limits,
-    ) -> Result<Option<SessionCgroup>, String> {
-        if limits.is_empty() {
-            return Ok(None);
-        }
-        let mut cg = SessionCgroup {
-            dirs: Vec::new(),
-            memory: None,
-            memory_limit: limits.memory,
-        };
-        // On error `cg` is dropped, which removes what was made.
-        if let Some(bytes) = limits.memory {
-            let (v, dir) = cg.dir_for(roots, "memory", session_id)?;
-            match v {
-                CgroupVersion::V1 => {
-                    write(&dir, "memory.limit_in_bytes", bytes)?;
-                    // Count swap too, so the limit cannot be dodged by swapping.
-                    if dir.join("memory.memsw.limit_in_bytes").exists() {
-                        write(&dir, "memory.memsw.limit_in_bytes", bytes)?;
-                    }
-                }
-                CgroupVersion::V2 => {
-                    write(&dir, "memory.max", bytes)?;
-                    if dir.join("memory.swap.max").exists() {
-                        write(&dir, "memory.swap.max", 0)?;
-                    }
-                }
-            }
-            cg.memory = Some((v, dir));
-        }
-        if let Some(cpus) = limits.cpus {
-            if !(cpus.is_finite() && cpus > 0.0) {
-                return Err(format!("cpus must be a positive number, not {cpus}"));
-            }
-            let quota = ((cpus * CPU_PERIOD_US as f64) as u64).max(1000);
-            let (v, dir) = cg.dir_for(roots, "cpu", session_id)?;
-            match v {
-                CgroupVersion::V1 => {
-                    write(&dir, "cpu.cfs_period_us", CPU_PERIOD_US)?;
-                    write(&dir, "cpu.cfs_quota_us", quota)?;
-                }
-                CgroupVersion::V2 => {
-                    write_str(&dir, "cpu.max", &format!("{quota} {CPU_PERIOD_US}"))?;
-                }
-            }
-        }
-        if let Some(pids) = limits.pids {
-            let (_, dir) = cg.dir_for(roots, "pids", session_id)?;
-            write(&dir, "pids.max", pids.saturating_add(SUPERVISOR_PIDS))?;
-        }
-        Ok(Some(cg))
-    }
-
-    fn dir_for(
-        &mut self,
-        roots: &CgroupRoots,
-        controller: &str,
-        session_id: &str,
-    ) -> Result<(CgroupVersion, PathBuf), String> {
-        let root = roots
-            .get(controller)
-            .map_err(|why| format!("the {controller} cgroup controller is unavailable: {why}"))?;
-        let dir = root.dir.join(session_id);
-        if !self.dirs.iter().any(|(_, d)| *d == dir) {
-            let create = || fs::create_dir(&dir);
-            create()
-                .or_else(|e| match e.kind() {
-                    // Left behind by a Lodge that died: reuse the name if it is empty.
-                    io::ErrorKind::AlreadyExists => fs::remove_dir(&dir).and_then(|()| create()),
-                    _ => Err(e),
-                })
-                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            self.dirs.push((root.version, dir.clone()));
-        }
-        Ok((root.version, dir))
-    }
-
-    /// The `cgroup.procs` files the sandbox helper writes itself into.
-    pub(crate) fn procs_files(&self) -> Vec<PathBuf> {
-        self.dirs
-            .iter()
-            .map(|(_, d)| d.join("cgroup.procs"))
-            .collect()
-    }
-
-    pub(crate) fn memory_limit(&self) -> Option<u64> {
-        self.memory_limit
-    }
-
-    /// How many processes the kernel killed for running out of memory in this cgroup.
-    pub(crate) fn oom_kills(&self) -> u64 {
-        let Some((v, dir)) = &self.memory else {
-            return 0;
-        };
-        let file = match v {
-            CgroupVersion::V1 => "memory.oom_control",
-            CgroupVersion::V2 => "memory.events",
-        };
-        fs::read_to_string(dir.join(file))
-            .ok()
-            .and_then(|text| {
-                text.lines().find_map(|l| {
-                    l.strip_prefix("oom_kill ")
-                        .and_then(|n| n.trim().parse().ok())
-                })
-            })
-            .unwrap_or(0)
-    }
-
-    fn members(&self) -> Vec<i32> {
-        let mut pids: Vec<i32> = self
-            .dirs
-            .iter()
-            .filter_map(|(_, d)| fs::read_to_string(d.join("cgroup.procs")).ok())
-            .flat_map(|t| {
-                t.lines()
-                    .filter_map(|l| l.trim().parse().ok())
-                    .collect::<Vec<i32>>()
-            })
-            .collect();
-        pids.sort_unstable();
-        pids.dedup();
-        pids
-    }
-
-    /// SIGKILLs every process still in the cgroup.
-    pub(crate) fn kill_all(&self) {
-        for (v, dir) in &self.dirs {
-            if *v == CgroupVersion::V2 && fs::write(dir.join("cgroup.kill"), "1").is_ok() {
-                return;
-            }
-        }
-        for pid in self.members() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-    }
-
-    /// Waits (blocking, up to `timeout`) for the cgroup to empty, then removes it.
-    /// Returns whether everything was removed.
-    pub(crate) fn remove(&mut self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut delay = Duration::from_micros(200);
-        loop {
-            self.dirs.retain(|(_, d)| match fs::remove_dir(d) {
-                Ok(()) => false,
-                Err(e) => e.kind() != io::ErrorKind::NotFound,
-            });
-            if self.dirs.is_empty() {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                for (_, d) in &self.dirs {
-                    tracing::warn!(cgroup = %d.display(), "cannot remove session cgroup: still in use");
-                }
-                self.dirs.clear();
-                return false;
-            }
-            if delay >= Duration::from_millis(20) {
-                // Something outlived the sandbox's init (it should not): kill it.
-                self.kill_all();
-            }
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for SessionCgroup {
-    fn drop(&mut self) {
-        // Only reached with directories left when the sandbox never started (spawn
-        // failed) or on a drop without `terminate`, where `supervise` already killed it.
-        if !self.dirs.is_empty() {
-            self.kill_all();
-            let mut rest = SessionCgroup {
-                dirs: std::mem::take(&mut self.dirs),
-                memory: None,
-                memory_limit: None,
-            };
-            // Usually empty already; otherwise finish in the background.
-            if !rest.try_remove_now() {
-                let _ = std::thread::Builder::new()
-                    .name("lodge-cgroup-cleanup".into())
-                    .spawn(move || {
-                        rest.remove(Duration::from_secs(10));
-                    });
-            }
-        }
-    }
-}
-
-impl SessionCgroup {
-    fn try_remove_now(&mut self) -> bool {
-        self.dirs.retain(|(_, d)| match fs::remove_dir(d) {
-            Ok(()) => false,
-            Err(e) => e.kind() != io::ErrorKind::NotFound,
-        });
-        self.dirs.is_empty()
-    }
-}
-
-fn write(dir: &Path, file: &str, value: u64) -> Result<(), String> {
-    write_str(dir, file, &value.to_string())
-}
-
-fn write_str(dir: &Path, file: &str, value: &str) -> Result<(), String> {
-    let path = dir.join(file);
-    fs::write(&path, value).map_err(|e| format!("cannot write {value} to {}: {e}", path.display()))
 }
 
 /// Formats a byte count the way configs write it: `64MiB`, `1GiB`, `1536KiB`, `1000 bytes`.

@@ -28,14 +28,17 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::SandboxError;
 use crate::command::{FALLBACK_PATH, resolve_program};
-use crate::namespaces::{NamespacesOptions, Network};
+use crate::options::{NamespacesOptions, Network};
 use crate::plan::{Entry, HOSTNAME, INNER_ID, SESSION_DIR};
+
+mod install;
+
+use install::{install_dirs, node_project_root, pyenv_shim_target, shebang_interpreter};
 
 /// Top-level system entries bound (or mirrored as symlinks) in host mode.
 const SYSTEM: [&str; 7] = ["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32"];
@@ -412,101 +415,6 @@ fn dev_and_tmp() -> Vec<Entry> {
     entries
 }
 
-/// Directories to bind for an installed program at `path`.
-fn install_dirs(path: &Path) -> Vec<PathBuf> {
-    let path = normalize(path);
-    let Some(dir) = path.parent() else {
-        return Vec::new();
-    };
-    let in_bin = matches!(
-        dir.file_name().and_then(OsStr::to_str),
-        Some("bin" | "sbin")
-    );
-    if !in_bin {
-        return if is_forbidden(dir) {
-            vec![path.clone()]
-        } else {
-            vec![dir.to_path_buf()]
-        };
-    }
-    let Some(prefix) = dir.parent() else {
-        return Vec::new();
-    };
-    if prefix.join("pyvenv.cfg").is_file() && !is_forbidden(prefix) {
-        return vec![prefix.to_path_buf()];
-    }
-    if is_forbidden(prefix) || in_home(prefix) {
-        // Only the parts of the prefix a program needs, not the rest of a home directory.
-        let mut dirs = vec![dir.to_path_buf()];
-        if !is_forbidden(prefix) {
-            for sub in ["lib", "lib64", "libexec"] {
-                let p = prefix.join(sub);
-                if p.is_dir() {
-                    dirs.push(p);
-                }
-            }
-        }
-        return dirs.into_iter().filter(|d| !is_forbidden(d)).collect();
-    }
-    vec![prefix.to_path_buf()]
-}
-
-/// The directory holding the outermost `node_modules` in `path`, if any.
-fn node_project_root(path: &Path) -> Option<PathBuf> {
-    let mut root = PathBuf::new();
-    for c in path.components() {
-        if c.as_os_str() == "node_modules" {
-            return (!is_forbidden(&root)).then_some(root);
-        }
-        root.push(c);
-    }
-    None
-}
-
-/// The interpreter of a `#!` script (through `/usr/bin/env NAME` too).
-fn shebang_interpreter(path: &Path, host_path: &OsStr) -> Option<PathBuf> {
-    let mut head = [0u8; 256];
-    let n = fs::File::open(path).ok()?.read(&mut head).ok()?;
-    let line = head[..n].strip_prefix(b"#!")?;
-    let line = line.split(|&b| b == b'\n').next()?;
-    let line = std::str::from_utf8(line).ok()?;
-    let mut words = line.split_whitespace();
-    let interp = PathBuf::from(words.next()?);
-    if interp.file_name() == Some(OsStr::new("env")) {
-        let name = words.find(|w| !w.starts_with('-'))?;
-        return resolve_program(name, host_path).ok();
-    }
-    Some(interp)
-}
-
-/// A pyenv shim runs `pyenv exec`, which needs pyenv's whole tree and version files; the
-/// sandbox runs the interpreter the shim would pick instead (asked once, via `pyenv which`).
-fn pyenv_shim_target(path: &Path) -> Option<PathBuf> {
-    let shims = path.parent()?;
-    if shims.file_name() != Some(OsStr::new("shims")) {
-        return None;
-    }
-    let mut head = [0u8; 512];
-    let n = fs::File::open(path).ok()?.read(&mut head).ok()?;
-    let text = std::str::from_utf8(&head[..n]).ok()?;
-    if !text.starts_with("#!") || !text.contains("pyenv") {
-        return None;
-    }
-    let root = shims.parent()?;
-    let pyenv = root.join("libexec/pyenv");
-    let name = path.file_name()?;
-    let out = std::process::Command::new(&pyenv)
-        .arg("which")
-        .arg(name)
-        .env("PYENV_ROOT", root)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let real = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
-    (out.status.success() && real.is_absolute() && real.is_file()).then_some(real)
-}
-
 fn check_executable(program: &str, path: &Path) -> Result<(), SandboxError> {
     let meta = fs::metadata(path).map_err(|source| SandboxError::Spawn {
         program: program.to_owned(),
@@ -696,83 +604,4 @@ fn normalize(path: &Path) -> PathBuf {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn b(src: &str, rw: bool) -> HostBind {
-        HostBind {
-            src: src.into(),
-            dst: src.into(),
-            rw,
-        }
-    }
-
-    #[test]
-    fn install_dirs_rules() {
-        let tmp = tempfile::tempdir().unwrap();
-        let venv = tmp.path().join("venv");
-        fs::create_dir_all(venv.join("bin")).unwrap();
-        fs::write(venv.join("pyvenv.cfg"), "").unwrap();
-        assert_eq!(install_dirs(&venv.join("bin/python")), vec![venv.clone()]);
-        let opt = tmp.path().join("opt/tool");
-        assert_eq!(install_dirs(&opt.join("bin/tool")), vec![opt.clone()]);
-        assert_eq!(
-            install_dirs(Path::new("/root/.cargo/bin/x")),
-            vec![PathBuf::from("/root/.cargo/bin")]
-        );
-        assert_eq!(
-            install_dirs(Path::new("/root/tool")),
-            vec![PathBuf::from("/root/tool")]
-        );
-        assert_eq!(
-            install_dirs(Path::new("/work/target/debug/lodge")),
-            vec![PathBuf::from("/work/target/debug")]
-        );
-        assert!(
-            install_dirs(Path::new("/bin/sh"))
-                .iter()
-                .all(|d| d != Path::new("/"))
-        );
-    }
-
-    #[test]
-    fn node_roots() {
-        assert_eq!(
-            node_project_root(Path::new("/w/app/node_modules/@s/x/dist/index.js")),
-            Some(PathBuf::from("/w/app"))
-        );
-        assert_eq!(node_project_root(Path::new("/w/app/index.js")), None);
-        assert_eq!(node_project_root(Path::new("/home/u/node_modules/x")), None);
-    }
-
-    #[test]
-    fn dedupe_keeps_outermost() {
-        let out = dedupe(vec![
-            b("/a/b", false),
-            b("/a", false),
-            b("/c", false),
-            b("/a", false),
-        ]);
-        let dsts: Vec<_> = out.iter().map(|b| b.dst.clone()).collect();
-        assert_eq!(dsts, [PathBuf::from("/a"), PathBuf::from("/c")]);
-        // A writable child of a read-only parent stays.
-        let out = dedupe(vec![b("/a/b", true), b("/a", false)]);
-        assert_eq!(out.len(), 2);
-    }
-
-    #[test]
-    fn forbidden() {
-        for p in ["/", "/root", "/home", "/home/alice", "/etc", "/tmp"] {
-            assert!(is_forbidden(Path::new(p)), "{p}");
-        }
-        for p in ["/root/project", "/home/alice/app", "/tmp/x", "/work"] {
-            assert!(!is_forbidden(Path::new(p)), "{p}");
-        }
-        assert_eq!(normalize(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
-        assert_eq!(
-            dirs_before_parent_refs(Path::new("/w/crates/lodge/../../t/s.py")),
-            [PathBuf::from("/w/crates/lodge"), PathBuf::from("/w/crates")]
-        );
-    }
-}
+mod tests;
