@@ -18,6 +18,7 @@ mod config;
 mod error;
 mod registry;
 mod session;
+mod session_id;
 mod upstream;
 mod upstream_http;
 
@@ -29,3 +30,4 @@ pub use session::{
     BridgeState, CallStream, Event, EventId, EventStream, ModernCall, Protocol, SessionHandle,
     StateCodec, StateError,
 };
+pub use session_id::SessionId;

@@ -5,6 +5,7 @@ use crate::config::{ServerSpec, SessionConfig};
 use crate::error::{EndReason, RuntimeError};
 use crate::session::{Actor, SessionHandle, Shared, Slot};
 use crate::session::{BridgeState, StateCodec, StateError};
+use crate::session_id::SessionId;
 use crate::upstream::{self, Link, StdioLink, WRITE_QUEUE};
 use crate::upstream_http;
 use lodge_proto::seal::KeyRing;
@@ -31,7 +32,7 @@ const REFILL_PAUSE: Duration = Duration::from_millis(100);
 pub struct Server {
     pub spec: ServerSpec,
     /// Started sandboxes waiting for a session (`warm_pool`); each is used once.
-    pool: Mutex<VecDeque<(Arc<str>, Sandbox)>>,
+    pool: Mutex<VecDeque<Sandbox>>,
     /// Wakes the pool's refill task when a sandbox is taken.
     taken: Notify,
     /// Told by a session that took a pooled sandbox when its server first answers.
@@ -39,7 +40,7 @@ pub struct Server {
 }
 
 impl Server {
-    fn take_pooled(&self) -> Option<(Arc<str>, Sandbox)> {
+    fn take_pooled(&self) -> Option<Sandbox> {
         let pooled = lock(&self.pool).pop_front();
         if pooled.is_some() {
             self.taken.notify_one();
@@ -57,14 +58,14 @@ pub enum Lookup {
 
 #[derive(Default)]
 struct Ended {
-    reasons: HashMap<Arc<str>, EndReason>,
-    order: VecDeque<Arc<str>>,
+    reasons: HashMap<SessionId, EndReason>,
+    order: VecDeque<SessionId>,
 }
 
 pub struct Runtime {
     servers: Vec<Arc<Server>>,
     config: SessionConfig,
-    sessions: Mutex<HashMap<Arc<str>, SessionHandle>>,
+    sessions: Mutex<HashMap<SessionId, SessionHandle>>,
     ended: Mutex<Ended>,
     /// Sessions whose sandbox exists (live, or ending).
     live: AtomicUsize,
@@ -224,7 +225,7 @@ impl Runtime {
         let mut slot = Slot::new(self.clone());
         let pooled = server.take_pooled();
         let from_pool = pooled.is_some();
-        let (id, sandbox) = match pooled {
+        let sandbox = match pooled {
             Some(pooled) => pooled,
             // fork/exec and sandbox setup block for a millisecond or more: keep them off
             // the threads that relay everyone else's messages.
@@ -241,11 +242,12 @@ impl Runtime {
                 }
             }
         };
+        let id = SessionId::mint();
         let pid = sandbox.process.pid();
         let sandbox_id = sandbox.process.sandbox_id();
         let link = match &server.spec.transport {
             Transport::Stdio => Link::Stdio(StdioLink::new(
-                id.clone(),
+                id.shared(),
                 sandbox.io.stdout,
                 sandbox.io.stdin,
                 self.config.max_message_bytes,
@@ -254,7 +256,7 @@ impl Runtime {
                 let (to_server, write_queue) = mpsc::channel(WRITE_QUEUE);
                 let (from_server_tx, from_server) = mpsc::channel(FROM_SERVER_QUEUE);
                 tokio::spawn(upstream_http::http_link(
-                    id.clone(),
+                    id.shared(),
                     sandbox.process.tcp_connector(),
                     *port,
                     path.clone(),
@@ -262,7 +264,7 @@ impl Runtime {
                     from_server_tx.clone(),
                 ));
                 tokio::spawn(upstream::drain_loop(
-                    id.clone(),
+                    id.shared(),
                     sandbox.io.stdin,
                     sandbox.io.stdout,
                     from_server_tx,
@@ -301,9 +303,8 @@ impl Runtime {
         Ok(handle)
     }
 
-    /// Starts a sandbox for a future session of `server`, under a fresh session id.
-    fn spawn_sandbox(&self, server: &Server) -> Result<(Arc<str>, Sandbox), SandboxError> {
-        let id: Arc<str> = mint_session_id().into();
+    /// Starts a sandbox for a future session of `server`.
+    fn spawn_sandbox(&self, server: &Server) -> Result<Sandbox, SandboxError> {
         let spec = SandboxSpec {
             sandbox_id: SandboxId::mint(),
             command: server.spec.command.clone(),
@@ -313,7 +314,7 @@ impl Runtime {
             limits: server.spec.limits.clone(),
             reached_over_tcp: matches!(server.spec.transport, Transport::Http { .. }),
         };
-        Ok((id, server.spec.backend.spawn(&spec)?))
+        server.spec.backend.spawn(&spec)
     }
 
     /// Keeps each server's warm pool full, in the background, until shutdown.
@@ -354,7 +355,7 @@ impl Runtime {
     }
 
     /// Called by an ending actor: the id now answers 404 with `reason`.
-    pub(crate) fn retire(&self, id: &Arc<str>, reason: EndReason) {
+    pub(crate) fn retire(&self, id: &SessionId, reason: EndReason) {
         lock(&self.sessions).remove(id);
         let mut ended = lock(&self.ended);
         if ended.order.len() >= ENDED_REMEMBERED
@@ -398,16 +399,6 @@ impl Runtime {
             let _ = tokio::time::timeout(Duration::from_millis(100), released).await;
         }
     }
-}
-
-/// 128 random bits from the OS-seeded CSPRNG, as 32 lowercase hex characters.
-fn mint_session_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    bytes.iter().fold(String::with_capacity(32), |mut s, b| {
-        use std::fmt::Write;
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use super::era::{Adapter, CallState, Ctx, Env};
 use super::{Command, Shared};
 use crate::error::{EndReason, SessionError};
 use crate::registry::Runtime;
+use crate::session_id::SessionId;
 use crate::upstream::{FromServer, Link};
 use bytes::Bytes;
 use lodge_proto::{codes, error_body};
@@ -29,7 +30,7 @@ pub(crate) struct Slot {
     runtime: Arc<Runtime>,
     /// The session's id once it is registered; a session still registered when its
     /// slot goes was lost to a bug, and its id answers 404 saying so.
-    registered: Option<Arc<str>>,
+    registered: Option<SessionId>,
 }
 
 impl Slot {
@@ -40,7 +41,7 @@ impl Slot {
         }
     }
 
-    pub fn register(&mut self, id: Arc<str>) {
+    pub fn register(&mut self, id: SessionId) {
         self.registered = Some(id);
     }
 
@@ -96,7 +97,7 @@ macro_rules! ctx {
 
 /// What an actor is made of; [`Actor::new`] assembles it.
 pub(crate) struct Parts {
-    pub id: Arc<str>,
+    pub id: SessionId,
     pub runtime: Arc<Runtime>,
     pub shared: Arc<Shared>,
     pub commands: mpsc::Receiver<Command>,

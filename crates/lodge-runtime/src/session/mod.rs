@@ -19,6 +19,7 @@ pub use request_state::{BridgeState, StateCodec, StateError};
 pub use streams::{Event, EventId};
 
 use crate::error::{EndReason, SessionError};
+use crate::session_id::SessionId;
 use lodge_proto::Message;
 use lodge_proto::modern::ModernRequest;
 use serde::Deserialize;
@@ -154,13 +155,13 @@ pub(crate) struct Shared {
 /// A cheap, cloneable way to talk to a session's actor.
 #[derive(Clone)]
 pub struct SessionHandle {
-    id: Arc<str>,
+    id: SessionId,
     commands: mpsc::Sender<Command>,
     shared: Arc<Shared>,
 }
 
 impl SessionHandle {
-    pub(crate) fn new(id: Arc<str>, commands: mpsc::Sender<Command>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(id: SessionId, commands: mpsc::Sender<Command>, shared: Arc<Shared>) -> Self {
         SessionHandle {
             id,
             commands,
@@ -169,7 +170,7 @@ impl SessionHandle {
     }
 
     pub fn id(&self) -> &str {
-        &self.id
+        self.id.as_str()
     }
 
     pub fn server(&self) -> &str {

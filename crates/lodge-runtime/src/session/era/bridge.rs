@@ -148,7 +148,7 @@ impl Bridge {
         call: ModernCall,
         state: BridgeState,
     ) -> Result<(u32, EventStream), SessionError> {
-        if state.session != *ctx.env.session || state.principal != call.principal {
+        if state.session != ctx.env.session.as_str() || state.principal != call.principal {
             return Err(SessionError::StaleState(
                 "requestState belongs to another session or user".into(),
             ));

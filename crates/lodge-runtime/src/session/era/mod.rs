@@ -39,7 +39,7 @@ use tokio::time::Instant;
 /// What the session's adapters need besides the core: fixed for the session's life.
 pub(crate) struct Env {
     /// The public session id (it goes into sealed `requestState`s).
-    pub session: Arc<str>,
+    pub session: crate::SessionId,
     pub shared: Arc<Shared>,
     pub codec: Arc<StateCodec>,
     /// How long a client has to retry an `input_required` result Lodge made.

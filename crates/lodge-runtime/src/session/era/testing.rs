@@ -103,7 +103,7 @@ impl Session {
             adapter,
             out: Recorder::default(),
             env: Env {
-                session: "sess".into(),
+                session: crate::SessionId::mint(),
                 shared,
                 codec: Arc::new(StateCodec::new(KeyRing::random())),
                 request_state_ttl: Duration::from_secs(60),
