@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod admin;
+mod error_table;
 mod errors;
 mod guard;
 mod mcp;
