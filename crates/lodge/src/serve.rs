@@ -1,8 +1,9 @@
-//! `lodge serve`: bind, announce, serve, and drain on Ctrl-C / SIGTERM.
+//! `lodge serve`: load the config, build each server's sandbox backend, bind,
+//! announce, and hand over to lodge-http's `serve`, which drains on Ctrl-C / SIGTERM.
 
 use crate::config::{Env, ServeArgs, Settings};
 use anyhow::Context;
-use lodge_runtime::{Runtime, Transport};
+use lodge_runtime::{Runtime, ServerSpec, Transport};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -19,14 +20,17 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .iter()
         .any(|s| matches!(s.transport, Transport::Http { .. }));
     settings.session.max_sessions = fit_open_files(settings.session.max_sessions, http_servers);
+    // Before the async runtime starts its threads: the host probe may fork and move
+    // Lodge into a cgroup.
+    let servers = crate::config::build_servers(&settings, crate::config::probe_host)?;
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(serve(settings))
+        .block_on(serve(settings, servers))
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(settings: Settings, servers: Vec<ServerSpec>) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
@@ -39,10 +43,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    let runtime = Runtime::new(settings.servers.clone(), settings.session.clone());
+    announce(&settings, &servers, addr);
+    let runtime = Runtime::new(servers, settings.session.clone());
     runtime.start_warm_pools();
 
-    announce(&settings, addr);
     // The admin listener outlives the MCP one, so /readyz says "draining" while
     // sessions end.
     let (mcp_done, admin_stop) = tokio::sync::oneshot::channel::<()>();
@@ -105,33 +109,39 @@ fn fit_open_files(max_sessions: usize, http_servers: bool) -> usize {
     }
 }
 
-fn announce(settings: &Settings, addr: std::net::SocketAddr) {
+fn announce(settings: &Settings, servers: &[ServerSpec], addr: std::net::SocketAddr) {
     println!(
         "Lodge {} listening on http://{addr}",
         env!("CARGO_PKG_VERSION")
     );
-    for (i, server) in settings.servers.iter().enumerate() {
+    for (i, server) in servers.iter().enumerate() {
         let paths = if i == 0 {
             format!("/mcp, /mcp/{}", server.name)
         } else {
             format!("/mcp/{}", server.name)
         };
         println!(
-            "  {paths} -> {} ({})",
+            "  {paths} -> {} ({}), sandbox backend: {}",
             server.name,
-            server.command.join(" ")
+            server.command.join(" "),
+            server.backend.name()
         );
     }
-    let isolation = match settings.backend {
-        "process" => {
-            " (no isolation: each session gets its own process group, scratch directory and environment, but shares the host)"
-        }
-        "namespaces" => {
-            " (isolated: own namespaces, minimal read-only root, no capabilities, seccomp, cgroup limits)"
-        }
-        _ => "",
-    };
-    println!("  sandbox backend: {}{isolation}", settings.backend);
+    let mut backends: Vec<_> = servers.iter().map(|s| s.backend.name()).collect();
+    backends.sort_unstable();
+    backends.dedup();
+    for backend in backends {
+        let isolation = match backend {
+            "process" => {
+                "no isolation: each session gets its own process group, scratch directory and environment, but shares the host"
+            }
+            "namespaces" => {
+                "isolated: own namespaces, minimal read-only root, no capabilities, seccomp, cgroup limits"
+            }
+            _ => continue,
+        };
+        println!("  {backend}: {isolation}");
+    }
     println!(
         "  sessions: idle timeout {}, max lifetime {}, at most {}",
         humantime::format_duration(settings.session.idle_timeout),
