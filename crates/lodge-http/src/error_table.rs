@@ -12,7 +12,7 @@ use lodge_runtime::{ErrorSource, RuntimeError, SessionError};
 /// What an error is counted as: whose fault, and a short reason that stays the same
 /// from release to release (a metric label value, so never a message).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ErrorLabel {
+pub(crate) struct ErrorLabel {
     pub source: ErrorSource,
     pub reason: &'static str,
 }

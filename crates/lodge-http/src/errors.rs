@@ -147,7 +147,7 @@ impl fmt::Display for FrontError {
                 write!(f, "Request body is larger than the {limit}-byte limit")
             }
             FrontError::BodyUnreadable(why) => write!(f, "Could not read the request body: {why}"),
-            FrontError::Parse(e) => e.fmt(f),
+            FrontError::Parse(e) => write!(f, "{e}"),
             FrontError::BatchWithoutSession => f.write_str(
                 "JSON-RPC batches are not accepted here: initialize must be sent on its own",
             ),
@@ -177,10 +177,10 @@ impl fmt::Display for FrontError {
             FrontError::LegacySessionAsRuntime => f.write_str(
                 "this session was started with initialize: send its id as Mcp-Session-Id, not Lodge-Session-Id",
             ),
-            FrontError::Modern(e) => e.fmt(f),
-            FrontError::BadRequestState(e) => e.fmt(f),
-            FrontError::Runtime(e) => e.fmt(f),
-            FrontError::Session(e) => e.fmt(f),
+            FrontError::Modern(e) => write!(f, "{e}"),
+            FrontError::BadRequestState(e) => write!(f, "{e}"),
+            FrontError::Runtime(e) => write!(f, "{e}"),
+            FrontError::Session(e) => write!(f, "{e}"),
         }
     }
 }
@@ -258,5 +258,47 @@ impl IntoResponse for HttpError {
         // For whatever counts errors (a metrics layer): what failed, in stable words.
         response.extensions_mut().insert::<ErrorLabel>(label);
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapped_errors_keep_their_own_words() {
+        assert_eq!(
+            FrontError::Session(SessionError::ServerBusy).to_string(),
+            "the MCP server is not reading its input; try again later"
+        );
+        assert_eq!(
+            FrontError::Modern(ModernError::HeaderMismatch("x".into())).to_string(),
+            "Header mismatch: x"
+        );
+        assert_eq!(
+            FrontError::Runtime(RuntimeError::AtCapacity(2)).to_string(),
+            "Lodge is at its limit of 2 live sessions; try again later"
+        );
+    }
+
+    #[test]
+    fn a_gone_session_is_told_by_why_it_ended() {
+        let ended = |reason| Lookup::Ended(reason);
+        assert!(matches!(
+            FrontError::from_session(SessionError::Gone, ended(EndReason::Deleted)),
+            FrontError::SessionEnded(EndReason::Deleted)
+        ));
+        assert!(matches!(
+            FrontError::from_session(SessionError::Gone, Lookup::Unknown),
+            FrontError::UnknownSession
+        ));
+        assert!(matches!(
+            FrontError::from_runtime_session(SessionError::Gone, ended(EndReason::Stopped)),
+            FrontError::RuntimeSessionEnded(EndReason::Stopped)
+        ));
+        assert!(matches!(
+            FrontError::from_runtime_session(SessionError::ServerBusy, Lookup::Unknown),
+            FrontError::Session(SessionError::ServerBusy)
+        ));
     }
 }
