@@ -1,9 +1,9 @@
 //! Checks every request passes before it reaches a session: Host (DNS rebinding)
 //! and Origin.
 
-use crate::errors::{HttpError, http_error};
-use axum::http::{HeaderMap, StatusCode, header};
-use lodge_proto::codes;
+use crate::errors::FrontError;
+use axum::http::{HeaderMap, header};
+use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct FrontConfig {
@@ -13,6 +13,9 @@ pub struct FrontConfig {
     pub allowed_hosts: Vec<String>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// On shutdown, how long calls in flight may run before every session is ended
+    /// ([`crate::serve`] passes it to [`lodge_runtime::Runtime::shutdown`]).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for FrontConfig {
@@ -21,6 +24,7 @@ impl Default for FrontConfig {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             max_body_bytes: 4 << 20,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }
@@ -40,7 +44,7 @@ fn strip_port(authority: &str) -> &str {
 }
 
 impl FrontConfig {
-    pub(crate) fn check(&self, headers: &HeaderMap) -> Result<(), HttpError> {
+    pub(crate) fn check(&self, headers: &HeaderMap) -> Result<(), FrontError> {
         if let Some(host) = headers.get(header::HOST) {
             let host = host.to_str().map(strip_port).unwrap_or("");
             let host = host.to_ascii_lowercase();
@@ -50,13 +54,7 @@ impl FrontConfig {
                     .iter()
                     .any(|h| h == "*" || h.eq_ignore_ascii_case(&host));
             if !allowed {
-                return Err(http_error(
-                    StatusCode::FORBIDDEN,
-                    codes::INVALID_REQUEST,
-                    format!(
-                        "Host {host:?} is not allowed (DNS rebinding protection); add it to allowed_hosts"
-                    ),
-                ));
+                return Err(FrontError::HostNotAllowed(host));
             }
         }
         if let Some(origin) = headers.get(header::ORIGIN) {
@@ -71,11 +69,7 @@ impl FrontConfig {
                     .iter()
                     .any(|o| o == "*" || o.eq_ignore_ascii_case(origin));
             if !allowed {
-                return Err(http_error(
-                    StatusCode::FORBIDDEN,
-                    codes::INVALID_REQUEST,
-                    format!("Origin {origin:?} is not allowed; add it to allowed_origins"),
-                ));
+                return Err(FrontError::OriginNotAllowed(origin.to_string()));
             }
         }
         Ok(())

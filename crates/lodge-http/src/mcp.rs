@@ -1,7 +1,7 @@
 //! `POST|GET|DELETE /mcp` and `/mcp/{server}`: the Streamable HTTP transport,
 //! legacy (stateful) era, as the 2025-11-25 transport spec says.
 
-use crate::errors::{HttpError, from_session_error, http_error};
+use crate::errors::{FrontError, HttpError};
 use crate::guard::FrontConfig;
 use crate::sse;
 use axum::Router;
@@ -13,7 +13,7 @@ use axum::routing::any;
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use lodge_proto::headers::{LAST_EVENT_ID, LODGE_SESSION_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
-use lodge_proto::{Message, ParseError, codes, parse_batch, version};
+use lodge_proto::{Message, parse_batch, version};
 use lodge_runtime::{EventId, EventStream, Lookup, Runtime, Server, SessionError, SessionHandle};
 use std::sync::Arc;
 
@@ -70,33 +70,15 @@ async fn handle(
             .runtime
             .servers()
             .iter()
-            .map(|s| s.spec.name.as_str())
+            .map(|s| s.spec.name.clone())
             .collect();
-        return Err(http_error(
-            StatusCode::NOT_FOUND,
-            codes::INVALID_REQUEST,
-            format!(
-                "No such MCP server here. This Lodge serves: {}",
-                names.join(", ")
-            ),
-        ));
+        return Err(FrontError::UnknownServer(names).into());
     };
     match method {
         Method::POST => post(app, &server, &headers, body).await,
         Method::GET => get(app, &server, &headers).await,
         Method::DELETE => delete(app, &server, &headers).await,
-        _ => {
-            let mut response = http_error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                codes::INVALID_REQUEST,
-                format!("{method} is not supported; use POST, GET or DELETE"),
-            )
-            .into_response();
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"));
-            Ok(response)
-        }
+        _ => Err(FrontError::MethodNotAllowed(method).into()),
     }
 }
 
@@ -125,7 +107,7 @@ fn accepts(headers: &HeaderMap) -> Accepts {
     }
 }
 
-fn check_protocol_version(headers: &HeaderMap) -> Result<(), HttpError> {
+fn check_protocol_version(headers: &HeaderMap) -> Result<(), FrontError> {
     let Some(value) = headers.get(MCP_PROTOCOL_VERSION) else {
         return Ok(()); // the spec says to assume 2025-03-26
     };
@@ -133,58 +115,40 @@ fn check_protocol_version(headers: &HeaderMap) -> Result<(), HttpError> {
     if version::is_legacy(value) {
         return Ok(());
     }
-    Err(HttpError::bad_request(format!(
-        "Unsupported MCP-Protocol-Version {value:?}; this endpoint supports {}",
-        version::LEGACY.join(", ")
-    )))
+    Err(FrontError::UnsupportedProtocolVersion(value.to_string()))
 }
 
-fn session_id(headers: &HeaderMap) -> Result<Option<&str>, HttpError> {
+fn session_id(headers: &HeaderMap) -> Result<Option<&str>, FrontError> {
     headers
         .get(MCP_SESSION_ID)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| HttpError::bad_request("Mcp-Session-Id must be visible ASCII"))
-        })
+        .map(|v| v.to_str().map_err(|_| FrontError::InvalidSessionId))
         .transpose()
 }
 
 /// The live session the request names, or the error the spec prescribes.
-fn resolve(app: &App, server: &Server, headers: &HeaderMap) -> Result<SessionHandle, HttpError> {
+fn resolve(app: &App, server: &Server, headers: &HeaderMap) -> Result<SessionHandle, FrontError> {
     let Some(id) = session_id(headers)? else {
-        return Err(HttpError::bad_request(
-            "Missing Mcp-Session-Id header: send an initialize request first, then send its Mcp-Session-Id on every request",
-        ));
+        return Err(FrontError::MissingSessionId);
     };
     match app.runtime.lookup(id) {
         Lookup::Live(session) if session.server() == server.spec.name => Ok(session),
-        Lookup::Ended(reason) => Err(HttpError::session_ended(&reason)),
-        Lookup::Live(_) | Lookup::Unknown => Err(HttpError::unknown_session()),
+        Lookup::Ended(reason) => Err(FrontError::SessionEnded(reason)),
+        Lookup::Live(_) | Lookup::Unknown => Err(FrontError::UnknownSession),
     }
 }
 
-/// Maps a session error, looking up why the session ended if it did.
+/// A session error, told with why the session ended if it did.
 fn session_failed(app: &App, session: &SessionHandle, e: SessionError) -> HttpError {
-    let ended = match (&e, app.runtime.lookup(session.id())) {
-        (SessionError::Gone, Lookup::Ended(reason)) => Some(reason),
-        _ => None,
-    };
-    from_session_error(e, ended)
+    FrontError::from_session(e, app.runtime.lookup(session.id())).into()
 }
 
 /// Bytes of an oversized body read and discarded before answering 413, so the
 /// client finishes sending and sees the answer instead of a reset connection.
 const DRAIN_LIMIT: usize = 16 << 20;
 
-async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, HttpError> {
+async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, FrontError> {
     let limit = app.front.max_body_bytes;
-    let too_large = || {
-        http_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            codes::INVALID_REQUEST,
-            format!("Request body is larger than the {limit}-byte limit"),
-        )
-    };
+    let too_large = || FrontError::BodyTooLarge { limit };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -196,8 +160,7 @@ async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, 
     let mut kept = BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
     let mut total = 0usize;
     while let Some(chunk) = data.next().await {
-        let chunk = chunk
-            .map_err(|e| HttpError::bad_request(format!("Could not read the request body: {e}")))?;
+        let chunk = chunk.map_err(|e| FrontError::BodyUnreadable(e.to_string()))?;
         total += chunk.len();
         if total <= limit {
             kept.extend_from_slice(&chunk);
@@ -211,14 +174,8 @@ async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, 
     Ok(kept.freeze())
 }
 
-fn parse(bytes: Bytes) -> Result<Message, HttpError> {
-    Message::parse(bytes).map_err(|e| {
-        let code = match e {
-            ParseError::Json(_) => codes::PARSE_ERROR,
-            ParseError::Invalid(_) => codes::INVALID_REQUEST,
-        };
-        http_error(StatusCode::BAD_REQUEST, code, e.to_string())
-    })
+fn parse(bytes: Bytes) -> Result<Message, FrontError> {
+    Message::parse(bytes).map_err(FrontError::Parse)
 }
 
 async fn post(
@@ -229,11 +186,7 @@ async fn post(
 ) -> Result<Response, HttpError> {
     let accept = accepts(headers);
     if !accept.json && !accept.sse {
-        return Err(http_error(
-            StatusCode::NOT_ACCEPTABLE,
-            codes::INVALID_REQUEST,
-            "Accept must include application/json and text/event-stream",
-        ));
+        return Err(FrontError::PostNotAcceptable.into());
     }
     let is_json = headers
         .get(header::CONTENT_TYPE)
@@ -244,11 +197,7 @@ async fn post(
                 .starts_with("application/json")
         });
     if !is_json {
-        return Err(http_error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            codes::INVALID_REQUEST,
-            "Content-Type must be application/json",
-        ));
+        return Err(FrontError::UnsupportedMediaType.into());
     }
     let body = read_body(app, headers, body).await?;
     if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
@@ -306,30 +255,23 @@ async fn post_batch(
     body: &Bytes,
     sse: bool,
 ) -> Result<Response, HttpError> {
-    let session = resolve(app, server, headers).map_err(|e| match e.status {
-        StatusCode::BAD_REQUEST => HttpError::bad_request(
-            "JSON-RPC batches are not accepted here: initialize must be sent on its own",
-        ),
-        _ => e,
+    let session = resolve(app, server, headers).map_err(|e| match e {
+        FrontError::MissingSessionId => FrontError::BatchWithoutSession,
+        e => e,
     })?;
     let version = session
         .protocol_version()
         .unwrap_or(version::ASSUMED_WITHOUT_HEADER);
     if !version::allows_batches(version) {
-        return Err(HttpError::bad_request(format!(
-            "JSON-RPC batches are not supported in protocol version {version} (removed in 2025-06-18); send one message per POST"
-        )));
+        return Err(FrontError::BatchNotAllowed(version.to_string()).into());
     }
-    let messages = parse_batch(body)
-        .map_err(|e| http_error(StatusCode::BAD_REQUEST, codes::PARSE_ERROR, e.to_string()))?
+    let messages = parse_batch(body)?
         .into_iter()
         .map(parse)
         .collect::<Result<Vec<_>, _>>()?;
     let (requests, others): (Vec<_>, Vec<_>) = messages.into_iter().partition(Message::is_request);
     if requests.iter().any(|m| m.method() == Some("initialize")) {
-        return Err(HttpError::bad_request(
-            "initialize must not be part of a JSON-RPC batch",
-        ));
+        return Err(FrontError::BatchWithInitialize.into());
     }
     for message in others {
         session
@@ -389,11 +331,7 @@ async fn respond(
 
 async fn get(app: &App, server: &Server, headers: &HeaderMap) -> Result<Response, HttpError> {
     if !accepts(headers).sse {
-        return Err(http_error(
-            StatusCode::NOT_ACCEPTABLE,
-            codes::INVALID_REQUEST,
-            "GET opens an event stream: Accept must include text/event-stream",
-        ));
+        return Err(FrontError::GetNotAcceptable.into());
     }
     check_protocol_version(headers)?;
     let session = resolve(app, server, headers)?;
@@ -403,9 +341,7 @@ async fn get(app: &App, server: &Server, headers: &HeaderMap) -> Result<Response
             v.to_str()
                 .ok()
                 .and_then(|v| v.parse::<EventId>().ok())
-                .ok_or_else(|| {
-                    HttpError::bad_request("Last-Event-ID is not an event id this server issued")
-                })?,
+                .ok_or(FrontError::InvalidLastEventId)?,
         ),
     };
     let events = session
@@ -422,8 +358,7 @@ async fn delete(app: &App, server: &Server, headers: &HeaderMap) -> Result<Respo
     let session = match runtime_session {
         Some(id) if !headers.contains_key(MCP_SESSION_ID) => match app.runtime.lookup(id) {
             Lookup::Live(session) if session.server() == server.spec.name => session,
-            Lookup::Ended(reason) => return Err(HttpError::session_ended(&reason)),
-            _ => return Err(HttpError::unknown_session()),
+            other => return Err(FrontError::runtime_session_missing(other).into()),
         },
         _ => resolve(app, server, headers)?,
     };

@@ -2,7 +2,7 @@
 //! error rules of the spec (`basic/index`, `transports/streamable-http`).
 
 use crate::message::Message;
-use crate::{codes, version};
+use crate::version;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -68,22 +68,6 @@ pub enum ModernError {
 }
 
 impl ModernError {
-    pub fn code(&self) -> i64 {
-        match self {
-            ModernError::Meta(_) => codes::INVALID_PARAMS,
-            ModernError::UnsupportedVersion(_) => codes::UNSUPPORTED_PROTOCOL_VERSION,
-            ModernError::HeaderMismatch(_) => codes::HEADER_MISMATCH,
-            ModernError::Removed(_) => codes::METHOD_NOT_FOUND,
-        }
-    }
-
-    pub fn http_status(&self) -> u16 {
-        match self {
-            ModernError::Removed(_) => 404,
-            _ => 400,
-        }
-    }
-
     /// The error's `data` member, where the spec defines one.
     pub fn data(&self) -> Option<Value> {
         match self {
@@ -310,24 +294,33 @@ mod tests {
     #[test]
     fn spec_error_rules() {
         let e = validate(&call(json!({CLIENT_CAPABILITIES_KEY:{}})), headers()).unwrap_err();
-        assert_eq!((e.code(), e.http_status()), (-32602, 400));
+        assert!(matches!(e, ModernError::Meta(_)));
         let e = validate(&call(json!({PROTOCOL_VERSION_KEY:"2026-07-28"})), headers()).unwrap_err();
-        assert_eq!(e.code(), -32602);
+        assert!(matches!(e, ModernError::Meta(_)));
         let future =
             || call(json!({PROTOCOL_VERSION_KEY:"2099-01-01", CLIENT_CAPABILITIES_KEY:{}}));
         // A header naming another version than the body is a mismatch, whatever the body says.
-        assert_eq!(validate(&future(), headers()).unwrap_err().code(), -32020);
+        assert!(matches!(
+            validate(&future(), headers()),
+            Err(ModernError::HeaderMismatch(_))
+        ));
         let mut h = headers();
         h.protocol_version = Some("2099-01-01");
         let e = validate(&future(), h).unwrap_err();
-        assert_eq!(e.code(), -32022);
+        assert!(matches!(e, ModernError::UnsupportedVersion(_)));
         assert_eq!(e.data().unwrap()["requested"], "2099-01-01");
         let mut h = headers();
         h.protocol_version = Some("2025-11-25");
-        assert_eq!(validate(&call(good_meta()), h).unwrap_err().code(), -32020);
+        assert!(matches!(
+            validate(&call(good_meta()), h),
+            Err(ModernError::HeaderMismatch(_))
+        ));
         let mut h = headers();
         h.name = Some("other");
-        assert_eq!(validate(&call(good_meta()), h).unwrap_err().code(), -32020);
+        assert!(matches!(
+            validate(&call(good_meta()), h),
+            Err(ModernError::HeaderMismatch(_))
+        ));
         let mut h = headers();
         h.name = Some("=?base64?ZWNobw==?=");
         assert!(validate(&call(good_meta()), h).is_ok());
@@ -339,7 +332,7 @@ mod tests {
             name: None,
         };
         let e = validate(&ping, h).unwrap_err();
-        assert_eq!((e.code(), e.http_status()), (-32601, 404));
+        assert_eq!(e, ModernError::Removed("ping".into()));
     }
 
     #[test]

@@ -1,4 +1,8 @@
-use lodge_proto::{Id, codes};
+//! What can go wrong starting a session or delivering to one, why a session ended, and
+//! whose fault each error is ([`ErrorSource`]). Which HTTP status and JSON-RPC code an
+//! error becomes is the front's choice (lodge-http's error table), not made here.
+
+use lodge_proto::Id;
 use std::fmt;
 use std::time::Duration;
 
@@ -55,6 +59,40 @@ fn humanize(d: Duration) -> String {
     }
 }
 
+/// Who an error is about. The front's error table answers by it (a client's mistake
+/// is a 4xx, a failing server a 502 or 503, Lodge's own limits a 503, a broken invariant a
+/// 500) and it is the `source` label of error metrics and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorSource {
+    /// The client sent something wrong, or named something that is not there (any more).
+    Client,
+    /// The MCP server or its sandbox: it could not start, refused, or is not reading.
+    Server,
+    /// Lodge itself: its limits, its shutdown, the host it runs on, or a broken
+    /// invariant inside it.
+    Lodge,
+    /// Authentication or authorization of the client.
+    Auth,
+}
+
+impl ErrorSource {
+    /// The stable label value for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorSource::Client => "client",
+            ErrorSource::Server => "server",
+            ErrorSource::Lodge => "lodge",
+            ErrorSource::Auth => "auth",
+        }
+    }
+}
+
+impl fmt::Display for ErrorSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Errors creating a session.
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
@@ -71,6 +109,18 @@ pub enum RuntimeError {
     HostExhausted(lodge_sandbox::SandboxError),
     #[error("could not set up the MCP server for a 2026-07-28 client: {0}")]
     Prepare(String),
+}
+
+impl RuntimeError {
+    pub fn source(&self) -> ErrorSource {
+        match self {
+            RuntimeError::AtCapacity(_) | RuntimeError::ShuttingDown => ErrorSource::Lodge,
+            // Out of descriptors, processes or memory: the host is full, whichever
+            // server was about to start.
+            RuntimeError::HostExhausted(_) => ErrorSource::Lodge,
+            RuntimeError::Spawn(_) | RuntimeError::Prepare(_) => ErrorSource::Server,
+        }
+    }
 }
 
 impl From<lodge_sandbox::SandboxError> for RuntimeError {
@@ -106,22 +156,67 @@ pub enum SessionError {
     /// A request of one era sent to a session of the other.
     #[error("{0}")]
     WrongEra(&'static str),
-    /// A broken invariant inside Lodge: a bug, not the client's or the server's doing.
+    /// An invariant inside Lodge does not hold: a bug, never the client's or the
+    /// server's doing. Not to be reported as [`SessionError::Gone`].
     #[error("internal error in Lodge: {0}")]
     Internal(String),
 }
 
 impl SessionError {
-    pub fn code(&self) -> i64 {
+    pub fn source(&self) -> ErrorSource {
         match self {
-            SessionError::Gone => codes::SESSION_NOT_FOUND,
-            SessionError::DuplicateRequestId(_)
+            // The request names a session that is over; why it ended is told separately.
+            SessionError::Gone
+            | SessionError::DuplicateRequestId(_)
             | SessionError::UnknownEvent(_)
-            | SessionError::WrongEra(_) => codes::INVALID_REQUEST,
-            SessionError::Internal(_) => codes::INTERNAL_ERROR,
-            SessionError::StaleState(_) => codes::INVALID_PARAMS,
-            SessionError::ServerBusy | SessionError::ShuttingDown => codes::UNAVAILABLE,
-            SessionError::Upstream(_) => codes::SERVER_START_FAILED,
+            | SessionError::StaleState(_)
+            | SessionError::WrongEra(_) => ErrorSource::Client,
+            SessionError::ServerBusy | SessionError::Upstream(_) => ErrorSource::Server,
+            SessionError::ShuttingDown | SessionError::Internal(_) => ErrorSource::Lodge,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_knows_its_source() {
+        let sandbox = || lodge_sandbox::SandboxError::EmptyCommand;
+        let runtime = [
+            (RuntimeError::AtCapacity(3), ErrorSource::Lodge),
+            (RuntimeError::ShuttingDown, ErrorSource::Lodge),
+            (RuntimeError::HostExhausted(sandbox()), ErrorSource::Lodge),
+            (RuntimeError::Spawn(sandbox()), ErrorSource::Server),
+            (RuntimeError::Prepare("refused".into()), ErrorSource::Server),
+        ];
+        for (error, source) in runtime {
+            assert_eq!(error.source(), source, "{error:?}");
+        }
+        let session = [
+            (SessionError::Gone, ErrorSource::Client),
+            (
+                SessionError::DuplicateRequestId(Id::from_json_text("1")),
+                ErrorSource::Client,
+            ),
+            (
+                SessionError::UnknownEvent("1-2".into()),
+                ErrorSource::Client,
+            ),
+            (SessionError::StaleState("used".into()), ErrorSource::Client),
+            (SessionError::ServerBusy, ErrorSource::Server),
+            (
+                SessionError::Upstream("refused".into()),
+                ErrorSource::Server,
+            ),
+            (SessionError::ShuttingDown, ErrorSource::Lodge),
+            (SessionError::Internal("no call".into()), ErrorSource::Lodge),
+        ];
+        for (error, source) in session {
+            assert_eq!(error.source(), source, "{error:?}");
+        }
+        assert_eq!(ErrorSource::Server.to_string(), "server");
+        assert_eq!(ErrorSource::Auth.as_str(), "auth");
     }
 }

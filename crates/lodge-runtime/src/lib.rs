@@ -23,7 +23,7 @@ mod upstream;
 mod upstream_http;
 
 pub use config::{Anonymous, ServerSpec, SessionConfig, Transport};
-pub use error::{EndReason, RuntimeError, SessionError};
+pub use error::{EndReason, ErrorSource, RuntimeError, SessionError};
 pub use lodge_proto::Message;
 pub use registry::{Lookup, Runtime, Server};
 pub use session::{

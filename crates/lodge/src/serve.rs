@@ -1,14 +1,11 @@
-//! `lodge serve`: bind, announce, serve, and drain on Ctrl-C / SIGTERM.
+//! `lodge serve`: load the config, build each server's sandbox backend, bind,
+//! announce, and hand over to lodge-http's `serve`, which drains on Ctrl-C / SIGTERM.
 
 use crate::config::{Env, ServeArgs, Settings};
 use anyhow::Context;
-use lodge_runtime::Runtime;
-use std::time::Duration;
+use lodge_runtime::{Runtime, ServerSpec};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
-
-/// Time left for open connections to finish after every session has ended.
-const CONNECTION_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_env("LODGE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -18,23 +15,23 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut settings = Settings::load(args, &Env::from_process())?;
-    let per_session = crate::limits::largest_fds_per_session(&settings.servers);
+    // Before the async runtime starts its threads: the host probe may fork and move
+    // Lodge into a cgroup.
+    let servers = crate::config::build_servers(&settings, crate::config::probe_host)?;
+    let per_session = crate::limits::largest_fds_per_session(&servers);
     settings.session.max_sessions = fit_open_files(settings.session.max_sessions, per_session);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(serve(settings))
+        .block_on(serve(settings, servers))
 }
 
-async fn serve(settings: Settings) -> anyhow::Result<()> {
+async fn serve(settings: Settings, servers: Vec<ServerSpec>) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    let runtime = Runtime::new(settings.servers.clone(), settings.session.clone());
-    runtime.start_warm_pools();
-
     let admin = match settings.admin_listen {
         Some(admin_addr) => Some(
             TcpListener::bind(admin_addr)
@@ -43,37 +40,39 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    announce(&settings, addr);
-    if let Some(admin) = admin {
-        println!(
-            "  admin: http://{}/admin/sessions, /healthz, /readyz",
-            admin.local_addr()?
-        );
-        let admin_app = lodge_http::admin_router(runtime.clone());
-        tokio::spawn(async move { axum::serve(no_delay(admin), admin_app).await });
-    }
-    let app = lodge_http::router(runtime.clone(), settings.front.clone());
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(async move {
-        axum::serve(no_delay(listener), app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.changed().await;
-            })
-            .await
-    });
+    announce(&settings, &servers, addr);
+    let runtime = Runtime::new(servers, settings.session.clone());
+    runtime.start_warm_pools();
 
-    shutdown_signal().await;
-    tracing::info!(
-        grace = %humantime::format_duration(settings.shutdown_grace),
-        "shutting down: no new sessions; waiting for calls in flight, then ending every session"
-    );
-    let _ = stop_tx.send(true);
-    runtime.shutdown(settings.shutdown_grace).await;
-    if tokio::time::timeout(CONNECTION_CLOSE_WAIT, server)
+    // The admin listener outlives the MCP one, so /readyz says "draining" while
+    // sessions end.
+    let (mcp_done, admin_stop) = tokio::sync::oneshot::channel::<()>();
+    let admin = match admin {
+        Some(admin) => {
+            println!(
+                "  admin: http://{}/admin/sessions, /healthz, /readyz",
+                admin.local_addr()?
+            );
+            let stop = async move {
+                let _ = admin_stop.await;
+            };
+            Some(tokio::spawn(lodge_http::serve_admin(
+                admin,
+                runtime.clone(),
+                stop,
+            )))
+        }
+        None => None,
+    };
+    lodge_http::serve(listener, runtime, settings.front, shutdown_signal())
         .await
-        .is_err()
-    {
-        tracing::warn!("some connections did not close in time; exiting anyway");
+        .context("the MCP listener failed")?;
+    let _ = mcp_done.send(());
+    if let Some(admin) = admin {
+        admin
+            .await
+            .context("the admin listener task failed")?
+            .context("the admin listener failed")?;
     }
     tracing::info!("stopped");
     Ok(())
@@ -106,44 +105,39 @@ fn fit_open_files(max_sessions: usize, per_session: u64) -> usize {
     }
 }
 
-/// Small SSE writes must leave at once: with Nagle's algorithm on, an event written
-/// right after the stream's headers waits for the client's delayed ACK (~40 ms).
-fn no_delay(listener: TcpListener) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
-    use axum::serve::ListenerExt;
-    listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    })
-}
-
-fn announce(settings: &Settings, addr: std::net::SocketAddr) {
+fn announce(settings: &Settings, servers: &[ServerSpec], addr: std::net::SocketAddr) {
     println!(
         "Lodge {} listening on http://{addr}",
         env!("CARGO_PKG_VERSION")
     );
-    for (i, server) in settings.servers.iter().enumerate() {
+    for (i, server) in servers.iter().enumerate() {
         let paths = if i == 0 {
             format!("/mcp, /mcp/{}", server.name)
         } else {
             format!("/mcp/{}", server.name)
         };
         println!(
-            "  {paths} -> {} ({})",
+            "  {paths} -> {} ({}), sandbox backend: {}",
             server.name,
-            server.command.join(" ")
+            server.command.join(" "),
+            server.backend.name()
         );
     }
-    let isolation = match settings.backend {
-        "process" => {
-            " (no isolation: each session gets its own process group, scratch directory and environment, but shares the host)"
-        }
-        "namespaces" => {
-            " (isolated: own namespaces, minimal read-only root, no capabilities, seccomp, cgroup limits)"
-        }
-        _ => "",
-    };
-    println!("  sandbox backend: {}{isolation}", settings.backend);
+    let mut backends: Vec<_> = servers.iter().map(|s| s.backend.name()).collect();
+    backends.sort_unstable();
+    backends.dedup();
+    for backend in backends {
+        let isolation = match backend {
+            "process" => {
+                "no isolation: each session gets its own process group, scratch directory and environment, but shares the host"
+            }
+            "namespaces" => {
+                "isolated: own namespaces, minimal read-only root, no capabilities, seccomp, cgroup limits"
+            }
+            _ => continue,
+        };
+        println!("  {backend}: {isolation}");
+    }
     println!(
         "  sessions: idle timeout {}, max lifetime {}, at most {}",
         humantime::format_duration(settings.session.idle_timeout),

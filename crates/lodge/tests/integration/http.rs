@@ -217,6 +217,25 @@ async fn malformed_input_gets_clear_errors() {
     let reply = Raw::send(raw.http.put(lodge.url())).await;
     assert_eq!(reply.status, 405);
     assert_eq!(reply.headers["allow"], "GET, POST, DELETE");
+    // A batch with an unreadable session id is told so, not that it lacks one.
+    let reply = Raw::send(
+        raw.http
+            .post(lodge.url())
+            .header("content-type", "application/json")
+            .header(
+                "mcp-session-id",
+                reqwest::header::HeaderValue::from_bytes(b"caf\xe9").unwrap(),
+            )
+            .body(r#"[{"jsonrpc":"2.0","method":"notifications/initialized"}]"#),
+    )
+    .await;
+    assert_eq!(
+        (reply.status, error_of(&reply)),
+        (
+            400,
+            (-32600, "Mcp-Session-Id must be visible ASCII".to_string())
+        )
+    );
     let reply = Raw::send(
         raw.http
             .post(format!("{}/mcp/nope", lodge.base))

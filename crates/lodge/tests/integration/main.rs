@@ -4,6 +4,7 @@
 
 mod common;
 
+mod backends;
 mod clients;
 mod conformance_exact;
 mod conformance_regressions;

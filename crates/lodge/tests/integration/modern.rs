@@ -196,6 +196,15 @@ async fn a_modern_client_keeps_its_sandbox_with_lodge_session_id_and_gets_fresh_
             .unwrap()
             .contains("DELETE")
     );
+    // A second DELETE is told in the same 2026-07-28 words: there is no initialize.
+    let again =
+        crate::common::Raw::send(m.http.delete(&m.url).header("lodge-session-id", &session)).await;
+    assert_eq!(again.status, 404);
+    assert_eq!(again.json()["error"]["code"], -32001);
+    assert_eq!(
+        again.json()["error"]["message"],
+        "Runtime session not found: it ended because the client ended it with DELETE. Send the request without Lodge-Session-Id to start a new one."
+    );
 }
 
 #[tokio::test]

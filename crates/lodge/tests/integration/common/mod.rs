@@ -27,6 +27,8 @@ pub struct Lodge {
     child: Child,
     pub base: String,
     pub dir: tempfile::TempDir,
+    /// What `lodge serve` printed at startup, up to its `sessions:` line.
+    pub banner: Vec<String>,
 }
 
 /// `[[server]]` entry hosting the bundled demo server.
@@ -57,8 +59,29 @@ impl Lodge {
         Self::launch(dir, &config, args, wrapper)
     }
 
+    /// Starts Lodge with `config` and without `LODGE_BACKEND`, so that each server's
+    /// own `[server.sandbox] backend` applies.
+    pub fn start_with_own_backends(config: &str) -> Lodge {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = dir.path().join("scratch");
+        let config = format!("{config}\n[session]\nscratch_root = {scratch:?}\n");
+        Self::launch_with(dir, &config, &[], &[], true)
+    }
+
     /// Writes `config` into `dir` and starts `lodge serve` on it, on a free port.
     fn launch(dir: tempfile::TempDir, config: &str, args: &[&str], wrapper: &[&str]) -> Lodge {
+        Self::launch_with(dir, config, args, wrapper, args.contains(&"--backend"))
+    }
+
+    /// [`Lodge::launch`]; `clear_backend_env` removes `LODGE_BACKEND`, which would
+    /// override `--backend` and every server's own backend.
+    fn launch_with(
+        dir: tempfile::TempDir,
+        config: &str,
+        args: &[&str],
+        wrapper: &[&str],
+        clear_backend_env: bool,
+    ) -> Lodge {
         install_tls_provider();
         let path = dir.path().join("lodge.toml");
         std::fs::write(&path, config).unwrap();
@@ -78,7 +101,7 @@ impl Lodge {
             .env("LODGE_LOG", "info,lodge_runtime=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        if args.contains(&"--backend") {
+        if clear_backend_env {
             command.env_remove("LODGE_BACKEND");
         }
         let mut child = command.spawn().unwrap();
@@ -89,9 +112,22 @@ impl Lodge {
             .nth(1)
             .unwrap_or_else(|| panic!("unexpected banner: {first}"))
             .to_string();
+        let mut banner = vec![first];
+        for line in lines.by_ref().map_while(Result::ok) {
+            let last = line.starts_with("  sessions:");
+            banner.push(line);
+            if last {
+                break;
+            }
+        }
         // Drain the rest of stdout in the background so Lodge never blocks on it.
         std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-        Lodge { child, base, dir }
+        Lodge {
+            child,
+            base,
+            dir,
+            banner,
+        }
     }
 
     pub fn demo(session_toml: &str) -> Lodge {

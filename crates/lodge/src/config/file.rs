@@ -1,0 +1,84 @@
+//! The TOML config file's format, exactly as written: every key optional, unknown keys
+//! refused. Nothing here checks values or applies defaults.
+
+use lodge_runtime::{Anonymous, Protocol};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    pub max_body_bytes: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub shutdown_grace: Option<Duration>,
+    #[serde(default)]
+    pub session: SessionSection,
+    #[serde(default)]
+    pub server: Vec<ServerSection>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SessionSection {
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub max_lifetime: Option<Duration>,
+    pub max_sessions: Option<usize>,
+    pub event_buffer: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub terminate_grace: Option<Duration>,
+    pub scratch_root: Option<PathBuf>,
+    #[serde(default, with = "humantime_serde")]
+    pub request_state_ttl: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ServerSection {
+    pub name: String,
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub transport: Option<String>,
+    /// `transport = "http"`: the port the server listens on inside its sandbox.
+    pub port: Option<u16>,
+    /// `transport = "http"`: the path of its MCP endpoint.
+    pub path: Option<String>,
+    /// How 2026-07-28 clients reach it: auto | legacy (bridged) | modern (passed through).
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Where 2026-07-28 requests without Lodge-Session-Id run: fresh | shared.
+    #[serde(default)]
+    pub anonymous: Anonymous,
+    /// Sandboxes kept started ahead of demand.
+    #[serde(default)]
+    pub warm_pool: usize,
+    #[serde(default)]
+    pub sandbox: SandboxSection,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SandboxSection {
+    /// This server's backend: process | namespaces (others keep their own).
+    pub backend: Option<String>,
+    pub memory: Option<String>,
+    pub cpus: Option<f64>,
+    pub pids: Option<u64>,
+    pub network: Option<String>,
+    /// A directory to use as the sandbox's root (an unpacked container image).
+    pub rootfs: Option<PathBuf>,
+    /// Extra bind mounts, `SRC[:DST][:ro|rw]`.
+    #[serde(default)]
+    pub binds: Vec<String>,
+}

@@ -1,0 +1,470 @@
+//! `lodge serve` settings: the TOML file, then command-line flags, then `LODGE_*`
+//! environment variables, each overriding the one before (DESIGN.md §3).
+//!
+//! [`Settings::load`] only parses, checks and resolves: it never probes the host nor
+//! builds a sandbox backend, so it can be tested anywhere. [`build_servers`] is the
+//! step that does, when Lodge starts serving.
+
+mod backend;
+mod file;
+mod server;
+
+pub use backend::{BackendKind, build_servers, probe_host, sandbox_helper};
+pub use server::ServerConfig;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use file::FileConfig;
+use lodge_http::FrontConfig;
+use lodge_runtime::SessionConfig;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML config file.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Address of the MCP endpoint [default: 127.0.0.1:8787].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Address of the admin listener (/healthz, /readyz, /admin/sessions).
+    #[arg(long)]
+    pub admin_listen: Option<SocketAddr>,
+    /// Sandbox backend for every server, whatever the config file says: process | namespaces.
+    #[arg(long)]
+    pub backend: Option<BackendKind>,
+    /// End a session after this long with no request in flight (e.g. 90s, 15m).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub idle_timeout: Option<Duration>,
+    /// End a session this long after it started, busy or not (e.g. 8h).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub max_lifetime: Option<Duration>,
+    /// Most live sessions at once.
+    #[arg(long)]
+    pub max_sessions: Option<usize>,
+    /// Host the bundled demo server (a trip planner that elicits, samples and reports progress).
+    #[arg(long, conflicts_with = "command")]
+    pub demo: bool,
+    /// A stdio MCP server to host, e.g. `-- python3 server.py`.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Everything `lodge serve` needs, resolved.
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub admin_listen: Option<SocketAddr>,
+    pub front: FrontConfig,
+    pub session: SessionConfig,
+    pub servers: Vec<ServerConfig>,
+    /// The config file, as an absolute path: no sandbox may read it.
+    pub config_file: Option<PathBuf>,
+}
+
+/// `LODGE_*` variables, read once so tests can pass their own.
+pub struct Env(pub BTreeMap<String, String>);
+
+impl Env {
+    pub fn from_process() -> Self {
+        Env(std::env::vars()
+            .filter(|(k, _)| k.starts_with("LODGE_"))
+            .collect())
+    }
+
+    fn get<T: std::str::FromStr>(&self, key: &str) -> anyhow::Result<Option<T>>
+    where
+        T::Err: std::fmt::Display,
+    {
+        self.0
+            .get(key)
+            .map(|v| {
+                v.parse::<T>()
+                    .map_err(|e| anyhow::anyhow!("{key}={v:?}: {e}"))
+            })
+            .transpose()
+    }
+
+    fn duration(&self, key: &str) -> anyhow::Result<Option<Duration>> {
+        self.0
+            .get(key)
+            .map(|v| {
+                humantime::parse_duration(v)
+                    .with_context(|| format!("{key}={v:?} is not a duration like 90s or 15m"))
+            })
+            .transpose()
+    }
+}
+
+impl Settings {
+    pub fn load(args: ServeArgs, env: &Env) -> anyhow::Result<Settings> {
+        let config_path = args.config.clone().or(env.get::<PathBuf>("LODGE_CONFIG")?);
+        let (file, file_dir) = match &config_path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read config file {}", path.display()))?;
+                let file: FileConfig = toml::from_str(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?;
+                (
+                    file,
+                    path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                )
+            }
+            None => (FileConfig::default(), PathBuf::new()),
+        };
+
+        // --backend and LODGE_BACKEND apply to every server; otherwise each server's
+        // own `[server.sandbox] backend` applies to it alone.
+        let every_server = env.get::<BackendKind>("LODGE_BACKEND")?.or(args.backend);
+        let cwd = std::env::current_dir().context("cannot read the current directory")?;
+        let servers = if args.demo {
+            let exe = std::env::current_exe().context("cannot find the lodge executable")?;
+            let command = vec![exe.display().to_string(), "demo-server".into()];
+            vec![ServerConfig::plain("demo", command, every_server)]
+        } else if !args.command.is_empty() {
+            let command = server::absolutize_paths(args.command.clone(), &cwd);
+            let name = Path::new(&command[0])
+                .file_stem()
+                .map_or("server".into(), |s| s.to_string_lossy().into_owned());
+            vec![ServerConfig::plain(&name, command, every_server)]
+        } else {
+            file.server
+                .into_iter()
+                .map(|s| ServerConfig::from_section(s, &file_dir, every_server))
+                .collect::<anyhow::Result<_>>()?
+        };
+        if servers.is_empty() {
+            bail!(
+                "nothing to serve: put a stdio MCP server command after `--` (lodge serve -- python3 server.py), use --demo, or add a [[server]] to the config file"
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for s in &servers {
+            if !names.insert(s.name.as_str()) {
+                bail!(
+                    "two servers are named {:?}; names must be unique (each is served at /mcp/NAME)",
+                    s.name
+                );
+            }
+        }
+
+        let defaults = SessionConfig::default();
+        let s = file.session;
+        let session = SessionConfig {
+            idle_timeout: pick(
+                env.duration("LODGE_IDLE_TIMEOUT")?,
+                args.idle_timeout,
+                s.idle_timeout,
+                defaults.idle_timeout,
+            ),
+            max_lifetime: pick(
+                env.duration("LODGE_MAX_LIFETIME")?,
+                args.max_lifetime,
+                s.max_lifetime,
+                defaults.max_lifetime,
+            ),
+            max_sessions: pick(
+                env.get("LODGE_MAX_SESSIONS")?,
+                args.max_sessions,
+                s.max_sessions,
+                defaults.max_sessions,
+            ),
+            event_buffer: s.event_buffer.unwrap_or(defaults.event_buffer),
+            terminate_grace: s.terminate_grace.unwrap_or(defaults.terminate_grace),
+            scratch_root: s.scratch_root.unwrap_or(defaults.scratch_root),
+            request_state_ttl: s.request_state_ttl.unwrap_or(defaults.request_state_ttl),
+            ..defaults
+        };
+        if session.max_sessions == 0 {
+            bail!("max_sessions must be at least 1");
+        }
+        let default_listen = SocketAddr::from(([127, 0, 0, 1], 8787));
+        Ok(Settings {
+            listen: pick(
+                env.get("LODGE_LISTEN")?,
+                args.listen,
+                file.listen,
+                default_listen,
+            ),
+            admin_listen: env
+                .get("LODGE_ADMIN_LISTEN")?
+                .or(args.admin_listen)
+                .or(file.admin_listen),
+            front: FrontConfig {
+                allowed_origins: file.allowed_origins,
+                allowed_hosts: file.allowed_hosts,
+                max_body_bytes: file
+                    .max_body_bytes
+                    .unwrap_or(FrontConfig::default().max_body_bytes),
+                shutdown_grace: file
+                    .shutdown_grace
+                    .unwrap_or(FrontConfig::default().shutdown_grace),
+            },
+            session,
+            servers,
+            config_file: config_path.map(|p| std::path::absolute(&p).unwrap_or(p)),
+        })
+    }
+}
+
+/// Environment, then flag, then file, then default.
+fn pick<T>(env: Option<T>, flag: Option<T>, file: Option<T>, default: T) -> T {
+    env.or(flag).or(file).unwrap_or(default)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        Env(pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect())
+    }
+
+    fn config_file(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    const FILE: &str = r#"
+listen = "127.0.0.1:9000"
+[session]
+idle_timeout = "10m"
+max_lifetime = "2h"
+max_sessions = 5
+[[server]]
+name = "a"
+command = ["cat"]
+env = { GREETING = "hi" }
+[server.sandbox]
+memory = "512MiB"
+[[server]]
+name = "b"
+command = ["cat"]
+"#;
+
+    #[test]
+    fn file_then_flags_then_env() {
+        let f = config_file(FILE);
+        let args = || ServeArgs {
+            config: Some(f.path().into()),
+            ..ServeArgs::default()
+        };
+        let s = Settings::load(args(), &env(&[])).unwrap();
+        assert_eq!(s.listen.port(), 9000);
+        assert_eq!(s.session.idle_timeout, Duration::from_secs(600));
+        assert_eq!(s.session.max_sessions, 5);
+        assert_eq!(s.servers.len(), 2);
+        assert_eq!(s.servers[0].env["GREETING"], "hi");
+        assert_eq!(s.servers[0].limits.memory, Some(512 << 20));
+
+        let flagged = ServeArgs {
+            idle_timeout: Some(Duration::from_secs(90)),
+            listen: Some("127.0.0.1:9001".parse().unwrap()),
+            ..args()
+        };
+        let s = Settings::load(flagged, &env(&[])).unwrap();
+        assert_eq!(s.session.idle_timeout, Duration::from_secs(90));
+        assert_eq!(s.listen.port(), 9001);
+
+        let flagged = ServeArgs {
+            idle_timeout: Some(Duration::from_secs(90)),
+            ..args()
+        };
+        let s = Settings::load(
+            flagged,
+            &env(&[
+                ("LODGE_IDLE_TIMEOUT", "3s"),
+                ("LODGE_LISTEN", "127.0.0.1:9002"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.session.idle_timeout, Duration::from_secs(3));
+        assert_eq!(s.listen.port(), 9002);
+    }
+
+    #[test]
+    fn clear_errors_for_bad_input() {
+        let err = |text: &str| {
+            let f = config_file(text);
+            Settings::load(
+                ServeArgs {
+                    config: Some(f.path().into()),
+                    ..ServeArgs::default()
+                },
+                &env(&[]),
+            )
+            .err()
+            .map(|e| format!("{e:#}"))
+            .unwrap_or_default()
+        };
+        assert!(err("").contains("nothing to serve"));
+        assert!(err("lisen = 1").contains("unknown field `lisen`"));
+        assert!(err("[session]\nidle_timeout = \"soon\"").contains("idle_timeout"));
+        assert!(
+            err("[[server]]\nname=\"a\"\ncommand=[\"x\"]\n[[server]]\nname=\"a\"\ncommand=[\"y\"]")
+                .contains("unique")
+        );
+        assert!(
+            err("[[server]]\nname=\"a b\"\ncommand=[\"x\"]").contains("must be non-empty letters")
+        );
+        assert!(
+            err("[[server]]\nname=\"a\"\ncommand=[\"x\"]\n[server.sandbox]\nmemory=\"lots\"")
+                .contains("invalid sandbox.memory")
+        );
+        let bad_env = Settings::load(
+            ServeArgs {
+                demo: true,
+                ..ServeArgs::default()
+            },
+            &env(&[("LODGE_IDLE_TIMEOUT", "x")]),
+        );
+        assert!(format!("{:#}", bad_env.err().unwrap()).contains("LODGE_IDLE_TIMEOUT"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(server::parse_bytes("4096").unwrap(), 4096);
+        assert_eq!(server::parse_bytes("1GiB").unwrap(), 1 << 30);
+        assert!(server::parse_bytes("1TB").is_err());
+    }
+
+    #[test]
+    fn relative_script_paths_become_absolute() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("server.py"), "").unwrap();
+        let cmd = server::absolutize_paths(
+            vec!["python3".into(), "server.py".into(), "--flag".into()],
+            dir.path(),
+        );
+        assert_eq!(cmd[0], "python3");
+        assert_eq!(cmd[1], dir.path().join("server.py").display().to_string());
+        assert_eq!(cmd[2], "--flag");
+    }
+
+    const MIXED: &str = r#"
+[[server]]
+name = "plain"
+command = ["cat"]
+[server.sandbox]
+backend = "process"
+[[server]]
+name = "boxed"
+command = ["cat"]
+[server.sandbox]
+backend = "namespaces"
+[[server]]
+name = "unsaid"
+command = ["cat"]
+"#;
+
+    fn backends(args: ServeArgs, env: &Env) -> Vec<(String, Option<BackendKind>)> {
+        Settings::load(args, env)
+            .unwrap()
+            .servers
+            .into_iter()
+            .map(|s| (s.name, s.backend))
+            .collect()
+    }
+
+    fn named(pairs: &[(&str, Option<BackendKind>)]) -> Vec<(String, Option<BackendKind>)> {
+        pairs.iter().map(|(n, b)| (n.to_string(), *b)).collect()
+    }
+
+    #[test]
+    fn each_server_keeps_its_own_backend() {
+        let f = config_file(MIXED);
+        let args = ServeArgs {
+            config: Some(f.path().into()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            backends(args, &env(&[])),
+            named(&[
+                ("plain", Some(BackendKind::Process)),
+                ("boxed", Some(BackendKind::Namespaces)),
+                ("unsaid", None),
+            ])
+        );
+    }
+
+    #[test]
+    fn the_flag_then_the_environment_override_every_server() {
+        let f = config_file(MIXED);
+        let args = |backend| ServeArgs {
+            config: Some(f.path().into()),
+            backend,
+            ..ServeArgs::default()
+        };
+        let all = |kind| named(&[("plain", kind), ("boxed", kind), ("unsaid", kind)]);
+        assert_eq!(
+            backends(args(Some(BackendKind::Process)), &env(&[])),
+            all(Some(BackendKind::Process))
+        );
+        assert_eq!(
+            backends(
+                args(Some(BackendKind::Process)),
+                &env(&[("LODGE_BACKEND", "namespaces")])
+            ),
+            all(Some(BackendKind::Namespaces))
+        );
+        assert_eq!(
+            backends(args(None), &env(&[("LODGE_BACKEND", "process")])),
+            all(Some(BackendKind::Process))
+        );
+        let demo = ServeArgs {
+            demo: true,
+            backend: Some(BackendKind::Namespaces),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            backends(demo, &env(&[])),
+            named(&[("demo", Some(BackendKind::Namespaces))])
+        );
+    }
+
+    #[test]
+    fn backend_mistakes_name_the_server_or_the_variable() {
+        let load = |text: &str, env: &Env| {
+            let f = config_file(text);
+            let args = ServeArgs {
+                config: Some(f.path().into()),
+                ..ServeArgs::default()
+            };
+            format!("{:#}", Settings::load(args, env).err().unwrap())
+        };
+        let server = |sandbox: &str| {
+            format!("[[server]]\nname = \"x\"\ncommand = [\"cat\"]\n[server.sandbox]\n{sandbox}\n")
+        };
+        assert_eq!(
+            load(&server("backend = \"vm\""), &env(&[])),
+            "server \"x\": sandbox.backend: unknown sandbox backend \"vm\"; expected process or namespaces"
+        );
+        assert_eq!(
+            load(&server(""), &env(&[("LODGE_BACKEND", "vm")])),
+            "LODGE_BACKEND=\"vm\": unknown sandbox backend \"vm\"; expected process or namespaces"
+        );
+        assert_eq!(
+            load(
+                &server("backend = \"process\"\nbinds = [\"/srv\"]"),
+                &env(&[])
+            ),
+            "server \"x\": sandbox.rootfs and sandbox.binds need the namespaces backend"
+        );
+        // The override reaches a server whose own backend could have used its binds.
+        assert_eq!(
+            load(
+                &server("backend = \"namespaces\"\nbinds = [\"/srv\"]"),
+                &env(&[("LODGE_BACKEND", "process")])
+            ),
+            "server \"x\": sandbox.rootfs and sandbox.binds need the namespaces backend"
+        );
+    }
+}

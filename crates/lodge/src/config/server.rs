@@ -1,0 +1,219 @@
+//! One hosted server's settings: a `[[server]]` section (or `--demo`, or a command
+//! after `--`) checked and resolved, without touching the host.
+
+use super::backend::{self, BackendKind};
+use super::file::ServerSection;
+use anyhow::{Context, bail};
+use lodge_runtime::{Anonymous, Protocol, ServerSpec, Transport};
+use lodge_sandbox::{Backend, BindMount, Limits, NamespacesOptions, Network};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+/// A server as configured: everything its [`ServerSpec`] needs but the backend itself.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub name: String,
+    pub command: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub limits: Limits,
+    pub protocol: Protocol,
+    pub anonymous: Anonymous,
+    pub warm_pool: usize,
+    pub transport: Transport,
+    /// The backend it runs in, after `--backend` / `LODGE_BACKEND`; `None`: the host's
+    /// default (namespaces where it can run, else process).
+    pub backend: Option<BackendKind>,
+    /// Its `namespaces` options; `hide` is filled in when the backend is built.
+    pub sandbox: NamespacesOptions,
+}
+
+impl ServerConfig {
+    /// A stdio server with every setting at its default (`--demo`, `-- COMMAND`).
+    pub(super) fn plain(name: &str, command: Vec<String>, backend: Option<BackendKind>) -> Self {
+        ServerConfig {
+            name: name.into(),
+            command,
+            env: BTreeMap::new(),
+            limits: Limits::default(),
+            protocol: Protocol::Auto,
+            anonymous: Anonymous::Fresh,
+            warm_pool: 0,
+            transport: Transport::Stdio,
+            backend,
+            sandbox: NamespacesOptions::default(),
+        }
+    }
+
+    /// Checks a `[[server]]` section; relative paths in its command resolve from
+    /// `config_dir`. `every_server` is `--backend` / `LODGE_BACKEND`.
+    pub(super) fn from_section(
+        section: ServerSection,
+        config_dir: &Path,
+        every_server: Option<BackendKind>,
+    ) -> anyhow::Result<Self> {
+        let name = section.name;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            bail!(
+                "server name {name:?} must be non-empty letters, digits, '-' or '_' (it becomes /mcp/{name})"
+            );
+        }
+        if section.command.is_empty() {
+            bail!("server {name:?} has an empty command");
+        }
+        let transport = transport(
+            &name,
+            section.transport.as_deref(),
+            section.port,
+            section.path.as_deref(),
+        )?;
+        let sandbox = section.sandbox;
+        let memory = sandbox
+            .memory
+            .as_deref()
+            .map(parse_bytes)
+            .transpose()
+            .with_context(|| format!("server {name:?}: invalid sandbox.memory"))?;
+        let limits = Limits {
+            memory,
+            cpus: sandbox.cpus,
+            pids: sandbox.pids,
+        };
+        let own_backend = sandbox
+            .backend
+            .as_deref()
+            .map(str::parse::<BackendKind>)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("server {name:?}: sandbox.backend: {e}"))?;
+        let backend = backend::resolve(every_server, own_backend);
+        let network = sandbox
+            .network
+            .as_deref()
+            .map(str::parse::<Network>)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("server {name:?}: sandbox.network: {e}"))?
+            .unwrap_or_default();
+        let binds = sandbox
+            .binds
+            .iter()
+            .map(|b| b.parse::<BindMount>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("server {name:?}: sandbox.binds: {e}"))?;
+        if backend == Some(BackendKind::Process) && (sandbox.rootfs.is_some() || !binds.is_empty())
+        {
+            bail!("server {name:?}: sandbox.rootfs and sandbox.binds need the namespaces backend");
+        }
+        Ok(ServerConfig {
+            command: absolutize_paths(section.command, config_dir),
+            env: section.env,
+            limits,
+            protocol: section.protocol,
+            anonymous: section.anonymous,
+            warm_pool: section.warm_pool,
+            transport,
+            backend,
+            sandbox: NamespacesOptions {
+                network,
+                rootfs: sandbox.rootfs,
+                binds,
+                hide: Vec::new(),
+            },
+            name,
+        })
+    }
+
+    /// The runtime's spec of this server, running in `backend`.
+    pub(super) fn spec(&self, backend: Arc<dyn Backend>) -> ServerSpec {
+        ServerSpec {
+            name: self.name.clone(),
+            command: self.command.clone(),
+            env: self.env.clone(),
+            limits: self.limits.clone(),
+            backend,
+            protocol: self.protocol,
+            anonymous: self.anonymous,
+            warm_pool: self.warm_pool,
+            transport: self.transport.clone(),
+        }
+    }
+}
+
+fn transport(
+    name: &str,
+    transport: Option<&str>,
+    port: Option<u16>,
+    path: Option<&str>,
+) -> anyhow::Result<Transport> {
+    match transport {
+        None | Some("stdio") => {
+            if port.is_some() || path.is_some() {
+                bail!("server {name:?}: port and path are for transport = \"http\"");
+            }
+            Ok(Transport::Stdio)
+        }
+        Some("http") => {
+            let path = path.unwrap_or("/mcp");
+            if !path.starts_with('/') {
+                bail!("server {name:?}: path {path:?} must start with /");
+            }
+            if port == Some(0) {
+                bail!("server {name:?}: port must not be 0");
+            }
+            Ok(Transport::Http {
+                port: port.unwrap_or(8000),
+                path: path.to_string(),
+            })
+        }
+        Some(other) => {
+            bail!("server {name:?}: unknown transport {other:?}; expected stdio or http")
+        }
+    }
+}
+
+/// The server runs in its own scratch directory, so arguments naming files relative
+/// to where the user started Lodge (or to the config file) are made absolute.
+pub(super) fn absolutize_paths(command: Vec<String>, base: &Path) -> Vec<String> {
+    command
+        .into_iter()
+        .enumerate()
+        .map(|(i, arg)| {
+            let path = Path::new(&arg);
+            let looks_like_path = i > 0 || arg.contains('/');
+            if looks_like_path
+                && path.is_relative()
+                && !arg.starts_with('-')
+                && base.join(path).exists()
+            {
+                base.join(path).display().to_string()
+            } else {
+                arg
+            }
+        })
+        .collect()
+}
+
+/// `512MiB`, `1GiB`, `800M`, `4096` → bytes.
+pub(super) fn parse_bytes(text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .with_context(|| format!("{text:?} is not a size like 512MiB"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KB" | "KiB" => 1 << 10,
+        "M" | "MB" | "MiB" => 1 << 20,
+        "G" | "GB" | "GiB" => 1 << 30,
+        other => bail!("unknown size unit {other:?} in {text:?}; use KiB, MiB or GiB"),
+    };
+    number
+        .checked_mul(factor)
+        .with_context(|| format!("{text:?} is too large"))
+}
