@@ -25,6 +25,7 @@ mod upstream_http;
 pub use config::{Anonymous, ServerSpec, SessionConfig, Transport};
 pub use error::{EndReason, ErrorSource, RuntimeError, SessionError};
 pub use lodge_proto::Message;
+pub use lodge_proto::seal::KeyRing;
 pub use registry::{Lookup, Runtime, Server};
 pub use session::{
     BridgeState, CallStream, Event, EventId, EventStream, ModernCall, Protocol, SessionHandle,

@@ -20,6 +20,7 @@ use lodge_runtime::SessionConfig;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Args, Debug, Default)]
@@ -175,6 +176,10 @@ impl Settings {
             terminate_grace: s.terminate_grace.unwrap_or(defaults.terminate_grace),
             scratch_root: s.scratch_root.unwrap_or(defaults.scratch_root),
             request_state_ttl: s.request_state_ttl.unwrap_or(defaults.request_state_ttl),
+            request_state_keys: match &s.request_state_key_file {
+                Some(path) => Some(Arc::new(read_key_file(&file_dir.join(path))?)),
+                None => None,
+            },
             ..defaults
         };
         if session.max_sessions == 0 {
@@ -288,6 +293,29 @@ command = ["cat"]
         .unwrap();
         assert_eq!(s.session.idle_timeout, Duration::from_secs(3));
         assert_eq!(s.listen.port(), 9002);
+    }
+
+    #[test]
+    fn request_state_keys_come_from_their_file_beside_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = "k2 AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n";
+        std::fs::write(dir.path().join("state.key"), key).unwrap();
+        let config = dir.path().join("lodge.toml");
+        let text = "[session]\nrequest_state_key_file = \"state.key\"\n[[server]]\nname = \"a\"\ncommand = [\"cat\"]\n";
+        std::fs::write(&config, text).unwrap();
+        let args = || ServeArgs {
+            config: Some(config.clone()),
+            ..ServeArgs::default()
+        };
+        let s = Settings::load(args(), &env(&[])).unwrap();
+        assert_eq!(s.session.request_state_keys.unwrap().current_id(), "k2");
+        std::fs::write(dir.path().join("state.key"), "k2 short\n").unwrap();
+        let err = format!("{:#}", Settings::load(args(), &env(&[])).err().unwrap());
+        assert!(err.starts_with("invalid request_state_key_file"), "{err}");
+        assert!(
+            err.ends_with("line 1: the key is not valid base64"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -467,4 +495,13 @@ command = ["cat"]
             "server \"x\": sandbox.rootfs and sandbox.binds need the namespaces backend"
         );
     }
+}
+
+/// Reads the keys that seal `requestState`s (several nodes share one file, so a
+/// client's retry opens on whichever node it reaches).
+fn read_key_file(path: &Path) -> anyhow::Result<lodge_runtime::KeyRing> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read request_state_key_file {}", path.display()))?;
+    lodge_runtime::KeyRing::parse(&text)
+        .with_context(|| format!("invalid request_state_key_file {}", path.display()))
 }
