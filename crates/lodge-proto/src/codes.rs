@@ -15,6 +15,8 @@ pub const SESSION_NOT_FOUND: i64 = -32001;
 pub const UNAVAILABLE: i64 = -32002;
 /// The MCP server could not be started.
 pub const SERVER_START_FAILED: i64 = -32003;
+/// The MCP server did not answer the request in time (`[session] request_timeout`).
+pub const REQUEST_TIMED_OUT: i64 = -32004;
 
 /// 2026-07-28: mirrored HTTP headers missing or not matching the body.
 pub const HEADER_MISMATCH: i64 = -32020;

@@ -27,6 +27,10 @@ pub struct SessionConfig {
     /// How long a 2026-07-28 client has to retry an `input_required` result Lodge
     /// made for a bridged legacy server (the sealed `requestState`'s lifetime).
     pub request_state_ttl: Duration,
+    /// How long a call may wait for its server's answer, from its start or from the
+    /// server's last progress report on it; then the client gets an error and the
+    /// server a cancellation. Not counted while the server waits on the client.
+    pub request_timeout: Duration,
     /// Keys for sealing `requestState`s (`None`: a random key, valid in this process).
     pub request_state_keys: Option<Arc<lodge_proto::seal::KeyRing>>,
 }
@@ -44,6 +48,7 @@ impl Default for SessionConfig {
             scratch_root: lodge_sandbox::default_scratch_root(),
             request_state_ttl: Duration::from_secs(600),
             request_state_keys: None,
+            request_timeout: Duration::from_secs(30 * 60),
         }
     }
 }

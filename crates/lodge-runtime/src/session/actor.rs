@@ -113,7 +113,7 @@ impl Actor {
         let config = parts.runtime.config();
         let now = parts.shared.created;
         Actor {
-            core: Core::new(config.event_buffer, now),
+            core: Core::new(config.event_buffer, config.request_timeout, now),
             adapter: Adapter::new(parts.shared.modern, parts.policy),
             env: Env {
                 session: parts.id,
@@ -192,6 +192,7 @@ impl Actor {
             Some(self.lifetime_end),
             idle_end,
             self.adapter.next_deadline(&self.core),
+            self.core.next_call_deadline(),
         ]
         .into_iter()
         .flatten()

@@ -12,6 +12,7 @@ use crate::error::SessionError;
 use bytes::Bytes;
 use lodge_proto::Id;
 use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// Where messages for the server go: all of a batch, or none.
@@ -64,6 +65,9 @@ pub(crate) struct Pending<S> {
     pub progress_token: Option<Id>,
     /// Whether the call keeps the session busy (an open listen stream does not).
     pub busy: bool,
+    /// When Lodge gives up waiting for the server's answer (`None`: it does not wait
+    /// on the server, e.g. a call parked until the client retries).
+    deadline: Option<Instant>,
     /// What the era adapter keeps about the call.
     pub state: S,
 }
@@ -74,6 +78,7 @@ impl<S> Pending<S> {
             stream,
             progress_token,
             busy: true,
+            deadline: None,
             state,
         }
     }
@@ -96,6 +101,9 @@ pub(crate) struct Core<S> {
     server_requests: HashMap<Id, u32>,
     held: VecDeque<Held>,
     held_cap: usize,
+    /// How long a call may wait for the server's answer, from its start or from the
+    /// server's last word about it.
+    call_timeout: Duration,
     /// When the last busy call finished; `None` while any is in flight.
     idle_since: Option<Instant>,
     busy: usize,
@@ -106,7 +114,7 @@ pub(crate) struct Core<S> {
 pub(crate) const LODGE_ID_PREFIX: &str = "lodge:";
 
 impl<S> Core<S> {
-    pub fn new(event_buffer: usize, now: Instant) -> Self {
+    pub fn new(event_buffer: usize, call_timeout: Duration, now: Instant) -> Self {
         Core {
             streams: Streams::new(event_buffer),
             pending: HashMap::new(),
@@ -114,6 +122,7 @@ impl<S> Core<S> {
             server_requests: HashMap::new(),
             held: VecDeque::new(),
             held_cap: event_buffer.max(1),
+            call_timeout,
             idle_since: Some(now),
             busy: 0,
             next_id: 0,
@@ -147,7 +156,10 @@ impl<S> Core<S> {
 
     /// Starts tracking a call: its progress token routes to its stream, and a busy
     /// call keeps the session from idling.
-    pub fn insert(&mut self, id: Id, pending: Pending<S>) {
+    pub fn insert(&mut self, id: Id, mut pending: Pending<S>) {
+        if pending.busy {
+            pending.deadline = Some(Instant::now() + self.call_timeout);
+        }
         if let Some(token) = &pending.progress_token {
             self.progress.insert(token.clone(), pending.stream);
         }
@@ -236,9 +248,60 @@ impl<S> Core<S> {
 
     // ---- routing (DESIGN.md §2) ----
 
-    /// Rule 2: the stream of the call that asked for progress under `token`.
-    pub fn progress_stream(&self, token: &Id) -> Option<u32> {
-        self.progress.get(token).copied()
+    /// Rule 2: the stream of the call that asked for progress under `token`. The
+    /// server is still working on it: its answer clock starts again.
+    pub fn on_progress(&mut self, token: &Id) -> Option<u32> {
+        let stream = self.progress.get(token).copied()?;
+        let restart = Instant::now() + self.call_timeout;
+        for pending in self.pending.values_mut() {
+            if pending.progress_token.as_ref() == Some(token) && pending.deadline.is_some() {
+                pending.deadline = Some(restart);
+            }
+        }
+        Some(stream)
+    }
+
+    // ---- waiting on the server ----
+
+    /// The call no longer waits on the server (it waits on its client).
+    pub fn stop_waiting(&mut self, id: &Id) {
+        if let Some(pending) = self.pending.get_mut(id) {
+            pending.deadline = None;
+        }
+    }
+
+    /// The call waits on the server again, from now.
+    pub fn wait_again(&mut self, id: &Id) {
+        let restart = Instant::now() + self.call_timeout;
+        if let Some(pending) = self.pending.get_mut(id) {
+            pending.deadline = Some(restart);
+        }
+    }
+
+    /// When the first call waiting on the server runs out of time. While a server
+    /// request waits for a client's answer, the server waits on the client, so no
+    /// call runs out.
+    pub fn next_call_deadline(&self) -> Option<Instant> {
+        if !self.server_requests.is_empty() {
+            return None;
+        }
+        self.pending.values().filter_map(|p| p.deadline).min()
+    }
+
+    /// The calls whose server has not answered in time, by `now`.
+    pub fn overdue(&self, now: Instant) -> Vec<Id> {
+        if !self.server_requests.is_empty() {
+            return Vec::new();
+        }
+        self.pending
+            .iter()
+            .filter(|(_, p)| p.deadline.is_some_and(|t| t <= now))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
     }
 
     /// Rule 3: a cancellation goes to the stream of the server request or the call it

@@ -39,7 +39,7 @@ fn events(rx: &mut EventStream) -> (Vec<String>, bool) {
 }
 
 fn core() -> Core<()> {
-    Core::new(8, Instant::now())
+    Core::new(8, Duration::from_secs(60), Instant::now())
 }
 
 /// Opens an SSE stream with one call `call`, whose progress token is `token`.
@@ -76,12 +76,12 @@ fn rule_2_progress_follows_its_token_until_the_call_completes() {
     let mut c = core();
     let (a, _ra) = call(&mut c, "1", Some("\"t1\""));
     let (b2, _rb) = call(&mut c, "2", Some("7"));
-    assert_eq!(c.progress_stream(&id("\"t1\"")), Some(a));
-    assert_eq!(c.progress_stream(&id("7")), Some(b2));
-    assert_eq!(c.progress_stream(&id("\"7\"")), None, "7 and \"7\" differ");
+    assert_eq!(c.on_progress(&id("\"t1\"")), Some(a));
+    assert_eq!(c.on_progress(&id("7")), Some(b2));
+    assert_eq!(c.on_progress(&id("\"7\"")), None, "7 and \"7\" differ");
     c.complete(&id("1"), None);
-    assert_eq!(c.progress_stream(&id("\"t1\"")), None);
-    assert_eq!(c.progress_stream(&id("7")), Some(b2));
+    assert_eq!(c.on_progress(&id("\"t1\"")), None);
+    assert_eq!(c.on_progress(&id("7")), Some(b2));
 }
 
 #[test]
@@ -169,7 +169,7 @@ fn held_server_requests_go_to_the_next_sse_call_but_notifications_wait() {
 
 #[test]
 fn held_messages_are_bounded_oldest_first() {
-    let mut c: Core<()> = Core::new(2, Instant::now());
+    let mut c: Core<()> = Core::new(2, Duration::from_secs(60), Instant::now());
     for m in ["a", "b", "c"] {
         c.route_other(b(m));
     }
@@ -207,7 +207,7 @@ fn a_moved_call_answers_on_its_new_stream_and_progress_follows() {
     let (_, mut old) = call(&mut c, "1", Some("\"p\""));
     let (fresh, mut new) = c.open(false, 1);
     c.move_to_stream(&id("1"), fresh);
-    assert_eq!(c.progress_stream(&id("\"p\"")), Some(fresh));
+    assert_eq!(c.on_progress(&id("\"p\"")), Some(fresh));
     c.rekey(&id("1"), id("\"lodge:9\""));
     assert!(!c.contains(&id("1")));
     c.complete(&id("\"lodge:9\""), Some(reply("done")));
@@ -217,7 +217,7 @@ fn a_moved_call_answers_on_its_new_stream_and_progress_follows() {
         (vec![], false),
         "the old stream is untouched"
     );
-    assert_eq!(c.progress_stream(&id("\"p\"")), None);
+    assert_eq!(c.on_progress(&id("\"p\"")), None);
 }
 
 #[test]
@@ -242,7 +242,7 @@ fn drain_returns_every_call_and_leaves_the_session_idle() {
     assert_eq!(drained, vec!["1", "2"]);
     assert_eq!(c.in_flight(), 0);
     assert!(c.idle_since().is_some());
-    assert_eq!(c.progress_stream(&id("\"p\"")), None);
+    assert_eq!(c.on_progress(&id("\"p\"")), None);
 }
 
 #[test]
@@ -301,4 +301,45 @@ async fn completing_one_of_two_calls_keeps_the_session_busy() {
     assert_eq!((c.in_flight(), c.idle_since()), (1, None));
     c.complete(&id("2"), None);
     assert_eq!((c.in_flight(), c.idle_since()), (0, Some(Instant::now())));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_runs_out_of_time_unless_the_server_reports_progress() {
+    let start = Instant::now();
+    let mut c = core();
+    call(&mut c, "1", Some("\"p\""));
+    assert_eq!(
+        c.next_call_deadline(),
+        Some(start + Duration::from_secs(60))
+    );
+    tokio::time::advance(Duration::from_secs(50)).await;
+    assert!(c.on_progress(&id("\"p\"")).is_some());
+    assert_eq!(c.overdue(start + Duration::from_secs(60)), Vec::<Id>::new());
+    assert_eq!(
+        c.next_call_deadline(),
+        Some(start + Duration::from_secs(110))
+    );
+    assert_eq!(c.overdue(start + Duration::from_secs(110)), vec![id("1")]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_call_runs_out_while_the_server_waits_on_the_client() {
+    let start = Instant::now();
+    let mut c = core();
+    call(&mut c, "1", None);
+    c.route_server_initiated(b("elicit"), Some(id("\"e\"")));
+    assert_eq!(c.next_call_deadline(), None);
+    assert!(c.overdue(start + Duration::from_secs(3600)).is_empty());
+    c.answered(&id("\"e\""));
+    assert_eq!(
+        c.next_call_deadline(),
+        Some(start + Duration::from_secs(60))
+    );
+    c.stop_waiting(&id("1"));
+    assert_eq!(c.next_call_deadline(), None, "a call waiting on its client");
+    c.wait_again(&id("1"));
+    assert_eq!(
+        c.next_call_deadline(),
+        Some(start + Duration::from_secs(60))
+    );
 }

@@ -132,6 +132,9 @@ impl Streams {
                 }
             }
             None => {
+                // A fresh id: event ids are unique in the session, and a resume from
+                // this one replays what comes after it.
+                stream.last_seq += 1;
                 let _ = tx.try_send(priming(EventId {
                     stream: id,
                     seq: stream.last_seq,
@@ -293,6 +296,23 @@ mod tests {
         s.settle(id);
         s.settle(id);
         assert_eq!(s.completed.iter().filter(|c| **c == id).count(), 1);
+    }
+
+    #[test]
+    fn a_fresh_get_primes_with_an_id_never_used_before() {
+        let mut s = Streams::new(8);
+        s.emit(STANDALONE, Bytes::from_static(b"a"), false);
+        let mut get = s.attach(STANDALONE, None).unwrap();
+        let primed = get.try_recv().unwrap();
+        assert!(primed.data.is_empty());
+        assert_eq!(
+            primed.id,
+            EventId { stream: 0, seq: 2 },
+            "not 0-1, the last event's id"
+        );
+        s.emit(STANDALONE, Bytes::from_static(b"b"), false);
+        let mut resumed = s.attach(STANDALONE, Some(primed.id.seq)).unwrap();
+        assert_eq!(drain(&mut resumed), vec!["0-3=b"]);
     }
 
     #[test]

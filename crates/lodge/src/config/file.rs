@@ -40,6 +40,8 @@ pub(super) struct SessionSection {
     pub scratch_root: Option<PathBuf>,
     #[serde(default, with = "humantime_serde")]
     pub request_state_ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub request_timeout: Option<Duration>,
     /// Keys that seal `requestState`s: `KEY_ID BASE64_OF_32_BYTES` per line, current first.
     pub request_state_key_file: Option<PathBuf>,
 }

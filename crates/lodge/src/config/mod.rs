@@ -176,6 +176,7 @@ impl Settings {
             terminate_grace: s.terminate_grace.unwrap_or(defaults.terminate_grace),
             scratch_root: s.scratch_root.unwrap_or(defaults.scratch_root),
             request_state_ttl: s.request_state_ttl.unwrap_or(defaults.request_state_ttl),
+            request_timeout: s.request_timeout.unwrap_or(defaults.request_timeout),
             request_state_keys: match &s.request_state_key_file {
                 Some(path) => Some(Arc::new(read_key_file(&file_dir.join(path))?)),
                 None => None,

@@ -181,6 +181,7 @@ impl Bridge {
         ctx.out.send(replies)?;
         let (stream, rx) = ctx.core.open(false, 1);
         ctx.core.move_to_stream(&upstream_id, stream);
+        ctx.core.wait_again(&upstream_id);
         let Some(CallState::Bridged(bridged)) =
             ctx.core.get_mut(&upstream_id).map(|p| &mut p.state)
         else {
@@ -460,6 +461,7 @@ fn ask_client(ctx: &mut Ctx<'_>, call_id: &Id) {
         },
     });
     call.parked_until = Some(Instant::now() + ttl);
+    ctx.core.stop_waiting(call_id);
     // The call stays pending (and busy) while parked: only this round's stream ends.
     ctx.core
         .streams
@@ -470,7 +472,7 @@ fn ask_client(ctx: &mut Ctx<'_>, call_id: &Id) {
 /// Progress for a bridged call, under the token the current client request knows;
 /// dropped if that request asked for no progress.
 fn bridged_progress(ctx: &mut Ctx<'_>, token: &Id, bytes: Bytes) {
-    let Some(stream) = ctx.core.progress_stream(token) else {
+    let Some(stream) = ctx.core.on_progress(token) else {
         tracing::debug!(session = %ctx.env.session, "progress for a finished request dropped");
         return;
     };

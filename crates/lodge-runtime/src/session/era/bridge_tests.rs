@@ -413,3 +413,12 @@ fn passthrough_refuses_server_requests_and_lodge_states() {
     );
     assert!(matches!(s.modern(&retry), Err(SessionError::StaleState(_))));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_parked_call_waits_on_its_client_not_on_the_request_timeout() {
+    let mut s = Session::bridged(init());
+    parked(&mut s);
+    // The request timeout (5m) is longer than the state's lifetime (60s) here, so
+    // the park expiry is the only deadline; the call's own clock is stopped.
+    assert_eq!(s.core.next_call_deadline(), None);
+}

@@ -258,6 +258,39 @@ impl Adapter {
         if let Adapter::Bridge(_) = self {
             bridge::expire_parked(ctx, now);
         }
+        time_out_calls(ctx, now);
+    }
+}
+
+/// Calls whose server has not answered in time: the server is told to stop, the
+/// client gets an error, and the session no longer counts them as busy.
+fn time_out_calls(ctx: &mut Ctx<'_>, now: Instant) {
+    for key in ctx.core.overdue(now) {
+        let Some(pending) = ctx.core.get(&key) else {
+            continue;
+        };
+        let client_id = pending.state.client_id(&key);
+        let waited = humantime_secs(ctx.core.call_timeout());
+        let why = format!(
+            "the MCP server did not answer within {waited} (Lodge's request_timeout); the request was cancelled"
+        );
+        ctx.send_quietly(vec![cancelled(&key, "Lodge's request timeout")]);
+        ctx.core.complete(
+            &key,
+            Some(super::core::Reply::error(
+                &client_id,
+                codes::REQUEST_TIMED_OUT,
+                &why,
+            )),
+        );
+        tracing::warn!(session = %ctx.env.session, call = %key, "request timed out");
+    }
+}
+
+fn humantime_secs(d: Duration) -> String {
+    match d.as_secs() {
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
     }
 }
 

@@ -82,7 +82,7 @@ pub(super) fn on_server_message(ctx: &mut Ctx<'_>, message: Message) {
             "notifications/progress" => {
                 if let Some(stream) = progress_token
                     .as_ref()
-                    .and_then(|t| ctx.core.progress_stream(t))
+                    .and_then(|t| ctx.core.on_progress(t))
                 {
                     ctx.core.streams.emit(stream, message.bytes, false);
                 }

@@ -116,7 +116,7 @@ pub(super) fn route_legacy(ctx: &mut Ctx<'_>, message: Message) {
             ..
         } => match &*method {
             "notifications/progress" => {
-                match progress_token.and_then(|t| ctx.core.progress_stream(&t)) {
+                match progress_token.and_then(|t| ctx.core.on_progress(&t)) {
                     Some(stream) => ctx.core.streams.emit(stream, message.bytes, false),
                     None => {
                         tracing::debug!(session = %ctx.env.session, "progress for a finished request dropped")
@@ -306,5 +306,33 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, crate::SessionError::WrongEra(_)));
         assert!(m.listen().is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_that_never_answers_times_the_call_out() {
+        let mut s = Session::legacy(Protocol::Auto);
+        let mut rx = s
+            .requests(
+                &[r#"{"jsonrpc":"2.0","id":"c","method":"tools/call"}"#],
+                true,
+            )
+            .unwrap();
+        s.sent();
+        tokio::time::advance(std::time::Duration::from_secs(299)).await;
+        s.tick();
+        assert!(s.sent().is_empty(), "not yet");
+        tokio::time::advance(std::time::Duration::from_secs(1)).await;
+        s.tick();
+        let cancel = &s.sent_json()[0];
+        assert_eq!(cancel["method"], "notifications/cancelled");
+        assert_eq!(cancel["params"]["requestId"], "c");
+        let error = only_json(&mut rx);
+        assert_eq!(error["id"], "c");
+        assert_eq!(error["error"]["code"], -32004);
+        assert_eq!(
+            error["error"]["message"],
+            "the MCP server did not answer within 5m (Lodge's request_timeout); the request was cancelled"
+        );
+        assert_eq!(s.core.in_flight(), 0, "the session can idle again");
     }
 }

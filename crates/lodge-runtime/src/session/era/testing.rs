@@ -99,7 +99,7 @@ impl Session {
             adopted: AtomicBool::new(false),
         });
         Session {
-            core: Core::new(8, Instant::now()),
+            core: Core::new(8, Duration::from_secs(300), Instant::now()),
             adapter,
             out: Recorder::default(),
             env: Env {

@@ -305,6 +305,9 @@ impl ToModern {
             ctx.core.streams.emit(stream, push, false);
         }
         ctx.core.rekey(id, retry_id.clone());
+        if !ready {
+            ctx.core.stop_waiting(&retry_id); // the client has the next move
+        }
         if ready {
             retry(ctx, &retry_id);
         }
@@ -341,6 +344,7 @@ fn retry(ctx: &mut Ctx<'_>, retry_id: &Id) {
         };
     }
     let client_id = call.client_id.clone();
+    ctx.core.wait_again(retry_id);
     if let Err(e) = ctx.out.send(vec![Bytes::from(again.to_string())]) {
         let why = format!("could not retry the call: {e}");
         let reply = Reply::error(&client_id, codes::INTERNAL_ERROR, &why);
