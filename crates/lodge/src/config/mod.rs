@@ -220,6 +220,15 @@ fn pick<T>(env: Option<T>, flag: Option<T>, file: Option<T>, default: T) -> T {
     env.or(flag).or(file).unwrap_or(default)
 }
 
+/// Reads the keys that seal `requestState`s (several nodes share one file, so a
+/// client's retry opens on whichever node it reaches).
+fn read_key_file(path: &Path) -> anyhow::Result<lodge_runtime::KeyRing> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read request_state_key_file {}", path.display()))?;
+    lodge_runtime::KeyRing::parse(&text)
+        .with_context(|| format!("invalid request_state_key_file {}", path.display()))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -496,13 +505,4 @@ command = ["cat"]
             "server \"x\": sandbox.rootfs and sandbox.binds need the namespaces backend"
         );
     }
-}
-
-/// Reads the keys that seal `requestState`s (several nodes share one file, so a
-/// client's retry opens on whichever node it reaches).
-fn read_key_file(path: &Path) -> anyhow::Result<lodge_runtime::KeyRing> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read request_state_key_file {}", path.display()))?;
-    lodge_runtime::KeyRing::parse(&text)
-        .with_context(|| format!("invalid request_state_key_file {}", path.display()))
 }
