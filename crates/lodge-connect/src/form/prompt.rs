@@ -3,7 +3,7 @@
 //! choice. Defaults are pre-filled. Blocking (inquire): run it through `Ui::prompt`.
 
 use super::{Choice, Field, Kind, display};
-use crate::connect::schema::Checker;
+use crate::schema::Checker;
 use inquire::validator::Validation;
 use inquire::{Confirm, InquireError, MultiSelect, Select, Text};
 use serde_json::{Map, Number, Value};
@@ -207,7 +207,7 @@ fn help(field: &Field) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connect::form::fields;
+    use crate::form::fields;
     use serde_json::json;
 
     fn field(schema: Value, required: bool) -> Field {
