@@ -21,6 +21,7 @@ mod elicit;
 mod exit;
 mod form;
 mod http;
+mod listing;
 mod oneshot;
 mod progress;
 mod render;
@@ -28,6 +29,7 @@ mod repl;
 mod sampling;
 mod schema;
 mod session;
+mod tool_order;
 mod toolargs;
 mod ui;
 

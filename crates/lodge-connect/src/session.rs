@@ -8,8 +8,10 @@ use super::auth::{self, OAuthOptions};
 use super::elicit::{Answers, Elicitor};
 use super::exit;
 use super::http::{self, LODGE_SESSION_ID, SessionWatch, WatchedClient};
+use super::listing::OrderedClient;
 use super::progress::{CountProgress, Progress};
 use super::sampling::Sampler;
+use super::tool_order::ToolOrders;
 use super::ui::Ui;
 use clap::ValueEnum;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -65,7 +67,9 @@ pub struct Setup {
     /// `--oauth*`: sign in when the server asks.
     pub oauth: Option<OAuthOptions>,
     /// The OAuth client (tokens) once signed in; kept across reconnections.
-    authorized: tokio::sync::Mutex<Option<AuthClient<reqwest::Client>>>,
+    authorized: tokio::sync::Mutex<Option<AuthClient<OrderedClient>>>,
+    /// The order of each tool's properties, from the raw `tools/list` answers.
+    tool_orders: Arc<ToolOrders>,
 }
 
 /// How many times one run signs in again (expired tokens, scope step-up) before giving up.
@@ -139,11 +143,18 @@ impl Setup {
             handler,
             oauth,
             authorized: tokio::sync::Mutex::new(None),
+            tool_orders: Arc::default(),
         })
     }
 
     pub fn ui(&self) -> &Arc<Ui> {
         &self.handler.0.ui
+    }
+
+    /// The order in which `tool`'s server lists its properties, once a `tools/list` answer
+    /// named the tool.
+    pub fn tool_order(&self, tool: &str) -> Option<Vec<String>> {
+        self.tool_orders.of(tool)
     }
 
     /// Connects (handshake or discovery, depending on `--protocol`), signing in first when
@@ -199,7 +210,8 @@ impl Setup {
             }
         }
         let manager = auth::authorize(&self.url, challenge, &options, self.ui()).await?;
-        *self.authorized.lock().await = Some(AuthClient::new(reqwest::Client::new(), manager));
+        let http = OrderedClient::new(reqwest::Client::new(), self.tool_orders.clone());
+        *self.authorized.lock().await = Some(AuthClient::new(http, manager));
         Ok(())
     }
 
@@ -250,12 +262,9 @@ impl Setup {
                     .await
             }
             None => {
-                self.serve(
-                    WatchedClient::new(web.clone(), watch.clone()),
-                    config,
-                    lifecycle,
-                )
-                .await
+                let http = OrderedClient::new(web.clone(), self.tool_orders.clone());
+                self.serve(WatchedClient::new(http, watch.clone()), config, lifecycle)
+                    .await
             }
         };
         let client = served.map_err(|e| {
