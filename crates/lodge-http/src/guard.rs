@@ -4,6 +4,7 @@
 use crate::errors::{HttpError, http_error};
 use axum::http::{HeaderMap, StatusCode, header};
 use lodge_proto::codes;
+use std::time::Duration;
 
 #[derive(Clone, Debug)]
 pub struct FrontConfig {
@@ -13,6 +14,9 @@ pub struct FrontConfig {
     pub allowed_hosts: Vec<String>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// On shutdown, how long calls in flight may run before every session is ended
+    /// ([`crate::serve`] passes it to [`lodge_runtime::Runtime::shutdown`]).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for FrontConfig {
@@ -21,6 +25,7 @@ impl Default for FrontConfig {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             max_body_bytes: 4 << 20,
+            shutdown_grace: Duration::from_secs(10),
         }
     }
 }

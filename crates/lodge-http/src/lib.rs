@@ -1,7 +1,14 @@
-//! Lodge's HTTP front: the MCP Streamable HTTP endpoint (legacy, stateful era).
+//! Lodge's HTTP front: the MCP Streamable HTTP endpoint (both eras on one URL), the
+//! admin API, and [`serve`] / [`serve_admin`], which run them on a listener and drain
+//! the runtime on shutdown.
 //!
-//! It validates what arrives (Host, Origin, headers, size, JSON-RPC shape), resolves
-//! the session, and hands parsed messages to the runtime. It holds no session state.
+//! It owns the HTTP rules: it validates what arrives (Host, Origin, headers, size,
+//! JSON-RPC shape), resolves the session a request names, hands parsed messages to the
+//! runtime, frames what comes back as JSON or SSE, and chooses every error's status
+//! code and JSON-RPC code in one table.
+//!
+//! It must not hold session state (the runtime does), nor start or know about
+//! sandboxes, nor read configuration files (the `lodge` binary does).
 #![forbid(unsafe_code)]
 
 mod admin;
@@ -9,8 +16,10 @@ mod errors;
 mod guard;
 mod mcp;
 mod modern;
+mod serve;
 mod sse;
 
 pub use admin::admin_router;
 pub use guard::FrontConfig;
 pub use mcp::router;
+pub use serve::{serve, serve_admin};

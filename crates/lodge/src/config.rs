@@ -129,7 +129,6 @@ pub struct Settings {
     pub session: SessionConfig,
     pub servers: Vec<ServerSpec>,
     pub backend: &'static str,
-    pub shutdown_grace: Duration,
 }
 
 /// `LODGE_*` variables, read once so tests can pass their own.
@@ -285,11 +284,13 @@ impl Settings {
                 max_body_bytes: file
                     .max_body_bytes
                     .unwrap_or(FrontConfig::default().max_body_bytes),
+                shutdown_grace: file
+                    .shutdown_grace
+                    .unwrap_or(FrontConfig::default().shutdown_grace),
             },
             session,
             servers,
             backend: backend.name(),
-            shutdown_grace: file.shutdown_grace.unwrap_or(Duration::from_secs(10)),
         })
     }
 }

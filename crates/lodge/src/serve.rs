@@ -3,12 +3,8 @@
 use crate::config::{Env, ServeArgs, Settings};
 use anyhow::Context;
 use lodge_runtime::{Runtime, Transport};
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
-
-/// Time left for open connections to finish after every session has ended.
-const CONNECTION_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_env("LODGE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -35,9 +31,6 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
-    let runtime = Runtime::new(settings.servers.clone(), settings.session.clone());
-    runtime.start_warm_pools();
-
     let admin = match settings.admin_listen {
         Some(admin_addr) => Some(
             TcpListener::bind(admin_addr)
@@ -46,37 +39,39 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         ),
         None => None,
     };
-    announce(&settings, addr);
-    if let Some(admin) = admin {
-        println!(
-            "  admin: http://{}/admin/sessions, /healthz, /readyz",
-            admin.local_addr()?
-        );
-        let admin_app = lodge_http::admin_router(runtime.clone());
-        tokio::spawn(async move { axum::serve(no_delay(admin), admin_app).await });
-    }
-    let app = lodge_http::router(runtime.clone(), settings.front.clone());
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(async move {
-        axum::serve(no_delay(listener), app)
-            .with_graceful_shutdown(async move {
-                let _ = stop_rx.changed().await;
-            })
-            .await
-    });
+    let runtime = Runtime::new(settings.servers.clone(), settings.session.clone());
+    runtime.start_warm_pools();
 
-    shutdown_signal().await;
-    tracing::info!(
-        grace = %humantime::format_duration(settings.shutdown_grace),
-        "shutting down: no new sessions; waiting for calls in flight, then ending every session"
-    );
-    let _ = stop_tx.send(true);
-    runtime.shutdown(settings.shutdown_grace).await;
-    if tokio::time::timeout(CONNECTION_CLOSE_WAIT, server)
+    announce(&settings, addr);
+    // The admin listener outlives the MCP one, so /readyz says "draining" while
+    // sessions end.
+    let (mcp_done, admin_stop) = tokio::sync::oneshot::channel::<()>();
+    let admin = match admin {
+        Some(admin) => {
+            println!(
+                "  admin: http://{}/admin/sessions, /healthz, /readyz",
+                admin.local_addr()?
+            );
+            let stop = async move {
+                let _ = admin_stop.await;
+            };
+            Some(tokio::spawn(lodge_http::serve_admin(
+                admin,
+                runtime.clone(),
+                stop,
+            )))
+        }
+        None => None,
+    };
+    lodge_http::serve(listener, runtime, settings.front, shutdown_signal())
         .await
-        .is_err()
-    {
-        tracing::warn!("some connections did not close in time; exiting anyway");
+        .context("the MCP listener failed")?;
+    let _ = mcp_done.send(());
+    if let Some(admin) = admin {
+        admin
+            .await
+            .context("the admin listener task failed")?
+            .context("the admin listener failed")?;
     }
     tracing::info!("stopped");
     Ok(())
@@ -108,17 +103,6 @@ fn fit_open_files(max_sessions: usize, http_servers: bool) -> usize {
             max_sessions
         }
     }
-}
-
-/// Small SSE writes must leave at once: with Nagle's algorithm on, an event written
-/// right after the stream's headers waits for the client's delayed ACK (~40 ms).
-fn no_delay(listener: TcpListener) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
-    use axum::serve::ListenerExt;
-    listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    })
 }
 
 fn announce(settings: &Settings, addr: std::net::SocketAddr) {

@@ -1,0 +1,195 @@
+//! Running the front on a listener: TCP_NODELAY on every connection, and the drain
+//! sequence when the caller's shutdown future resolves.
+
+use crate::guard::FrontConfig;
+use axum::Router;
+use lodge_runtime::Runtime;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Time open connections get to close once every session has ended (MCP listener) or
+/// once shutdown began (admin listener). A client that keeps a connection open past it
+/// does not hold the process.
+const CONNECTION_CLOSE_WAIT: Duration = Duration::from_secs(2);
+
+/// Serves the MCP endpoint ([`crate::router`]) on `listener` until `shutdown` resolves,
+/// then: stops accepting connections, drains the runtime (no new sessions; calls in
+/// flight get [`FrontConfig::shutdown_grace`] to finish; then every session ends), waits
+/// up to two seconds for open connections to close, and returns.
+///
+/// The caller builds the runtime and starts its warm pools
+/// ([`Runtime::start_warm_pools`]); several listeners may share one runtime, but only
+/// one of them should be given a `shutdown` that drains it.
+///
+/// Returns an error only if the listener fails.
+pub async fn serve(
+    listener: TcpListener,
+    runtime: Arc<Runtime>,
+    front: FrontConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = front.shutdown_grace;
+    let app = crate::router(runtime.clone(), front);
+    let drain = async move {
+        tracing::info!(
+            grace = ?grace,
+            "shutting down: no new sessions; waiting for calls in flight, then ending every session"
+        );
+        runtime.shutdown(grace).await;
+    };
+    serve_until(listener, app, shutdown, drain).await
+}
+
+/// Serves the admin API ([`crate::admin_router`]) on `listener` until `shutdown`
+/// resolves, then stops accepting and waits up to two seconds for open connections.
+///
+/// Give it a `shutdown` that resolves after [`serve`] returns, so `/readyz` answers
+/// "draining" while the runtime drains.
+pub async fn serve_admin(
+    listener: TcpListener,
+    runtime: Arc<Runtime>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_until(listener, crate::admin_router(runtime), shutdown, async {}).await
+}
+
+/// Serves `app` until `shutdown`; then stops accepting, runs `drain` while open
+/// connections are still served, and waits (bounded) for them to close.
+async fn serve_until(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut server = tokio::spawn(
+        axum::serve(no_delay(listener), app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
+    tokio::select! {
+        ended = &mut server => return joined(ended),
+        () = shutdown => {}
+    }
+    // Stop accepting first, so no session starts while the runtime drains. Streams
+    // still open keep their connections until their session ends.
+    let _ = stop.send(());
+    drain.await;
+    close_connections(server).await
+}
+
+type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
+
+/// Waits, bounded, for a server in graceful shutdown to see its connections close.
+async fn close_connections(server: ServerTask) -> std::io::Result<()> {
+    match tokio::time::timeout(CONNECTION_CLOSE_WAIT, server).await {
+        Ok(ended) => joined(ended),
+        Err(_) => {
+            // Dropping the handle leaves the task to the runtime, which ends it on exit.
+            tracing::warn!("some connections did not close in time; not waiting for them");
+            Ok(())
+        }
+    }
+}
+
+fn joined(ended: Result<std::io::Result<()>, tokio::task::JoinError>) -> std::io::Result<()> {
+    ended.map_err(std::io::Error::other)?
+}
+
+/// Small SSE writes must leave at once: with Nagle's algorithm on, an event written
+/// right after the stream's headers waits for the client's delayed ACK (~40 ms).
+fn no_delay(listener: TcpListener) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt;
+    listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use lodge_runtime::SessionConfig;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// One HTTP/1.1 exchange on a fresh connection; returns the whole response text.
+    async fn exchange(addr: std::net::SocketAddr, request: &str) -> String {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    async fn listener() -> (TcpListener, std::net::SocketAddr) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        (listener, addr)
+    }
+
+    #[tokio::test]
+    async fn serve_answers_until_shutdown_then_drains_and_stops_listening() {
+        let runtime = Runtime::new(Vec::new(), SessionConfig::default());
+        let (listener, addr) = listener().await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(serve(
+            listener,
+            runtime.clone(),
+            FrontConfig::default(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        // No server is hosted, so the MCP router answers 404 naming none.
+        let answer = exchange(
+            addr,
+            "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
+        assert!(!runtime.is_draining());
+
+        stop.send(()).unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(10), served)
+            .await
+            .expect("serve did not return after shutdown")
+            .unwrap();
+        assert!(result.is_ok(), "{result:?}");
+        assert!(runtime.is_draining(), "the runtime was not drained");
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "the listener still accepts after serve returned"
+        );
+    }
+
+    #[tokio::test]
+    async fn serve_admin_answers_until_shutdown() {
+        let runtime = Runtime::new(Vec::new(), SessionConfig::default());
+        let (listener, addr) = listener().await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(serve_admin(listener, runtime, async move {
+            let _ = stopped.await;
+        }));
+        let answer = exchange(
+            addr,
+            "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        assert!(answer.ends_with("ready\n"), "{answer}");
+
+        stop.send(()).unwrap();
+        let result = tokio::time::timeout(Duration::from_secs(10), served)
+            .await
+            .expect("serve_admin did not return after shutdown")
+            .unwrap();
+        assert!(result.is_ok(), "{result:?}");
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    }
+}
