@@ -1,9 +1,9 @@
-//! The innermost HTTP client: rmcp's reqwest client, except that it sends `tools/list`
-//! itself, so the raw JSON text of the answer can be read for the order of each tool's
+//! Reading a `tools/list` answer raw: [`crate::http::WatchedClient`] sends that request
+//! itself, so the JSON text of the answer can be read for the order of each tool's
 //! properties ([`ToolOrders`]) before rmcp parses it into maps that forget that order.
 //!
-//! It sits under rmcp's OAuth client, so the request carries the same bearer token, session
-//! and headers rmcp's own client would send. Only a 200 answer in JSON or SSE is read here;
+//! The request carries what rmcp's own client would send: the bearer token, the session,
+//! the custom headers, the same `Accept`. Only a 200 answer in JSON or SSE is read here;
 //! anything else (401, 404, 5xx, another content type, a network error) is sent again
 //! through rmcp's client, which reports it the way it reports any other request's failure.
 //! Sending `tools/list` twice is sound: it changes nothing on the server.
@@ -13,114 +13,101 @@ use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderName, HeaderValue};
 use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage, ServerJsonRpcMessage};
-use rmcp::transport::streamable_http_client::{
-    SseError, StreamableHttpClient, StreamableHttpError, StreamableHttpPostResponse,
-    StreamableHttpResponseLimits,
-};
+use rmcp::transport::streamable_http_client::{SseError, StreamableHttpPostResponse};
 use sse_stream::{Sse, SseStream};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-type Headers = HashMap<HeaderName, HeaderValue>;
-type Error = StreamableHttpError<reqwest::Error>;
-
 const SESSION_HEADER: &str = "mcp-session-id";
 
-/// reqwest for everything, plus the raw read of `tools/list` answers.
-#[derive(Clone)]
-pub struct OrderedClient {
-    http: reqwest::Client,
-    orders: Arc<ToolOrders>,
+/// What rmcp asked its HTTP client to send.
+pub struct Request<'a> {
+    pub uri: &'a str,
+    pub message: &'a ClientJsonRpcMessage,
+    pub session_id: Option<&'a str>,
+    pub auth_header: Option<&'a str>,
+    pub custom_headers: &'a HashMap<HeaderName, HeaderValue>,
 }
 
-impl OrderedClient {
-    pub fn new(http: reqwest::Client, orders: Arc<ToolOrders>) -> Self {
-        OrderedClient { http, orders }
-    }
+pub fn is_tools_list(message: &ClientJsonRpcMessage) -> bool {
+    matches!(message, JsonRpcMessage::Request(r) if matches!(r.request, ClientRequest::ListToolsRequest(_)))
+}
 
-    /// Sends a `tools/list` request and reads a 200 JSON or SSE answer; `None` for any
-    /// other outcome, which the caller sends again through rmcp's client.
-    async fn list_tools(
-        &self,
-        uri: &str,
-        message: &ClientJsonRpcMessage,
-        session_id: Option<&str>,
-        auth_header: Option<&str>,
-        custom_headers: &Headers,
-        limit: usize,
-    ) -> Option<StreamableHttpPostResponse> {
-        let mut request = self
-            .http
-            .post(uri)
-            .header(ACCEPT, "text/event-stream, application/json");
-        if let Some(token) = auth_header {
-            request = request.bearer_auth(token);
-        }
-        for (name, value) in custom_headers {
-            request = request.header(name, value);
-        }
-        if let Some(id) = session_id {
-            request = request.header(SESSION_HEADER, id);
-        }
-        let response = request.json(message).send().await.ok()?;
-        if response.status() != reqwest::StatusCode::OK {
-            return None;
-        }
-        let session = response
-            .headers()
-            .get(SESSION_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        if content_type.starts_with("application/json") {
-            let body = bounded_body(response, limit).await?;
-            let parsed: ServerJsonRpcMessage = serde_json::from_slice(&body).ok()?;
-            self.orders.record(&body);
-            Some(StreamableHttpPostResponse::Json(parsed, session))
-        } else if content_type.starts_with("text/event-stream") {
-            Some(StreamableHttpPostResponse::Sse(
-                self.read_events(response, limit),
-                session,
-            ))
-        } else {
-            None
-        }
+/// Sends a `tools/list` request and reads a 200 JSON or SSE answer of at most `limit`
+/// bytes; `None` for any other outcome, which the caller sends again through rmcp.
+pub async fn read_tools_list(
+    http: &reqwest::Client,
+    orders: &Arc<ToolOrders>,
+    request: Request<'_>,
+    limit: usize,
+) -> Option<StreamableHttpPostResponse> {
+    let mut post = http
+        .post(request.uri)
+        .header(ACCEPT, "text/event-stream, application/json");
+    if let Some(token) = request.auth_header {
+        post = post.bearer_auth(token);
     }
+    for (name, value) in request.custom_headers {
+        post = post.header(name, value);
+    }
+    if let Some(id) = request.session_id {
+        post = post.header(SESSION_HEADER, id);
+    }
+    let response = post.json(request.message).send().await.ok()?;
+    if response.status() != reqwest::StatusCode::OK {
+        return None;
+    }
+    let session = response
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if content_type.starts_with("application/json") {
+        let body = bounded_body(response, limit).await?;
+        let parsed: ServerJsonRpcMessage = serde_json::from_slice(&body).ok()?;
+        orders.record(&body);
+        Some(StreamableHttpPostResponse::Json(parsed, session))
+    } else if content_type.starts_with("text/event-stream") {
+        let events = read_events(response, orders.clone(), limit);
+        Some(StreamableHttpPostResponse::Sse(events, session))
+    } else {
+        None
+    }
+}
 
-    /// The answer's events, each message's data read for property orders on the way by.
-    /// The whole stream is held to `limit` bytes: one `tools/list` answer is one message.
-    fn read_events(
-        &self,
-        response: reqwest::Response,
-        limit: usize,
-    ) -> BoxStream<'static, Result<Sse, SseError>> {
-        let orders = self.orders.clone();
-        let mut seen = 0usize;
-        let bytes = response.bytes_stream().map(move |chunk| {
-            let chunk = chunk.map_err(BodyError::Http)?;
-            seen = seen.saturating_add(chunk.len());
-            if seen > limit {
-                return Err(BodyError::TooLarge(limit));
+/// The answer's events, each message's data read for property orders on the way by.
+/// The whole stream is held to `limit` bytes: one `tools/list` answer is one message.
+fn read_events(
+    response: reqwest::Response,
+    orders: Arc<ToolOrders>,
+    limit: usize,
+) -> BoxStream<'static, Result<Sse, SseError>> {
+    let mut seen = 0usize;
+    let bytes = response.bytes_stream().map(move |chunk| {
+        let chunk = chunk.map_err(BodyError::Http)?;
+        seen = seen.saturating_add(chunk.len());
+        if seen > limit {
+            return Err(BodyError::TooLarge(limit));
+        }
+        Ok(chunk)
+    });
+    SseStream::from_bytes_stream(bytes)
+        .map(move |event| {
+            if let Ok(Sse {
+                data: Some(data), ..
+            }) = &event
+            {
+                orders.record(data.as_bytes());
             }
-            Ok(chunk)
-        });
-        SseStream::from_bytes_stream(bytes)
-            .map(move |event| {
-                if let Ok(Sse {
-                    data: Some(data), ..
-                }) = &event
-                {
-                    orders.record(data.as_bytes());
-                }
-                event
-            })
-            .boxed()
-    }
+            event
+        })
+        .boxed()
 }
 
 /// The whole body, or `None` past `limit` bytes or on a read error.
@@ -158,120 +145,13 @@ impl std::fmt::Display for BodyError {
 
 impl std::error::Error for BodyError {}
 
-fn is_tools_list(message: &ClientJsonRpcMessage) -> bool {
-    matches!(message, JsonRpcMessage::Request(r) if matches!(r.request, ClientRequest::ListToolsRequest(_)))
-}
-
-impl StreamableHttpClient for OrderedClient {
-    type Error = reqwest::Error;
-
-    async fn post_message(
-        &self,
-        uri: Arc<str>,
-        message: ClientJsonRpcMessage,
-        session_id: Option<Arc<str>>,
-        auth_header: Option<String>,
-        custom_headers: Headers,
-    ) -> Result<StreamableHttpPostResponse, Error> {
-        let limits = StreamableHttpResponseLimits::default();
-        self.post_message_with_response_limits(
-            uri,
-            message,
-            session_id,
-            auth_header,
-            custom_headers,
-            limits,
-        )
-        .await
-    }
-
-    async fn post_message_with_response_limits(
-        &self,
-        uri: Arc<str>,
-        message: ClientJsonRpcMessage,
-        session_id: Option<Arc<str>>,
-        auth_header: Option<String>,
-        custom_headers: Headers,
-        limits: StreamableHttpResponseLimits,
-    ) -> Result<StreamableHttpPostResponse, Error> {
-        if is_tools_list(&message)
-            && let Some(answer) = self
-                .list_tools(
-                    &uri,
-                    &message,
-                    session_id.as_deref(),
-                    auth_header.as_deref(),
-                    &custom_headers,
-                    limits.max_json_response_size,
-                )
-                .await
-        {
-            return Ok(answer);
-        }
-        self.http
-            .post_message_with_response_limits(
-                uri,
-                message,
-                session_id,
-                auth_header,
-                custom_headers,
-                limits,
-            )
-            .await
-    }
-
-    async fn delete_session(
-        &self,
-        uri: Arc<str>,
-        session_id: Arc<str>,
-        auth_header: Option<String>,
-        custom_headers: Headers,
-    ) -> Result<(), Error> {
-        self.http
-            .delete_session(uri, session_id, auth_header, custom_headers)
-            .await
-    }
-
-    async fn get_stream(
-        &self,
-        uri: Arc<str>,
-        session_id: Option<Arc<str>>,
-        last_event_id: Option<String>,
-        auth_header: Option<String>,
-        custom_headers: Headers,
-    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, Error> {
-        self.http
-            .get_stream(uri, session_id, last_event_id, auth_header, custom_headers)
-            .await
-    }
-
-    async fn get_stream_with_max_sse_event_size(
-        &self,
-        uri: Arc<str>,
-        session_id: Option<Arc<str>>,
-        last_event_id: Option<String>,
-        auth_header: Option<String>,
-        custom_headers: Headers,
-        max_sse_event_size: usize,
-    ) -> Result<BoxStream<'static, Result<Sse, SseError>>, Error> {
-        self.http
-            .get_stream_with_max_sse_event_size(
-                uri,
-                session_id,
-                last_event_id,
-                auth_header,
-                custom_headers,
-                max_sse_event_size,
-            )
-            .await
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::http::{SessionWatch, WatchedClient};
     use rmcp::model::{ListToolsRequest, NumberOrString, ServerResult};
+    use rmcp::transport::streamable_http_client::StreamableHttpClient;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
     use tokio::sync::mpsc;
@@ -325,7 +205,7 @@ mod tests {
         )
     }
 
-    async fn post(client: &OrderedClient, url: &str) -> StreamableHttpPostResponse {
+    async fn post(client: &WatchedClient, url: &str) -> StreamableHttpPostResponse {
         let custom = HashMap::from([(
             HeaderName::from_static("x-extra"),
             HeaderValue::from_static("yes"),
@@ -342,12 +222,16 @@ mod tests {
             .unwrap()
     }
 
-    fn client() -> (OrderedClient, Arc<ToolOrders>) {
+    fn client() -> (WatchedClient, Arc<ToolOrders>) {
         // As `run` does: reqwest is built without a default TLS provider.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let orders = Arc::new(ToolOrders::default());
         (
-            OrderedClient::new(reqwest::Client::new(), orders.clone()),
+            WatchedClient::new(
+                reqwest::Client::new(),
+                Arc::new(SessionWatch::default()),
+                orders.clone(),
+            ),
             orders,
         )
     }

@@ -8,7 +8,6 @@ use super::auth::{self, OAuthOptions};
 use super::elicit::{Answers, Elicitor};
 use super::exit;
 use super::http::{self, LODGE_SESSION_ID, SessionWatch, WatchedClient};
-use super::listing::OrderedClient;
 use super::progress::{CountProgress, Progress};
 use super::sampling::Sampler;
 use super::tool_order::ToolOrders;
@@ -66,8 +65,9 @@ pub struct Setup {
     pub handler: Handler,
     /// `--oauth*`: sign in when the server asks.
     pub oauth: Option<OAuthOptions>,
-    /// The OAuth client (tokens) once signed in; kept across reconnections.
-    authorized: tokio::sync::Mutex<Option<AuthClient<OrderedClient>>>,
+    /// The OAuth client (tokens) once signed in; kept across reconnections, each of which
+    /// puts a [`WatchedClient`] of its own under it.
+    authorized: tokio::sync::Mutex<Option<AuthClient<WatchedClient>>>,
     /// The order of each tool's properties, from the raw `tools/list` answers.
     tool_orders: Arc<ToolOrders>,
 }
@@ -210,8 +210,14 @@ impl Setup {
             }
         }
         let manager = auth::authorize(&self.url, challenge, &options, self.ui()).await?;
-        let http = OrderedClient::new(reqwest::Client::new(), self.tool_orders.clone());
-        *self.authorized.lock().await = Some(AuthClient::new(http, manager));
+        // `connect_once` puts each connection's own watched client under the tokens; this
+        // one is only what rmcp's constructor needs until then.
+        let placeholder = WatchedClient::new(
+            reqwest::Client::new(),
+            Arc::default(),
+            self.tool_orders.clone(),
+        );
+        *self.authorized.lock().await = Some(AuthClient::new(placeholder, manager));
         Ok(())
     }
 
@@ -256,15 +262,17 @@ impl Setup {
             },
         };
         let authorized = self.authorized.lock().await.clone();
+        let orders = self.tool_orders.clone();
+        // The watch goes under the OAuth client, so its own reads of `tools/list` carry the
+        // same bearer token as every other request.
         let served = match authorized {
-            Some(auth) => {
-                self.serve(WatchedClient::new(auth, watch.clone()), config, lifecycle)
-                    .await
+            Some(mut auth) => {
+                auth.http_client = WatchedClient::new(web.clone(), watch.clone(), orders);
+                self.serve(auth, config, lifecycle).await
             }
             None => {
-                let http = OrderedClient::new(web.clone(), self.tool_orders.clone());
-                self.serve(WatchedClient::new(http, watch.clone()), config, lifecycle)
-                    .await
+                let watched = WatchedClient::new(web.clone(), watch.clone(), orders);
+                self.serve(watched, config, lifecycle).await
             }
         };
         let client = served.map_err(|e| {
@@ -292,7 +300,7 @@ impl Setup {
 
     async fn serve<C>(
         &self,
-        client: WatchedClient<C>,
+        client: C,
         config: StreamableHttpClientTransportConfig,
         lifecycle: ClientLifecycleMode,
     ) -> Result<RunningService<RoleClient, Handler>, ClientInitializeError>
