@@ -4,13 +4,17 @@
 //! It owns the raw Streamable HTTP client ([`http`] for callers that handle errors,
 //! [`raw`] for tests that panic on them), the SSE reader ([`sse`], on the `sse-stream`
 //! parser the workspace uses), the JSON-RPC messages of a session's setup ([`messages`]),
-//! and the harness that runs the real `lodge serve` binary ([`server`]).
+//! the harness that runs the real `lodge serve` binary ([`server`]), and, with the
+//! `in-process` feature, one that runs Lodge in the test's own tokio runtime, on a clock
+//! the test can pause (`in_process`).
 //!
 //! It must not ship in the `lodge` binary: it is a dev-dependency of `lodge` and a
 //! dependency of `lodge-bench` only, and it is not published.
 #![forbid(unsafe_code)]
 
 pub mod http;
+#[cfg(feature = "in-process")]
+pub mod in_process;
 pub mod messages;
 pub mod raw;
 pub mod server;

@@ -1,8 +1,13 @@
 //! Session lifecycle: idle timeout (never for busy sessions), max lifetime, server
 //! crashes, the session limit, and a draining shutdown with no orphan processes.
+//!
+//! The timer tests run Lodge in-process and skip ahead on a paused clock; the rest start
+//! the real binary.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::{Lodge, Raw, dirs, eventually};
+use crate::common::{LODGE, Lodge, Raw, dirs, eventually};
+use lodge_runtime::SessionConfig;
+use lodge_testkit::in_process::InProcess;
 use serde_json::json;
 use std::time::Duration;
 
@@ -14,23 +19,50 @@ fn message(reply: &crate::common::Reply) -> String {
 }
 
 /// The session's scratch directory: it exists exactly as long as its sandbox.
-fn sandbox_dir(lodge: &Lodge, raw: &Raw) -> std::path::PathBuf {
-    lodge.scratch_root().join(raw.session.clone().unwrap())
+fn sandbox_dir(scratch_root: &std::path::Path, raw: &Raw) -> std::path::PathBuf {
+    scratch_root.join(raw.session.clone().unwrap())
+}
+
+/// Lodge in this test's runtime, hosting the demo server on the `process` backend, so the
+/// test can pause the clock its timers run on.
+async fn in_process(session: SessionConfig) -> InProcess {
+    let demo = vec![LODGE.to_string(), "demo-server".to_string()];
+    InProcess::start("demo", demo, session).await.unwrap()
+}
+
+/// Lets Lodge's timers run `by` ahead on a paused clock, without waiting that long.
+///
+/// Sound only when nothing but those timers is awaited: a paused clock also jumps while a
+/// task waits on a child process or a socket, so the setup before and the checks after run
+/// on the real clock.
+async fn skip_ahead(by: Duration) {
+    tokio::time::pause();
+    tokio::time::sleep(by).await;
+    tokio::time::resume();
 }
 
 #[tokio::test]
 async fn idle_sessions_expire_but_a_busy_one_is_never_reaped() {
-    let lodge = Lodge::demo("idle_timeout = \"1s\"");
+    let lodge = in_process(SessionConfig {
+        idle_timeout: Duration::from_secs(1),
+        ..SessionConfig::default()
+    })
+    .await;
     let mut idle = Raw::new(lodge.url());
     idle.initialize().await;
-    let idle_sandbox = sandbox_dir(&lodge, &idle);
+    let idle_sandbox = sandbox_dir(&lodge.scratch_root(), &idle);
     assert!(idle_sandbox.is_dir());
     let mut busy = Raw::new(lodge.url());
     busy.initialize().await;
     // A call that stays in flight for three idle timeouts.
     let long = busy.post_builder(&json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"slow","arguments":{"seconds":3,"steps":3}}}));
     let long = tokio::spawn(Raw::send(long));
+    busy.wait_for_slow_to_start(6).await;
 
+    // Every request is answered and the busy call is in flight, so the idle session's
+    // timer is the only one due: skip three idle timeouts ahead, with the call still
+    // running on the real clock.
+    skip_ahead(Duration::from_millis(3300)).await;
     // Watch the process, not the endpoint: a request would count as activity.
     eventually(
         Duration::from_secs(10),
@@ -49,7 +81,9 @@ async fn idle_sessions_expire_but_a_busy_one_is_never_reaped() {
     let result = long.events().last().unwrap().json();
     assert_eq!(result["result"]["content"][0]["text"], "finished 3 steps");
     // Still alive right after its call, and it expires once idle itself.
-    let busy_sandbox = sandbox_dir(&lodge, &busy);
+    let busy_sandbox = sandbox_dir(&lodge.scratch_root(), &busy);
+    assert!(busy_sandbox.is_dir());
+    skip_ahead(Duration::from_millis(1100)).await;
     eventually(
         Duration::from_secs(10),
         "the formerly busy session to expire",
@@ -61,10 +95,19 @@ async fn idle_sessions_expire_but_a_busy_one_is_never_reaped() {
 
 #[tokio::test]
 async fn sessions_end_at_max_lifetime_even_when_active() {
-    let lodge = Lodge::demo("max_lifetime = \"1500ms\"");
+    let lodge = in_process(SessionConfig {
+        max_lifetime: Duration::from_millis(1500),
+        ..SessionConfig::default()
+    })
+    .await;
     let mut raw = Raw::new(lodge.url());
     raw.initialize().await;
-    let sandbox = sandbox_dir(&lodge, &raw);
+    let sandbox = sandbox_dir(&lodge.scratch_root(), &raw);
+    // A call in flight across the end of the lifetime: being busy does not extend it.
+    let slow = raw.post_builder(&json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"slow","arguments":{"seconds":3,"steps":3}}}));
+    let _slow = tokio::spawn(Raw::send(slow));
+    raw.wait_for_slow_to_start(6).await;
+    skip_ahead(Duration::from_millis(1600)).await;
     let mut id = 10;
     eventually(
         Duration::from_secs(10),
