@@ -3,8 +3,8 @@
 //! one `initialize` is exchanged, then stdin is closed and the exit awaited.
 //! Newline-delimited JSON-RPC, as Lodge itself speaks to the server.
 
-use crate::http::is_response_to;
 use anyhow::{Context, bail};
+use lodge_testkit::messages::is_response_to;
 use serde_json::Value;
 use std::path::Path;
 use std::process::ExitStatus;

@@ -1,12 +1,10 @@
-//! Finding (and if need be building) the `lodge` binary, and running `lodge serve`.
+//! Finding (and if need be building) the `lodge` binary, and the `lodge serve` a
+//! measurement runs against (started by `lodge-testkit`'s harness).
 
 use anyhow::{Context, bail};
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use std::io::{BufRead, BufReader};
+use lodge_testkit::server::{Launch, OnDrop};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 /// The `lodge` binary to measure: `explicit`, or the one built next to this bench
 /// (same target directory, same profile). Under `cargo run` (or when that binary is
@@ -69,13 +67,7 @@ pub fn locate(explicit: Option<PathBuf>, build: bool) -> anyhow::Result<(PathBuf
 }
 
 /// A running `lodge serve`, stopped (SIGTERM, then SIGKILL) on drop.
-pub struct LodgeServer {
-    child: Child,
-    pub base_url: String,
-    /// What Lodge printed on startup.
-    pub banner: Vec<String>,
-    _dir: tempfile::TempDir,
-}
+pub type LodgeServer = lodge_testkit::server::Lodge;
 
 /// How to start a Lodge for a measurement. The default is `lodge serve --demo` with
 /// Lodge's default sandbox backend and session settings.
@@ -93,132 +85,39 @@ pub struct Options {
     pub idle_timeout: Option<String>,
 }
 
-impl LodgeServer {
-    /// A Lodge on a free loopback port, configured by `options`.
-    pub fn start(lodge: &Path, options: &Options) -> anyhow::Result<Self> {
-        let dir = tempfile::tempdir().context("cannot create a temp dir")?;
-        let config = dir.path().join("lodge.toml");
-        let scratch = dir.path().join("scratch");
-        let mut toml = format!(
-            "[session]\nscratch_root = {:?}\n",
-            scratch.display().to_string()
-        );
-        // A server declared in the file replaces `--demo`; the demo is then `lodge demo-server`.
-        if options.command.is_some() || options.warm_pool.is_some() {
-            let command = options
-                .command
-                .clone()
-                .unwrap_or_else(|| vec![lodge.display().to_string(), "demo-server".to_string()]);
-            toml.push_str(&format!(
-                "\n[[server]]\nname = \"bench\"\ncommand = {command:?}\n"
-            ));
-            if let Some(size) = options.warm_pool {
-                toml.push_str(&format!("warm_pool = {size}\n"));
-            }
+/// A Lodge on a free loopback port, configured by `options`.
+pub fn start(lodge: &Path, options: &Options) -> anyhow::Result<LodgeServer> {
+    let mut toml = String::new();
+    // A server declared in the file replaces `--demo`; the demo is then `lodge demo-server`.
+    let declared = options.command.is_some() || options.warm_pool.is_some();
+    if declared {
+        let command = options
+            .command
+            .clone()
+            .unwrap_or_else(|| vec![lodge.display().to_string(), "demo-server".to_string()]);
+        toml.push_str(&format!(
+            "[[server]]\nname = \"bench\"\ncommand = {command:?}\n"
+        ));
+        if let Some(size) = options.warm_pool {
+            toml.push_str(&format!("warm_pool = {size}\n"));
         }
-        std::fs::write(&config, toml)?;
-        let mut command = Command::new(lodge);
-        command.arg("serve");
-        if options.command.is_none() && options.warm_pool.is_none() {
-            command.arg("--demo");
-        }
-        if let Some(backend) = &options.backend {
-            command.args(["--backend", backend]);
-        }
-        if let Some(max) = options.max_sessions {
-            command.args(["--max-sessions", &max.to_string()]);
-        }
-        if let Some(idle) = &options.idle_timeout {
-            command.args(["--idle-timeout", idle]);
-        }
-        let mut child = command
-            .args(["--listen", "127.0.0.1:0", "--config"])
-            .arg(&config)
-            .env("LODGE_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {} serve", lodge.display()))?;
-        let stdout = child.stdout.take().context("stdout not piped")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let first = match lines.next() {
-            Some(line) => line?,
-            None => {
-                let status = child.wait()?;
-                bail!("lodge serve exited ({status}) before announcing its address");
-            }
-        };
-        let base_url = first
-            .split("listening on ")
-            .nth(1)
-            .with_context(|| format!("unexpected banner: {first}"))?
-            .trim()
-            .to_string();
-        // The rest of the banner follows at once; keep reading stdout so Lodge never blocks.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut banner = vec![first];
-        while let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            banner.push(line);
-            if banner.iter().any(|l| l.contains("sessions:")) {
-                break;
-            }
-        }
-        Ok(LodgeServer {
-            child,
-            base_url,
-            banner,
-            _dir: dir,
-        })
     }
-
-    pub fn mcp_url(&self) -> String {
-        format!("{}/mcp", self.base_url)
+    let mut args: Vec<String> = Vec::new();
+    if !declared {
+        args.push("--demo".into());
     }
-
-    /// The sandbox backend Lodge announced (`process`, ...).
-    pub fn backend(&self) -> Option<String> {
-        self.banner.iter().find_map(|l| {
-            l.split("sandbox backend: ")
-                .nth(1)
-                .and_then(|rest| rest.split([' ', '(']).next())
-                .map(str::to_string)
-        })
+    if let Some(backend) = &options.backend {
+        args.extend(["--backend".into(), backend.clone()]);
     }
-
-    /// How Lodge ended, if it has (to explain a failed measurement).
-    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
+    if let Some(max) = options.max_sessions {
+        args.extend(["--max-sessions".into(), max.to_string()]);
     }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    if let Some(idle) = &options.idle_timeout {
+        args.extend(["--idle-timeout".into(), idle.clone()]);
     }
-
-    /// SIGTERM, then up to 10 s for Lodge to drain and exit, then SIGKILL.
-    pub fn stop(&mut self) {
-        if let Ok(pid) = i32::try_from(self.child.id()) {
-            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if matches!(self.child.try_wait(), Ok(Some(_)) | Err(_)) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for LodgeServer {
-    fn drop(&mut self) {
-        self.stop();
-    }
+    Launch::new(lodge, &toml)?
+        .args(args)
+        .log("warn")
+        .on_drop(OnDrop::Stop)
+        .start()
 }

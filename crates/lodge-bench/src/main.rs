@@ -7,7 +7,6 @@
 //! Prints a Markdown table on stdout; progress and Lodge's own warnings go to stderr.
 
 mod direct;
-mod http;
 mod lodge;
 mod mcp;
 mod measure;
@@ -15,12 +14,13 @@ mod procfs;
 mod python;
 mod report;
 mod rmcp_http;
-mod sse;
 mod stats;
 mod stdio;
 
 use anyhow::Context;
+// The raw Streamable HTTP client is the test kit's, shared with the integration tests.
 use clap::Parser;
+use lodge_testkit::http;
 use measure::{Ctx, Which};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
             .collect()
     };
     let (lodge_bin, build_warning) = lodge::locate(cli.lodge.clone(), !cli.no_build)?;
-    let server = lodge::LodgeServer::start(
+    let server = lodge::start(
         &lodge_bin,
         &lodge::Options {
             backend: cli.backend.clone(),
@@ -84,10 +84,10 @@ async fn main() -> anyhow::Result<()> {
     eprintln!(
         "lodge-bench: Lodge (pid {}) at {}",
         server.pid(),
-        server.base_url
+        server.base
     );
     let mut ctx = Ctx {
-        http: http::McpHttp::new(server.mcp_url())?,
+        http: http::McpHttp::new(server.url())?,
         lodge: server,
         lodge_bin,
         scratch: tempfile::tempdir().context("cannot create a temp dir")?,

@@ -1,20 +1,9 @@
 //! The JSON-RPC messages the measurements send, identical over HTTP and stdio.
 
-use crate::http::{MODERN_VERSION, PROTOCOL_VERSION};
 use anyhow::bail;
+use lodge_testkit::http::MODERN_VERSION;
+pub use lodge_testkit::messages::{check_initialized, initialize, initialized, server_request};
 use serde_json::{Value, json};
-
-pub fn initialize(id: u64) -> String {
-    json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":{
-        "protocolVersion":PROTOCOL_VERSION,
-        "capabilities":{"elicitation":{},"sampling":{}},
-        "clientInfo":{"name":"lodge-bench","version":env!("CARGO_PKG_VERSION")}}})
-    .to_string()
-}
-
-pub fn initialized() -> String {
-    json!({"jsonrpc":"2.0","method":"notifications/initialized"}).to_string()
-}
 
 pub fn echo(id: u64, text: &str) -> String {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call",
@@ -23,8 +12,8 @@ pub fn echo(id: u64, text: &str) -> String {
 }
 
 /// A 2026-07-28 request: `params` plus the `_meta` every such request carries (the
-/// version, and the client's capabilities: elicitation and sampling, as `initialize`
-/// declares them above).
+/// version, and the client's capabilities: elicitation and sampling, as [`initialize`]
+/// declares them).
 pub fn modern(id: u64, method: &str, mut params: Value) -> String {
     params["_meta"] = json!({
         "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
@@ -76,14 +65,6 @@ pub fn check_trip(response: &Value) -> anyhow::Result<()> {
     check_text(response, TRIP_PLAN)
 }
 
-/// Checks an `initialize` response carries a result.
-pub fn check_initialized(response: &Value) -> anyhow::Result<()> {
-    if response.pointer("/result/protocolVersion").is_none() {
-        bail!("initialize failed: {response}");
-    }
-    Ok(())
-}
-
 /// Checks a `tools/call echo` response echoed `text`.
 pub fn check_echo(response: &Value, text: &str) -> anyhow::Result<()> {
     check_text(response, text)
@@ -98,14 +79,4 @@ fn check_text(response: &Value, text: &str) -> anyhow::Result<()> {
         bail!("expected {text:?}: {response}");
     }
     Ok(())
-}
-
-/// A message a client reads while its call is in flight: `Some` for a server request,
-/// `None` for a notification (to skip), an error for the call's end (its response).
-pub fn server_request(message: Value) -> anyhow::Result<Option<Value>> {
-    match (message.get("method"), message.get("id")) {
-        (Some(_), Some(_)) => Ok(Some(message)),
-        (Some(_), None) => Ok(None),
-        (None, _) => bail!("the call ended before the server asked anything: {message}"),
-    }
 }

@@ -1,8 +1,8 @@
 //! The baseline: the demo server reached directly on its stdio, newline-delimited
 //! JSON-RPC, the way Lodge itself talks to it.
 
-use crate::http::is_response_to;
 use anyhow::{Context, bail};
+use lodge_testkit::messages::is_response_to;
 use serde_json::Value;
 use std::ffi::OsStr;
 use std::path::Path;

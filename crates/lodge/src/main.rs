@@ -1,8 +1,8 @@
-//! The `lodge` command: `serve`, `doctor`, and the bundled demo server.
+//! The `lodge` command: `serve`, `doctor`, the bundled demo server, and `connect`, which
+//! dispatches to the `lodge-connect` crate.
 #![forbid(unsafe_code)]
 
 mod config;
-mod connect;
 mod limits;
 mod serve;
 
@@ -31,7 +31,7 @@ enum Command {
     /// arguments or --answers file, unknown tool) · 3 connection failed · 4 the server
     /// answered with a JSON-RPC error · 5 the session ended on the server (HTTP 404) ·
     /// 130 interrupted (Ctrl-C cancels the running call first)
-    Connect(connect::ConnectArgs),
+    Connect(lodge_connect::ConnectArgs),
     /// Report which isolation features this host supports, and which sandbox backend
     /// `lodge serve` will pick, and why.
     Doctor,
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
-        Command::Connect(args) => return connect::run(args),
+        Command::Connect(args) => return lodge_connect::run(args),
         Command::Doctor => doctor(),
         Command::SandboxHelper { args } => lodge_sandbox::run_helper(args),
         Command::DemoServer => run_demo_server(),

@@ -30,11 +30,11 @@ pub fn start_each(
             backend: Some(backend.into()),
             ..options.clone()
         };
-        match LodgeServer::start(lodge_bin, &options) {
+        match crate::lodge::start(lodge_bin, &options) {
             Ok(lodge) if lodge.backend().as_deref() == Some(backend) => {
                 hosted.push(Hosted {
                     backend,
-                    http: McpHttp::new(lodge.mcp_url())?,
+                    http: McpHttp::new(lodge.url())?,
                     lodge,
                 });
             }

@@ -16,7 +16,7 @@
 use super::load::{Slice, Tally, on_load_runtime, run_slice};
 use super::{Counts, Ctx};
 use crate::http::McpHttp;
-use crate::lodge::{LodgeServer, Options};
+use crate::lodge::Options;
 use crate::mcp;
 use crate::report::{Row, Target};
 use crate::stdio::StdioServer;
@@ -38,12 +38,12 @@ enum Via {
 
 pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
     let main_backend = ctx.lodge.backend().unwrap_or_else(|| "unknown".to_string());
-    let mut lodges = vec![(main_backend.clone(), ctx.lodge.mcp_url())];
+    let mut lodges = vec![(main_backend.clone(), ctx.lodge.url())];
     // Kept alive until the measurement ends; stopped (SIGTERM) on drop.
     let _process_lodge = if main_backend == "process" {
         None
     } else {
-        let lodge = LodgeServer::start(
+        let lodge = crate::lodge::start(
             &ctx.lodge_bin,
             &Options {
                 backend: Some("process".to_string()),
@@ -53,9 +53,9 @@ pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
         eprintln!(
             "lodge-bench: churn: Lodge with the process backend (pid {}) at {}",
             lodge.pid(),
-            lodge.base_url
+            lodge.base
         );
-        lodges.push(("process".to_string(), lodge.mcp_url()));
+        lodges.push(("process".to_string(), lodge.url()));
         Some(lodge)
     };
     let direct = Arc::new((ctx.lodge_bin.clone(), ctx.scratch.path().to_path_buf()));

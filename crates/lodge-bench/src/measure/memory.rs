@@ -29,7 +29,7 @@ use super::load::on_load_runtime;
 use super::pipelined::Pipelined;
 use super::{Counts, Ctx};
 use crate::http::McpHttp;
-use crate::lodge::{LodgeServer, Options};
+use crate::lodge::Options;
 use crate::mcp;
 use crate::procfs::{self, Proc};
 use crate::report::{Figure, Row, Target};
@@ -84,7 +84,7 @@ async fn one_backend(
         idle_timeout: Some("1h".to_string()),
         ..Options::default()
     };
-    let mut lodge = match LodgeServer::start(&lodge_bin, &options) {
+    let mut lodge = match crate::lodge::start(&lodge_bin, &options) {
         Ok(lodge) => lodge,
         Err(e) => {
             return Ok(vec![Row::figure(
@@ -97,9 +97,9 @@ async fn one_backend(
     eprintln!(
         "lodge-bench: memory: Lodge with the {backend} backend (pid {}) at {}",
         lodge.pid(),
-        lodge.base_url
+        lodge.base
     );
-    let http = McpHttp::new(lodge.mcp_url())?;
+    let http = McpHttp::new(lodge.url())?;
     let pid = lodge.pid();
     let label = format!("memory ({backend})");
 

@@ -63,7 +63,7 @@ const DIRECT: usize = 1;
 const RMCP: usize = 2;
 
 pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
-    let url = ctx.lodge.mcp_url();
+    let url = ctx.lodge.url();
     let lodge_bin = ctx.lodge_bin.clone();
     let cwd = ctx.scratch.path().to_path_buf();
     let backend = ctx.lodge.backend().unwrap_or_else(|| "unknown".to_string());

@@ -58,7 +58,7 @@ pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
             "lodge-bench: Lodge with warm_pool = {POOL}, {} backend (pid {}) at {}",
             lodge.backend,
             lodge.lodge.pid(),
-            lodge.lodge.base_url
+            lodge.lodge.base
         );
     }
     // Pair each pooled Lodge with the unpooled one of its backend.

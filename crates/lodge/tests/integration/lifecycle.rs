@@ -1,8 +1,13 @@
 //! Session lifecycle: idle timeout (never for busy sessions), max lifetime, server
 //! crashes, the session limit, and a draining shutdown with no orphan processes.
+//!
+//! The timer tests run Lodge in-process and skip ahead on a paused clock; the rest start
+//! the real binary.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::{Lodge, Raw, dirs, eventually, new_scratch_dir, scratch_holding};
+use crate::common::{LODGE, Lodge, Raw, dirs, eventually, new_scratch_dir, scratch_holding};
+use lodge_runtime::SessionConfig;
+use lodge_testkit::in_process::InProcess;
 use serde_json::json;
 use std::time::Duration;
 
@@ -15,24 +20,51 @@ fn message(reply: &crate::common::Reply) -> String {
 
 /// Starts a session; returns its scratch directory, which exists exactly as long as its
 /// sandbox (the session's is the one that appears with it: these tests have no warm pool).
-async fn start_session(lodge: &Lodge, raw: &mut Raw) -> std::path::PathBuf {
-    let before = dirs(&lodge.scratch_root());
+async fn start_session(scratch_root: &std::path::Path, raw: &mut Raw) -> std::path::PathBuf {
+    let before = dirs(scratch_root);
     raw.initialize().await;
-    new_scratch_dir(&lodge.scratch_root(), &before)
+    new_scratch_dir(scratch_root, &before)
+}
+
+/// Lodge in this test's runtime, hosting the demo server on the `process` backend, so the
+/// test can pause the clock its timers run on.
+async fn in_process(session: SessionConfig) -> InProcess {
+    let demo = vec![LODGE.to_string(), "demo-server".to_string()];
+    InProcess::start("demo", demo, session).await.unwrap()
+}
+
+/// Lets Lodge's timers run `by` ahead on a paused clock, without waiting that long.
+///
+/// Sound only when nothing but those timers is awaited: a paused clock also jumps while a
+/// task waits on a child process or a socket, so the setup before and the checks after run
+/// on the real clock.
+async fn skip_ahead(by: Duration) {
+    tokio::time::pause();
+    tokio::time::sleep(by).await;
+    tokio::time::resume();
 }
 
 #[tokio::test]
 async fn idle_sessions_expire_but_a_busy_one_is_never_reaped() {
-    let lodge = Lodge::demo("idle_timeout = \"1s\"");
+    let lodge = in_process(SessionConfig {
+        idle_timeout: Duration::from_secs(1),
+        ..SessionConfig::default()
+    })
+    .await;
     let mut idle = Raw::new(lodge.url());
-    let idle_sandbox = start_session(&lodge, &mut idle).await;
+    let idle_sandbox = start_session(&lodge.scratch_root(), &mut idle).await;
     assert!(idle_sandbox.is_dir());
     let mut busy = Raw::new(lodge.url());
-    let busy_sandbox = start_session(&lodge, &mut busy).await;
+    let busy_sandbox = start_session(&lodge.scratch_root(), &mut busy).await;
     // A call that stays in flight for three idle timeouts.
     let long = busy.post_builder(&json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"slow","arguments":{"seconds":3,"steps":3}}}));
     let long = tokio::spawn(Raw::send(long));
+    busy.wait_for_slow_to_start(6).await;
 
+    // Every request is answered and the busy call is in flight, so the idle session's
+    // timer is the only one due: skip three idle timeouts ahead, with the call still
+    // running on the real clock.
+    skip_ahead(Duration::from_millis(3300)).await;
     // Watch the process, not the endpoint: a request would count as activity.
     eventually(
         Duration::from_secs(10),
@@ -52,6 +84,7 @@ async fn idle_sessions_expire_but_a_busy_one_is_never_reaped() {
     assert_eq!(result["result"]["content"][0]["text"], "finished 3 steps");
     // Still alive right after its call, and it expires once idle itself.
     assert!(busy_sandbox.is_dir());
+    skip_ahead(Duration::from_millis(1100)).await;
     eventually(
         Duration::from_secs(10),
         "the formerly busy session to expire",
@@ -63,9 +96,18 @@ async fn idle_sessions_expire_but_a_busy_one_is_never_reaped() {
 
 #[tokio::test]
 async fn sessions_end_at_max_lifetime_even_when_active() {
-    let lodge = Lodge::demo("max_lifetime = \"1500ms\"");
+    let lodge = in_process(SessionConfig {
+        max_lifetime: Duration::from_millis(1500),
+        ..SessionConfig::default()
+    })
+    .await;
     let mut raw = Raw::new(lodge.url());
-    let sandbox = start_session(&lodge, &mut raw).await;
+    let sandbox = start_session(&lodge.scratch_root(), &mut raw).await;
+    // A call in flight across the end of the lifetime: being busy does not extend it.
+    let slow = raw.post_builder(&json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"slow","arguments":{"seconds":3,"steps":3}}}));
+    let _slow = tokio::spawn(Raw::send(slow));
+    raw.wait_for_slow_to_start(6).await;
+    skip_ahead(Duration::from_millis(1600)).await;
     let mut id = 10;
     eventually(
         Duration::from_secs(10),

@@ -43,24 +43,19 @@ impl Modern {
         if params.get("_meta").is_none() {
             params["_meta"] = meta(json!({"elicitation": {}, "sampling": {}}));
         }
-        let mut req = self
-            .http
-            .post(&self.url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", V)
-            .header("mcp-method", method);
-        if let Some(name) = params
+        let name = params
             .get("name")
             .or(params.get("uri"))
             .and_then(Value::as_str)
-        {
-            req = req.header("mcp-name", name);
-        }
-        if let Some(s) = &self.session {
-            req = req.header("lodge-session-id", s);
-        }
-        req.body(json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string())
+            .map(str::to_owned);
+        lodge_testkit::http::modern_post(
+            &self.http,
+            &self.url,
+            self.session.as_deref(),
+            method,
+            name.as_deref(),
+            json!({"jsonrpc":"2.0","id":id,"method":method,"params":params}).to_string(),
+        )
     }
 
     async fn send(&self, id: u64, method: &str, params: Value) -> Reply {

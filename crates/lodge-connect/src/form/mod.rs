@@ -46,7 +46,7 @@ impl fmt::Display for Choice {
             Value::String(s) => s.clone(),
             other => other.to_string(),
         };
-        if self.label == value || self.value.is_null() {
+        if self.label == value {
             write!(f, "{value}")
         } else {
             write!(f, "{} ({value})", self.label)
@@ -205,5 +205,21 @@ mod tests {
         assert!(matches!(&fields[7].kind, Kind::Choices(c) if c.len() == 2));
         assert_eq!(fields[8].kind, Kind::Json);
         assert!(matches!(&fields[9].kind, Kind::Choices(c) if c[0].label == "Pea"));
+    }
+
+    #[test]
+    fn without_an_order_fields_are_alphabetical_and_an_order_puts_them_as_given() {
+        let schema = json!({"type":"object","properties":{
+            "nights":{"type":"integer"},"destination":{"type":"string"},"budget":{"type":"number"}
+        }});
+        let names = |order: Option<&[String]>| -> Vec<String> {
+            fields(&schema, order).into_iter().map(|f| f.name).collect()
+        };
+        assert_eq!(names(None), ["budget", "destination", "nights"]);
+        let order = ["nights", "destination", "budget"].map(String::from);
+        assert_eq!(names(Some(&order)), ["nights", "destination", "budget"]);
+        // Names the schema lacks are skipped; properties the order lacks come last.
+        let partial = ["gone", "destination"].map(String::from);
+        assert_eq!(names(Some(&partial)), ["destination", "budget", "nights"]);
     }
 }

@@ -1,7 +1,7 @@
 //! `--sampling human`: you are the model; type the reply.
 
 use super::wire;
-use crate::connect::ui::Ui;
+use crate::ui::Ui;
 use inquire::Text;
 use serde_json::Value;
 

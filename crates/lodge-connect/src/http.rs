@@ -1,5 +1,6 @@
 //! The HTTP client under rmcp's Streamable HTTP transport: reqwest, plus a watch that notices
-//! when the server forgets the session (HTTP 404) and can ask it why.
+//! when the server forgets the session (HTTP 404) and can ask it why, and the raw read of
+//! `tools/list` answers ([`crate::listing`]).
 
 use futures_util::stream::BoxStream;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -12,6 +13,9 @@ use sse_stream::Sse;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+
+use crate::listing;
+use crate::tool_order::ToolOrders;
 
 /// What the client knows about the server-side session.
 #[derive(Default)]
@@ -115,26 +119,30 @@ impl SessionWatch {
     }
 }
 
-/// An HTTP client (reqwest, or reqwest with OAuth tokens) with a [`SessionWatch`].
+/// rmcp's reqwest client with a [`SessionWatch`], and with `tools/list` answers read raw
+/// for the order of each tool's properties ([`crate::listing`]). It sits under rmcp's
+/// OAuth client when there is one, so it sees the bearer token every request carries.
 #[derive(Clone)]
-pub struct WatchedClient<C> {
-    inner: C,
+pub struct WatchedClient {
+    inner: reqwest::Client,
     watch: Arc<SessionWatch>,
+    orders: Arc<ToolOrders>,
 }
 
-impl<C> WatchedClient<C> {
-    pub fn new(inner: C, watch: Arc<SessionWatch>) -> Self {
-        WatchedClient { inner, watch }
+impl WatchedClient {
+    pub fn new(inner: reqwest::Client, watch: Arc<SessionWatch>, orders: Arc<ToolOrders>) -> Self {
+        WatchedClient {
+            inner,
+            watch,
+            orders,
+        }
     }
 }
 
 type Headers = HashMap<HeaderName, HeaderValue>;
 type Error = StreamableHttpError<reqwest::Error>;
 
-impl<C> StreamableHttpClient for WatchedClient<C>
-where
-    C: StreamableHttpClient<Error = reqwest::Error> + Sync,
-{
+impl StreamableHttpClient for WatchedClient {
     type Error = reqwest::Error;
 
     async fn post_message(
@@ -171,17 +179,35 @@ where
         let pinned = custom_headers
             .keys()
             .any(|k| k.as_str() == LODGE_SESSION_ID);
-        let result = self
-            .inner
-            .post_message_with_response_limits(
-                uri,
-                message,
-                session_id.clone(),
-                auth_header,
-                custom_headers,
-                limits,
-            )
-            .await;
+        let listed = if listing::is_tools_list(&message) {
+            let request = listing::Request {
+                uri: &uri,
+                message: &message,
+                session_id: session_id.as_deref(),
+                auth_header: auth_header.as_deref(),
+                custom_headers: &custom_headers,
+            };
+            let limit = limits.max_json_response_size;
+            listing::read_tools_list(&self.inner, &self.orders, request, limit).await
+        } else {
+            None
+        };
+        let result = match listed {
+            Some(answer) => Ok(answer),
+            // Not tools/list, or an answer only rmcp's client knows how to report.
+            None => {
+                self.inner
+                    .post_message_with_response_limits(
+                        uri,
+                        message,
+                        session_id.clone(),
+                        auth_header,
+                        custom_headers,
+                        limits,
+                    )
+                    .await
+            }
+        };
         self.watch.check(session_id.as_ref(), &result);
         self.watch.check_modern(pinned, &result);
         result

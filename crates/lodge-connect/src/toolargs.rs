@@ -44,9 +44,13 @@ pub fn check(tool: &Tool, args: &Map<String, Value>) -> Check {
     }
 }
 
-/// Asks for each argument (blocking: run through `Ui::prompt`).
-pub fn ask(tool: &Tool) -> Result<Map<String, Value>, form::prompt::Stop> {
-    let fields = form::fields(&schema(tool), None);
+/// Asks for each argument in `order` (the server's order of the properties; without it,
+/// alphabetical). Blocking: run it through `Ui::prompt`.
+pub fn ask(
+    tool: &Tool,
+    order: Option<&[String]>,
+) -> Result<Map<String, Value>, form::prompt::Stop> {
+    let fields = form::fields(&schema(tool), order);
     form::prompt::fill(&fields)
 }
 

@@ -3,10 +3,11 @@
 //! choice. Defaults are pre-filled. Blocking (inquire): run it through `Ui::prompt`.
 
 use super::{Choice, Field, Kind, display};
-use crate::connect::schema::Checker;
+use crate::schema::Checker;
 use inquire::validator::Validation;
 use inquire::{Confirm, InquireError, MultiSelect, Select, Text};
 use serde_json::{Map, Number, Value};
+use std::fmt;
 use std::sync::Arc;
 
 /// Why a form was not filled in.
@@ -56,25 +57,18 @@ pub fn ask(field: &Field) -> Result<Option<Value>, Stop> {
             }
             prompt.prompt().map(|b| Some(Value::Bool(b))).map_err(stop)
         }
-        Kind::Choice(choices) => {
-            let mut options = choices.clone();
-            if !field.required {
-                options.push(Choice {
-                    value: Value::Null,
-                    label: "(leave empty)".into(),
-                });
-            }
+        Kind::Choice(_) => {
+            let options = offered(field);
             let cursor = field
                 .default
                 .as_ref()
-                .and_then(|d| options.iter().position(|c| &c.value == d))
+                .and_then(|d| options.iter().position(|o| o.value() == Some(d)))
                 .unwrap_or(0);
             let mut prompt = Select::new(&label, options).with_starting_cursor(cursor);
             if !help.is_empty() {
                 prompt = prompt.with_help_message(&help);
             }
-            let choice = prompt.prompt().map_err(stop)?;
-            Ok((!choice.value.is_null()).then_some(choice.value))
+            Ok(prompt.prompt().map_err(stop)?.into_value())
         }
         Kind::Choices(choices) => {
             let defaults: Vec<usize> = match &field.default {
@@ -128,6 +122,57 @@ pub fn ask(field: &Field) -> Result<Option<Value>, Stop> {
             parse(field, &input, checker.as_deref()).map_err(Stop::Failed)
         }
     }
+}
+
+/// One line of a single-choice prompt: a value of the schema, or leaving the field out.
+#[derive(Clone, Debug, PartialEq)]
+enum Offered {
+    Value(Choice),
+    LeaveEmpty,
+}
+
+impl Offered {
+    fn value(&self) -> Option<&Value> {
+        match self {
+            Offered::Value(choice) => Some(&choice.value),
+            Offered::LeaveEmpty => None,
+        }
+    }
+
+    fn into_value(self) -> Option<Value> {
+        match self {
+            Offered::Value(choice) => Some(choice.value),
+            Offered::LeaveEmpty => None,
+        }
+    }
+}
+
+impl fmt::Display for Offered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Offered::Value(choice) => choice.fmt(f),
+            Offered::LeaveEmpty => f.write_str("(leave empty)"),
+        }
+    }
+}
+
+/// The lines of a single-choice prompt. An optional field ends with "(leave empty)", and a
+/// `null` its schema allows (`Option<Enum>` comes out as `"enum": [..., null]`) is not
+/// offered next to it: leaving the field out is how a form says "none".
+fn offered(field: &Field) -> Vec<Offered> {
+    let Kind::Choice(choices) = &field.kind else {
+        return Vec::new();
+    };
+    let mut options: Vec<Offered> = choices
+        .iter()
+        .filter(|c| field.required || !c.value.is_null())
+        .cloned()
+        .map(Offered::Value)
+        .collect();
+    if !field.required {
+        options.push(Offered::LeaveEmpty);
+    }
+    options
 }
 
 fn verdict(checker: Option<&Checker>, value: &Value) -> Result<(), String> {
@@ -207,7 +252,7 @@ fn help(field: &Field) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connect::form::fields;
+    use crate::form::fields;
     use serde_json::json;
 
     fn field(schema: Value, required: bool) -> Field {
@@ -241,6 +286,45 @@ mod tests {
 
         let ratio = field(json!({"type":"number","minimum":0}), true);
         assert_eq!(parse(&ratio, "0.5", None), Ok(Some(json!(0.5))));
+    }
+
+    fn shown(field: &Field) -> Vec<String> {
+        offered(field).iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn an_optional_choice_offers_leaving_it_empty_and_never_null() {
+        // What schemars writes for an `Option<Airline>`.
+        let optional = field(
+            json!({"type":["string","null"],"enum":["kl","af",null],"default":"af"}),
+            false,
+        );
+        assert_eq!(shown(&optional), ["kl", "af", "(leave empty)"]);
+        assert_eq!(offered(&optional).last().and_then(Offered::value), None);
+        assert_eq!(
+            offered(&optional)
+                .into_iter()
+                .map(Offered::into_value)
+                .collect::<Vec<_>>(),
+            [Some(json!("kl")), Some(json!("af")), None]
+        );
+
+        let titled = field(
+            json!({"type":"string","oneOf":[{"const":"s","title":"Small"},{"const":"l","title":"Large"}]}),
+            false,
+        );
+        assert_eq!(shown(&titled), ["Small (s)", "Large (l)", "(leave empty)"]);
+
+        // Required: null is a value like any other, and there is no way to leave it out.
+        let required = field(json!({"enum":["kl",null]}), true);
+        assert_eq!(shown(&required), ["kl", "null"]);
+        assert_eq!(
+            offered(&required)
+                .into_iter()
+                .map(Offered::into_value)
+                .collect::<Vec<_>>(),
+            [Some(json!("kl")), Some(Value::Null)]
+        );
     }
 
     #[test]

@@ -1,9 +1,19 @@
 //! `lodge connect URL`: a terminal MCP client for Lodge and any Streamable HTTP server.
 //!
+//! This crate owns the whole client: its command-line arguments ([`ConnectArgs`]), the
+//! session with the server (both protocol eras, OAuth), prompts for tool arguments and
+//! elicitation forms, sampling providers, progress bars, and the exit codes. The `lodge`
+//! binary only parses the `connect` subcommand into [`ConnectArgs`] and calls [`run`].
+//!
+//! It must not be linked into the server's code paths: nothing in `lodge serve`, the
+//! runtime or the HTTP front may depend on it, so the server's dependency tree does not
+//! carry a terminal client's (prompts, an HTTP client, TLS, JSON Schema validation).
+//!
 //! Interactive by default (a prompt loop over the server's tools, resources and prompts);
 //! one-shot with `--call TOOL --args JSON` or `--list`, which print JSON on stdout and
-//! report the outcome in the exit code (see [`exit`]). Elicitation, sampling, progress, logs
+//! report the outcome in the exit code (the table is in `exit.rs`). Elicitation, sampling, progress, logs
 //! and cancellation are handled the same way in both modes.
+#![forbid(unsafe_code)]
 
 mod auth;
 mod call;
@@ -11,6 +21,7 @@ mod elicit;
 mod exit;
 mod form;
 mod http;
+mod listing;
 mod oneshot;
 mod progress;
 mod render;
@@ -18,6 +29,7 @@ mod repl;
 mod sampling;
 mod schema;
 mod session;
+mod tool_order;
 mod toolargs;
 mod ui;
 

@@ -1,8 +1,8 @@
 //! URL-mode elicitation: show the URL, open it in a browser when there is one (and the user
 //! agrees), then wait for the server's `notifications/elicitation/complete`.
 
-use crate::connect::progress::Progress;
-use crate::connect::ui::{Ui, open_in_browser};
+use crate::progress::Progress;
+use crate::ui::{Ui, open_in_browser};
 use inquire::Select;
 use rmcp::model::{ElicitResult, ElicitationAction};
 use std::sync::Arc;

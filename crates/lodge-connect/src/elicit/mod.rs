@@ -153,3 +153,66 @@ fn decline() -> ElicitResult {
 fn cancel() -> ElicitResult {
     ElicitResult::new(ElicitationAction::Cancel)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmcp::model::{InputRequest, ServerJsonRpcMessage, ServerRequest, ServerResult};
+
+    const SCHEMA: &str = r#"{"type":"object","properties":{
+        "destination":{"type":"string"},
+        "nights":{"type":"integer"},
+        "airline":{"type":"string","enum":["x","y"]}},"required":["destination"]}"#;
+
+    fn names(schema: &ElicitationSchema) -> Vec<String> {
+        let json = serde_json::to_value(schema).expect("schema serializes");
+        form::fields(&json, schema.property_order.as_deref())
+            .into_iter()
+            .map(|f| f.name)
+            .collect()
+    }
+
+    fn form_schema(params: ElicitRequestParams) -> ElicitationSchema {
+        match params {
+            ElicitRequestParams::FormElicitationParams {
+                requested_schema, ..
+            } => requested_schema,
+            other => panic!("not a form: {other:?}"),
+        }
+    }
+
+    /// rmcp keeps the wire order of a form's properties (`property_order`) in both eras, as
+    /// long as the message is parsed from its text, which is how the transport parses it.
+    #[test]
+    fn forms_are_asked_in_the_order_the_server_wrote_them_in_both_eras() {
+        let expected = ["destination", "nights", "airline"].map(String::from);
+
+        let legacy = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"elicitation/create","params":{{"mode":"form","message":"m","requestedSchema":{SCHEMA}}}}}"#
+        );
+        let message: ServerJsonRpcMessage = serde_json::from_str(&legacy).expect("parses");
+        let rmcp::model::JsonRpcMessage::Request(request) = message else {
+            panic!("a request")
+        };
+        let ServerRequest::ElicitRequest(request) = request.request else {
+            panic!("an elicitation request, got {:?}", request.request)
+        };
+        assert_eq!(names(&form_schema(request.params)), expected);
+
+        let modern = format!(
+            r#"{{"jsonrpc":"2.0","id":2,"result":{{"resultType":"input_required","inputRequests":{{"trip":{{"method":"elicitation/create","params":{{"mode":"form","message":"m","requestedSchema":{SCHEMA}}}}}}}}}}}"#
+        );
+        let message: ServerJsonRpcMessage = serde_json::from_str(&modern).expect("parses");
+        let rmcp::model::JsonRpcMessage::Response(response) = message else {
+            panic!("a response")
+        };
+        let ServerResult::InputRequiredResult(input) = response.result else {
+            panic!("input_required, got {:?}", response.result)
+        };
+        let requests = input.input_requests.expect("input requests");
+        let Some(InputRequest::Elicitation(request)) = requests.get("trip").cloned() else {
+            panic!("an elicitation")
+        };
+        assert_eq!(names(&form_schema(request.params)), expected);
+    }
+}

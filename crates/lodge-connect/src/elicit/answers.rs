@@ -1,7 +1,7 @@
 //! `--answers FILE`: a JSON or TOML object of field name → value that answers forms without a
 //! terminal. Each form takes the answers for its own fields; defaults fill the rest.
 
-use crate::connect::form::{Field, Kind};
+use crate::form::{Field, Kind};
 use serde_json::{Map, Value};
 use std::path::Path;
 
@@ -100,7 +100,7 @@ fn toml_to_json(value: toml::Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connect::form::fields;
+    use crate::form::fields;
     use serde_json::json;
 
     fn trip() -> Vec<Field> {

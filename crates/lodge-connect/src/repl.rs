@@ -192,7 +192,11 @@ async fn call(setup: &Setup, connection: &Connection, name: &str, args: &str) ->
         .is_some_and(|p| p.as_object().is_some_and(|o| !o.is_empty()));
     let arguments = if args.is_empty() && has_properties {
         let asked = tool.clone();
-        match ui.prompt(move || toolargs::ask(&asked)).await {
+        let order = setup.tool_order(name);
+        match ui
+            .prompt(move || toolargs::ask(&asked, order.as_deref()))
+            .await
+        {
             Some(Ok(arguments)) => arguments,
             _ => {
                 ui.note("call abandoned");

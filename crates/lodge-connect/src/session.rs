@@ -10,6 +10,7 @@ use super::exit;
 use super::http::{self, LODGE_SESSION_ID, SessionWatch, WatchedClient};
 use super::progress::{CountProgress, Progress};
 use super::sampling::Sampler;
+use super::tool_order::ToolOrders;
 use super::ui::Ui;
 use clap::ValueEnum;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -64,8 +65,11 @@ pub struct Setup {
     pub handler: Handler,
     /// `--oauth*`: sign in when the server asks.
     pub oauth: Option<OAuthOptions>,
-    /// The OAuth client (tokens) once signed in; kept across reconnections.
-    authorized: tokio::sync::Mutex<Option<AuthClient<reqwest::Client>>>,
+    /// The OAuth client (tokens) once signed in; kept across reconnections, each of which
+    /// puts a [`WatchedClient`] of its own under it.
+    authorized: tokio::sync::Mutex<Option<AuthClient<WatchedClient>>>,
+    /// The order of each tool's properties, from the raw `tools/list` answers.
+    tool_orders: Arc<ToolOrders>,
 }
 
 /// How many times one run signs in again (expired tokens, scope step-up) before giving up.
@@ -139,11 +143,18 @@ impl Setup {
             handler,
             oauth,
             authorized: tokio::sync::Mutex::new(None),
+            tool_orders: Arc::default(),
         })
     }
 
     pub fn ui(&self) -> &Arc<Ui> {
         &self.handler.0.ui
+    }
+
+    /// The order in which `tool`'s server lists its properties, once a `tools/list` answer
+    /// named the tool.
+    pub fn tool_order(&self, tool: &str) -> Option<Vec<String>> {
+        self.tool_orders.of(tool)
     }
 
     /// Connects (handshake or discovery, depending on `--protocol`), signing in first when
@@ -199,7 +210,14 @@ impl Setup {
             }
         }
         let manager = auth::authorize(&self.url, challenge, &options, self.ui()).await?;
-        *self.authorized.lock().await = Some(AuthClient::new(reqwest::Client::new(), manager));
+        // `connect_once` puts each connection's own watched client under the tokens; this
+        // one is only what rmcp's constructor needs until then.
+        let placeholder = WatchedClient::new(
+            reqwest::Client::new(),
+            Arc::default(),
+            self.tool_orders.clone(),
+        );
+        *self.authorized.lock().await = Some(AuthClient::new(placeholder, manager));
         Ok(())
     }
 
@@ -244,18 +262,17 @@ impl Setup {
             },
         };
         let authorized = self.authorized.lock().await.clone();
+        let orders = self.tool_orders.clone();
+        // The watch goes under the OAuth client, so its own reads of `tools/list` carry the
+        // same bearer token as every other request.
         let served = match authorized {
-            Some(auth) => {
-                self.serve(WatchedClient::new(auth, watch.clone()), config, lifecycle)
-                    .await
+            Some(mut auth) => {
+                auth.http_client = WatchedClient::new(web.clone(), watch.clone(), orders);
+                self.serve(auth, config, lifecycle).await
             }
             None => {
-                self.serve(
-                    WatchedClient::new(web.clone(), watch.clone()),
-                    config,
-                    lifecycle,
-                )
-                .await
+                let watched = WatchedClient::new(web.clone(), watch.clone(), orders);
+                self.serve(watched, config, lifecycle).await
             }
         };
         let client = served.map_err(|e| {
@@ -283,7 +300,7 @@ impl Setup {
 
     async fn serve<C>(
         &self,
-        client: WatchedClient<C>,
+        client: C,
         config: StreamableHttpClientTransportConfig,
         lifecycle: ClientLifecycleMode,
     ) -> Result<RunningService<RoleClient, Handler>, ClientInitializeError>
