@@ -1,5 +1,9 @@
 //! The `lodge` command: `serve`, `doctor`, the bundled demo server, and `connect`, which
 //! dispatches to the `lodge-connect` crate.
+//!
+//! It owns the command line, the config file (parsed and checked without side effects;
+//! backends are built when serving) and the wiring of runtime, front and signals. It must
+//! not hold logic a library user of `lodge-runtime` / `lodge-http` would need.
 #![forbid(unsafe_code)]
 
 mod config;

@@ -172,6 +172,52 @@ async fn a_crashing_server_fails_pending_calls_at_once_and_ends_the_session() {
     assert!(message(&later).contains("exited with status 3"));
 }
 
+/// A stdio server that answers initialize, then reads everything and answers nothing,
+/// keeping what it was sent in `received.jsonl` (in its scratch directory). The shell
+/// stays, holding stdout open: a server that closes it has ended.
+const SILENT_SERVER: &str = r#"
+read line
+printf '%s\n' '{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"silent","version":"1"}}}'
+cat > received.jsonl
+"#;
+
+#[tokio::test]
+async fn a_call_the_server_never_answers_times_out_and_is_cancelled_upstream() {
+    let lodge = Lodge::start(&format!(
+        "[[server]]\nname = \"silent\"\ncommand = [\"sh\", \"-c\", {SILENT_SERVER:?}]\n\
+         [session]\nrequest_timeout = \"1s\"\n"
+    ));
+    let mut raw = Raw::new(lodge.url());
+    raw.initialize().await;
+    let reply = raw.call(7, "anything", json!({})).await;
+    assert_eq!(reply.status, 200);
+    let error = reply.events().last().unwrap().json();
+    assert_eq!(error["id"], 7, "{error}");
+    assert_eq!(error["error"]["code"], -32004, "{error}");
+    let text = error["error"]["message"].as_str().unwrap();
+    assert!(text.contains("did not answer within 1s"), "{text}");
+    // The server is told to stop working on it, and the session lives on.
+    let sandbox = scratch_holding(&lodge.scratch_root(), "received.jsonl");
+    eventually(
+        Duration::from_secs(5),
+        "the server to receive notifications/cancelled",
+        async || {
+            crate::common::read_file(&sandbox.join("received.jsonl"))
+                .lines()
+                .any(|l| {
+                    let m: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+                    m["method"] == "notifications/cancelled" && m["params"]["requestId"] == 7
+                })
+        },
+    )
+    .await;
+    let again = raw.call(8, "anything", json!({})).await;
+    assert_eq!(
+        again.events().last().unwrap().json()["error"]["code"],
+        -32004
+    );
+}
+
 #[tokio::test]
 async fn a_server_that_cannot_start_gets_a_clear_error() {
     let lodge = Lodge::start("[[server]]\nname = \"typo\"\ncommand = [\"no-such-mcp-server\"]\n");
