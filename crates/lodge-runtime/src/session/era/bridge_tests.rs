@@ -422,3 +422,66 @@ async fn a_parked_call_waits_on_its_client_not_on_the_request_timeout() {
     // the park expiry is the only deadline; the call's own clock is stopped.
     assert_eq!(s.core.next_call_deadline(), None);
 }
+
+#[tokio::test(start_paused = true)]
+async fn passthrough_times_out_under_the_clients_id_and_cancels_the_minted_one() {
+    let mut s = Session::modern_passthrough();
+    let mut rx = s
+        .modern(&modern_request(9, "tools/list", json!({}), json!({})))
+        .unwrap();
+    s.sent();
+    tokio::time::advance(std::time::Duration::from_secs(300)).await;
+    s.tick();
+    let cancel = &s.sent_json()[0];
+    assert_eq!(cancel["method"], "notifications/cancelled");
+    assert_eq!(cancel["params"]["requestId"], "lodge:1");
+    let error = only_json(&mut rx);
+    assert_eq!(error["id"], 9);
+    assert_eq!(error["error"]["code"], -32004);
+    assert_eq!(s.core.in_flight(), 0);
+    // A late answer finds no call and goes nowhere.
+    s.server(r#"{"jsonrpc":"2.0","id":"lodge:1","result":{"resultType":"complete","tools":[]}}"#);
+    assert_eq!(drain(&mut rx), (vec![], true));
+}
+
+#[tokio::test(start_paused = true)]
+async fn passthrough_progress_reaches_its_call_and_keeps_it_alive() {
+    let mut s = Session::modern_passthrough();
+    let mut request: Value =
+        serde_json::from_str(&modern_request(4, "tools/call", json!({}), json!({}))).unwrap();
+    request["params"]["name"] = json!("slow");
+    request["params"]["_meta"]["progressToken"] = json!("p");
+    let mut rx = s.modern(&request.to_string()).unwrap();
+    s.sent();
+    tokio::time::advance(std::time::Duration::from_secs(200)).await;
+    s.server(r#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"p","progress":1}}"#);
+    assert_eq!(only_json(&mut rx)["params"]["progress"], 1);
+    // 200 s + 200 s: past the 5m timeout from the call's start, not from its progress.
+    tokio::time::advance(std::time::Duration::from_secs(200)).await;
+    s.tick();
+    assert!(s.sent().is_empty(), "progress reset the server's deadline");
+    assert_eq!(s.core.in_flight(), 1);
+}
+
+#[test]
+fn passthrough_logs_go_to_the_newest_call_not_a_listen_stream() {
+    let mut s = Session::modern_passthrough();
+    let mut listen = s
+        .modern(&modern_request(
+            1,
+            "subscriptions/listen",
+            json!({"notifications": {}}),
+            json!({}),
+        ))
+        .unwrap();
+    let mut older = s
+        .modern(&modern_request(2, "tools/list", json!({}), json!({})))
+        .unwrap();
+    let mut newer = s
+        .modern(&modern_request(3, "prompts/list", json!({}), json!({})))
+        .unwrap();
+    s.server(r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#);
+    assert_eq!(only_json(&mut newer)["params"]["data"], "x");
+    assert_eq!(drain(&mut older), (vec![], false));
+    assert_eq!(drain(&mut listen), (vec![], false));
+}
