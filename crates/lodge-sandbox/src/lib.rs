@@ -78,6 +78,7 @@ mod options;
 mod plan;
 mod probe;
 mod process;
+mod remove_tree;
 mod scratch;
 pub mod seccomp;
 mod stderr;
