@@ -102,6 +102,7 @@ pub use plan::SANDBOX_PID_VAR;
 pub use probe::{Feature, Host, HostReport};
 pub use process::ProcessBackend;
 pub use scratch::default_scratch_root;
+pub use stderr::log_server_stdout;
 pub use supervise::SandboxProcess;
 
 /// What to run, and how, for one session.

@@ -1,7 +1,7 @@
-//! Server stderr: read on a task, logged line by line up to a byte cap (control
-//! characters escaped), the last few lines kept for error messages. The reader never
-//! stops reading, so the server never blocks on a full stderr pipe. Backend-agnostic: it
-//! takes any `AsyncRead`.
+//! Server stderr (and an HTTP-transport server's stdout, [`log_server_stdout`]): read on
+//! a task, logged line by line up to a byte cap (control characters escaped), the last
+//! few lines kept for error messages. The reader never stops reading, so the server never
+//! blocks on a full pipe. Backend-agnostic: it takes any `AsyncRead`.
 //!
 //! A flood must cost Lodge little: reads grow from 1 KiB (what an idle session holds) to
 //! 64 KiB while output keeps coming; blank lines are counted against the cap but neither
@@ -52,7 +52,12 @@ impl StderrCapture {
         R: AsyncRead + Unpin + Send + 'static,
     {
         let tail = Tail::default();
-        let task = tokio::spawn(read_stderr(stderr, sandbox, cap, Arc::clone(&tail)));
+        let task = tokio::spawn(read_output(
+            stderr,
+            Origin::Stderr(sandbox),
+            cap,
+            Arc::clone(&tail),
+        ));
         StderrCapture {
             tail,
             task: Some(task),
@@ -92,26 +97,40 @@ fn lock(tail: &Tail) -> std::sync::MutexGuard<'_, VecDeque<String>> {
     tail.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn read_stderr<R: AsyncRead + Unpin>(
-    mut stderr: R,
-    sandbox: SandboxId,
-    cap: usize,
-    tail: Tail,
-) {
+/// Where logged output comes from: the target and field of its log lines.
+#[derive(Clone)]
+enum Origin {
+    Stderr(SandboxId),
+    /// An HTTP-transport server's stdout, which carries no messages: only logged.
+    Stdout(Arc<str>),
+}
+
+/// Logs an HTTP-transport server's stdout (target `lodge::server_stdout`, field
+/// `session`) the way stderr is logged: lines cut at 8 KiB, at most `cap` bytes logged,
+/// control characters escaped, floods drained cheaply. Returns at end of file. A server
+/// printing one 100 MiB line costs Lodge 8 KiB of memory, not 100 MiB.
+pub async fn log_server_stdout<R>(stdout: R, session: Arc<str>, cap: usize)
+where
+    R: AsyncRead + Unpin,
+{
+    read_output(stdout, Origin::Stdout(session), cap, Tail::default()).await;
+}
+
+async fn read_output<R: AsyncRead + Unpin>(mut input: R, origin: Origin, cap: usize, tail: Tail) {
     let mut buf = vec![0u8; MIN_READ];
     let mut lines = Lines {
-        sandbox,
+        origin,
         budget: LogBudget::new(cap),
         pending: Vec::new(),
         truncated: false,
         fresh: Vec::new(),
     };
     loop {
-        let n = match stderr.read(&mut buf).await {
+        let n = match input.read(&mut buf).await {
             Ok(0) => break,
             Ok(n) => n,
             Err(error) => {
-                tracing::debug!(%sandbox, %error, "reading server stderr failed");
+                tracing::debug!(%error, "reading server output failed");
                 break;
             }
         };
@@ -130,7 +149,7 @@ async fn read_stderr<R: AsyncRead + Unpin>(
 
 /// Splits stderr into lines and disposes of each.
 struct Lines {
-    sandbox: SandboxId,
+    origin: Origin,
     budget: LogBudget,
     /// The line read so far (at most [`MAX_LINE`] bytes), and whether more was dropped.
     pending: Vec<u8>,
@@ -219,23 +238,14 @@ impl Lines {
     }
 
     fn log(&mut self, text: &str) {
-        let sandbox = self.sandbox;
         match self.budget.admit(text) {
             Admit::Log if text.is_empty() => {}
-            Admit::Log => {
-                tracing::info!(target: "lodge::server_stderr", %sandbox, "{text}");
-            }
+            Admit::Log => self.origin.line(text),
             Admit::LogPrefixThenWarn(n) => {
                 if n > 0 {
-                    let prefix = &text[..n];
-                    tracing::info!(target: "lodge::server_stderr", %sandbox, "{prefix}");
+                    self.origin.line(&text[..n]);
                 }
-                tracing::warn!(
-                    target: "lodge::server_stderr",
-                    %sandbox,
-                    cap = self.budget.cap,
-                    "stderr cap reached; further output discarded"
-                );
+                self.origin.cap_reached(self.budget.cap);
             }
             Admit::Discard => {}
         }
@@ -260,6 +270,36 @@ impl Lines {
                 tail.pop_front();
             }
             tail.push_back(line);
+        }
+    }
+}
+
+impl Origin {
+    fn line(&self, text: &str) {
+        match self {
+            Origin::Stderr(sandbox) => {
+                tracing::info!(target: "lodge::server_stderr", %sandbox, "{text}");
+            }
+            Origin::Stdout(session) => {
+                tracing::info!(target: "lodge::server_stdout", %session, "{text}");
+            }
+        }
+    }
+
+    fn cap_reached(&self, cap: usize) {
+        match self {
+            Origin::Stderr(sandbox) => tracing::warn!(
+                target: "lodge::server_stderr",
+                %sandbox,
+                cap,
+                "stderr cap reached; further output discarded"
+            ),
+            Origin::Stdout(session) => tracing::warn!(
+                target: "lodge::server_stdout",
+                %session,
+                cap,
+                "stdout log cap reached; further output discarded"
+            ),
         }
     }
 }
@@ -456,7 +496,13 @@ mod tests {
         let tail = Tail::default();
         let start = cpu_seconds();
         let flood = Flood::new(pattern, 200 << 20);
-        read_stderr(flood, SandboxId::mint(), 1 << 20, Arc::clone(&tail)).await;
+        read_output(
+            flood,
+            Origin::Stderr(SandboxId::mint()),
+            1 << 20,
+            Arc::clone(&tail),
+        )
+        .await;
         let spent = cpu_seconds() - start;
         let tail = lock(&tail).iter().cloned().collect();
         (spent, tail)
