@@ -218,6 +218,7 @@ fn session_plan_json(
         env: vars.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         cgroups: cgroup.map(SessionCgroup::procs_files).unwrap_or_default(),
         tmp_size: limits.memory.unwrap_or(DEFAULT_TMP_SIZE),
+        rlimits: limits.rlimits(),
         extra: plan
             .scratch_mask(scratch.parent().unwrap_or(scratch))
             .as_ref()

@@ -137,12 +137,59 @@ pub struct Limits {
     pub cpus: Option<f64>,
     /// Maximum number of processes/threads.
     pub pids: Option<u64>,
+    /// The server's open-file limit (`RLIMIT_NOFILE`, soft and hard), or
+    /// [`DEFAULT_OPEN_FILES`]. Servers never inherit Lodge's own, raised limit. Enforced
+    /// by every backend, like the two below.
+    pub open_files: Option<u64>,
+    /// The largest file the server may write, bytes (`RLIMIT_FSIZE`; unlimited if unset).
+    /// Writing past it fails with EFBIG (the server's SIGXFSZ is ignored).
+    pub file_size: Option<u64>,
 }
 
+/// The open-file limit servers get when none is configured.
+pub const DEFAULT_OPEN_FILES: u64 = 1024;
+
 impl Limits {
-    /// Whether any limit is set.
+    /// Whether any cgroup limit (memory, cpus, pids) is set. The rlimits
+    /// (`open_files`, `file_size`, and core dumps, always off) are not counted: every
+    /// backend applies them.
     pub fn is_empty(&self) -> bool {
         self.memory.is_none() && self.cpus.is_none() && self.pids.is_none()
+    }
+
+    /// The rlimits to set for the server, each as (soft = hard) values.
+    pub(crate) fn rlimits(&self) -> Rlimits {
+        Rlimits {
+            open_files: self.open_files.unwrap_or(DEFAULT_OPEN_FILES),
+            file_size: self.file_size,
+        }
+    }
+}
+
+/// The rlimits a server runs under; core dumps are always off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Rlimits {
+    pub open_files: u64,
+    pub file_size: Option<u64>,
+}
+
+impl Rlimits {
+    /// `(resource, value)` pairs, each value lowered to the current hard limit (raising a
+    /// hard limit needs a privilege the server, or Lodge, may lack).
+    pub(crate) fn clamped(&self) -> [(nix::sys::resource::Resource, u64); 3] {
+        use nix::sys::resource::{Resource, getrlimit};
+        let clamp = |resource, value: u64| {
+            let hard = getrlimit(resource).map_or(value, |(_, hard)| hard);
+            (resource, value.min(hard))
+        };
+        [
+            clamp(Resource::RLIMIT_NOFILE, self.open_files),
+            clamp(Resource::RLIMIT_CORE, 0),
+            clamp(
+                Resource::RLIMIT_FSIZE,
+                self.file_size.unwrap_or(libc::RLIM_INFINITY),
+            ),
+        ]
     }
 }
 

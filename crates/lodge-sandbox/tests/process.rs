@@ -171,6 +171,34 @@ async fn cwd_is_scratch_and_removed_after_terminate() {
     assert!(root.exists(), "only the session's dir is removed");
 }
 
+/// The `process` backend sets the rlimits too: the server does not inherit Lodge's
+/// raised open-file limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_get_their_own_rlimits() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let script =
+        "ulimit -Sn; ulimit -Hn; ulimit -c; awk '/Max file size/ {print $4}' /proc/self/limits";
+    let Sandbox { io, mut process } = start(&sh(tmp.path(), script));
+    let out = read_to_end(io.stdout).await;
+    assert!(within("exit", process.exited()).await.success());
+    let n = lodge_sandbox::DEFAULT_OPEN_FILES.min(hard);
+    assert_eq!(out, format!("{n}\n{n}\n0\nunlimited\n"));
+
+    let mut s = sh(tmp.path(), script);
+    s.limits = Limits {
+        open_files: Some(50),
+        file_size: Some(1 << 20),
+        ..Limits::default()
+    };
+    let Sandbox { io, mut process } = start(&s);
+    let out = read_to_end(io.stdout).await;
+    assert!(within("exit", process.exited()).await.success());
+    assert_eq!(out, "50\n50\n0\n1048576\n");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_stdout_round_trip() {
     let tmp = tempfile::tempdir().unwrap();

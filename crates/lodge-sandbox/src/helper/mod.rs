@@ -413,6 +413,13 @@ fn server(plan: &Plan, session: &SessionPlan, supervisor: Pid, ready: OwnedFd, g
     if !session.env.iter().any(|v| v.starts_with(&pid_var)) {
         env.push(CString::new(format!("{pid_var}{supervisor}")).or_fail(|| "environment".into()));
     }
+    // Lodge's own open-file limit is raised for its many sessions; the server gets its own.
+    for (resource, value) in session.rlimits.clamped() {
+        setrlimit(resource, value, value).or_fail(|| format!("setting {resource:?}"));
+    }
+    if session.rlimits.file_size.is_some() {
+        sys::ignore_disposition(Signal::SIGXFSZ).or_fail(|| "ignoring SIGXFSZ".into());
+    }
     let _ = sys::default_disposition(Signal::SIGPIPE);
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     seccomp::install(&plan.seccomp).or_fail(|| "installing the seccomp filter".into());
