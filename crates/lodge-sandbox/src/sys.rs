@@ -227,6 +227,26 @@ pub(crate) fn close_from(first: u32) {
     }
 }
 
+/// Takes ownership of descriptor `fd`, inherited across `execve` from the process that
+/// exec'd this one (the sandbox helper's status pipe, passed to the re-executed init).
+/// Checks that it is open and not one of the standard streams, and makes it close-on-exec.
+pub(crate) fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    if fd < 3 {
+        return Err(io::Error::other(format!(
+            "descriptor {fd} is a standard stream"
+        )));
+    }
+    // Fails with EBADF unless `fd` is open.
+    // SAFETY: F_SETFD on a descriptor number; no memory is involved.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is open (checked above) and nothing else in this freshly exec'd,
+    // single-threaded process refers to it: the helper opened it for the init alone and
+    // this is the only place that takes it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Registers `fd` with Tokio's reactor for readability (e.g. a pidfd, readable once its
 /// process has exited). Must be called within a Tokio runtime.
 pub(crate) fn async_readable(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {

@@ -561,6 +561,41 @@ async fn exit_codes_signals_and_stderr_come_through() {
     assert_eq!(report.to_string(), "was killed by signal 9 (SIGKILL)");
 }
 
+/// The sandbox's pid 1 says nothing about the host: its command line is `init` (not the
+/// helper's host path and `run`), its name `init`; the scratch directory the server sees
+/// in its mount table is named by the random sandbox id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_init_shows_nothing_of_the_host() {
+    let Some(b) = backend(NamespacesOptions::default()) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let s = spec(
+        tmp.path(),
+        &sh("tr '\\0' '|' < /proc/1/cmdline; echo; cat /proc/1/comm; cat /proc/self/mountinfo"),
+    );
+    let (out, report, tail) = run(&b, &s).await;
+    assert!(report.success(), "{report} {tail:?}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("init|"), "{out}");
+    assert_eq!(lines.next(), Some("init"), "{out}");
+    let helper = env!("CARGO_BIN_EXE_lodge-sandbox-helper");
+    assert!(!out.contains(helper), "{out}");
+    assert!(!out.contains("sandbox-helper"), "{out}");
+    let session = out
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some("/session"))
+        .unwrap_or_else(|| panic!("no /session mount: {out}"));
+    let name = session
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    assert_eq!(name, s.sandbox_id.to_string(), "{session}");
+}
+
 /// The limits in the server's `/proc/self/limits`, by name: (soft, hard).
 fn proc_limits(out: &str) -> BTreeMap<String, (String, String)> {
     out.lines()

@@ -344,3 +344,47 @@ async fn a_cpu_hog_is_held_to_its_quota() {
     // bound means anything.
     assert!(ratio < 0.4, "cpus = 0.25 held the hog to {ratio}");
 }
+
+async fn read_text(raw: &Raw, id: u64, path: &str) -> String {
+    let report = attempt(raw, id, "read_text", json!({ "path": path })).await;
+    assert_eq!(report["result"], "ok", "{path}: {report}");
+    report["data"].as_str().unwrap().to_owned()
+}
+
+/// What the sandbox shows of the host (issue 13, findings 10 and 4): its pid 1's command
+/// line is `init`, never Lodge's host path or `sandbox-helper`; neither it nor the mount
+/// table names the client's session id (the scratch directory is named by the random
+/// sandbox id); the server's open-file limit is its own, not Lodge's raised one.
+#[tokio::test]
+async fn the_sandbox_shows_nothing_of_the_host_or_the_session() {
+    let Some(h) = hostile("") else { return };
+    let raw = h.session().await;
+    let session = raw.session.clone().unwrap();
+    let cmdline = read_text(&raw, 1, "/proc/1/cmdline").await;
+    assert_eq!(cmdline, "init\0");
+    let comm = read_text(&raw, 2, "/proc/1/comm").await;
+    assert_eq!(comm, "init\n");
+    let mountinfo = read_text(&raw, 3, "/proc/self/mountinfo").await;
+    for shown in [&cmdline, &comm, &mountinfo] {
+        assert!(!shown.contains(&session), "the session id shows: {shown}");
+        assert!(
+            !shown.contains(crate::common::LODGE),
+            "Lodge's path shows: {shown}"
+        );
+        assert!(!shown.contains("sandbox-helper"), "{shown}");
+    }
+    let limits = read_text(&raw, 4, "/proc/self/limits").await;
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(
+        open_files
+            .split_whitespace()
+            .skip(3)
+            .take(2)
+            .collect::<Vec<_>>(),
+        ["1024", "1024"],
+        "{limits}"
+    );
+}
