@@ -221,6 +221,42 @@ async fn stdin_stdout_round_trip() {
     assert!(!scratch.exists());
 }
 
+/// This process's CPU seconds so far (all threads; children not counted).
+fn cpu_seconds() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).unwrap();
+    let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+    t(usage.user_time()) + t(usage.system_time())
+}
+
+/// A real server flooding its stderr through a pipe (200 MiB of blank lines, then 200
+/// MiB of short ones) costs Lodge well under a CPU second per flood, kernel reads
+/// included (issue 13, finding 6: the old reader spent a full core on it). Prints the
+/// figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stderr_flood_costs_lodge_little_cpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (label, script) in [
+        (
+            "blank lines",
+            "head -c 209715200 /dev/zero | tr '\\0' '\\n' >&2",
+        ),
+        ("short lines", "yes spam | head -c 209715200 >&2"),
+    ] {
+        let before = cpu_seconds();
+        let Sandbox {
+            io: _io,
+            mut process,
+        } = start(&sh(tmp.path(), script));
+        let report = within("exit", process.exited()).await;
+        assert!(report.success(), "{report}");
+        within("terminate", process.terminate(Duration::from_secs(5))).await;
+        let spent = cpu_seconds() - before;
+        eprintln!("200 MiB of {label} on stderr: {spent:.3} CPU s in Lodge");
+        assert!(spent < 1.0, "{label}: {spent:.3} CPU s for 200 MiB");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stderr_tail_and_nonzero_exit() {
     let tmp = tempfile::tempdir().unwrap();
