@@ -388,3 +388,47 @@ async fn the_sandbox_shows_nothing_of_the_host_or_the_session() {
         "{limits}"
     );
 }
+
+/// Dotfiles and Unix sockets beside the server's script (issue 13, findings 9 and 8):
+/// the script directory is bound so the server finds its own files, but its `.env`, its
+/// `.git` and a host service's socket (even one nested below, and even one anybody may
+/// connect to) are masked.
+#[tokio::test]
+async fn dotfiles_and_sockets_beside_the_script_are_masked() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    std::fs::copy(FIXTURE, path.join("server.py")).unwrap();
+    std::fs::write(path.join(".env"), "API_KEY=do-not-read").unwrap();
+    std::fs::create_dir_all(path.join(".git")).unwrap();
+    std::fs::write(path.join(".git/config"), "[remote]").unwrap();
+    std::fs::create_dir_all(path.join("run/deeper")).unwrap();
+    std::fs::write(path.join("data.txt"), "the server's own data").unwrap();
+    let socket = path.join("agent.sock");
+    let nested = path.join("run/deeper/service.sock");
+    let _listeners = [&socket, &nested].map(|p| {
+        let l = std::os::unix::net::UnixListener::bind(p).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+        l
+    });
+    let config = format!(
+        "[[server]]\nname = \"hostile\"\ncommand = [{:?}, {:?}]\n",
+        crate::common::python(),
+        path.join("server.py")
+    );
+    let Some(lodge) = start_namespaces_in(dir, &config) else {
+        return;
+    };
+    let h = Hostile { lodge, dir: path };
+    let raw = h.session().await;
+    let at = |name: &str| h.dir.join(name).display().to_string();
+    let read = async |id, p: String| result(&raw, id, "read_file", json!({ "path": p })).await;
+    assert_eq!(read(1, at("server.py")).await, "ok");
+    assert_eq!(read(2, at("data.txt")).await, "ok");
+    assert_eq!(read(3, at(".env")).await, "EACCES");
+    assert_eq!(read(4, at(".git/config")).await, "ENOENT");
+    for (id, sock) in [(5, at("agent.sock")), (6, at("run/deeper/service.sock"))] {
+        let got = result(&raw, id, "unix_connect", json!({ "path": sock })).await;
+        assert_ne!(got, "connected", "{sock}");
+    }
+}
