@@ -53,11 +53,13 @@
 //! (controllers found at startup; a session's cgroup), [`helper`] (the code that runs
 //! inside the helper process: building the root, the supervisor, init and server, and
 //! its `probe` mode), `probe` (Lodge's side of the probe: [`Host`], [`HostReport`]),
-//! [`seccomp`], `net` (TCP into a sandbox's network namespace).
+//! [`seccomp`], `net` (TCP into a sandbox's network namespace), `host_ids` (host uids
+//! allocated host-wide through lock files, never shared by two live sandboxes).
 //!
 //! Backend-agnostic pieces live in their own modules so every backend reuses them:
-//! `scratch` (per-session scratch dir), `stderr` (capped stderr logging and the tail kept
-//! for error messages), `exit` (exit reports) and `supervise` ([`SandboxProcess`]: wait,
+//! `scratch` (per-session scratch dir) and `remove_tree` (its removal: constant stack, a
+//! few descriptors, no symlinks followed, no device crossed), `stderr` (capped, escaped,
+//! cheap stderr logging and the tail kept for error messages), `exit` (exit reports) and `supervise` ([`SandboxProcess`]: wait,
 //! terminate, drop guard), `descriptors` (what a sandbox costs Lodge in file
 //! descriptors). All `unsafe` code is in `sys`.
 
