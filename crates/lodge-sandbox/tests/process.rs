@@ -253,7 +253,11 @@ async fn a_stderr_flood_costs_lodge_little_cpu() {
         within("terminate", process.terminate(Duration::from_secs(5))).await;
         let spent = cpu_seconds() - before;
         eprintln!("200 MiB of {label} on stderr: {spent:.3} CPU s in Lodge");
-        assert!(spent < 1.0, "{label}: {spent:.3} CPU s for 200 MiB");
+        // The figure is the whole process's: only meaningful when no other test runs in
+        // it (nextest's process-per-test mode).
+        if std::env::var("NEXTEST_EXECUTION_MODE").as_deref() == Ok("process-per-test") {
+            assert!(spent < 1.0, "{label}: {spent:.3} CPU s for 200 MiB");
+        }
     }
 }
 
