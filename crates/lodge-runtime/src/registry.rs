@@ -260,6 +260,7 @@ impl Runtime {
                     sandbox.process.tcp_connector(),
                     *port,
                     path.clone(),
+                    self.config.max_message_bytes,
                     write_queue,
                     from_server_tx.clone(),
                 ));
@@ -267,6 +268,7 @@ impl Runtime {
                     id.shared(),
                     sandbox.io.stdin,
                     sandbox.io.stdout,
+                    self.config.stderr_cap,
                     from_server_tx,
                 ));
                 Link::Channels {

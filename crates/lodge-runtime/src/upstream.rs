@@ -9,7 +9,7 @@ use lodge_proto::Message;
 use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::sync::Arc;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::mpsc;
 
@@ -97,7 +97,12 @@ pub(crate) struct StdioLink<R, W> {
     queue: VecDeque<Bytes>,
     written: usize,
     stdout: LineReader<R>,
+    /// Lines that were not JSON-RPC so far (only the first few are logged).
+    junk: u32,
 }
+
+/// Non-JSON-RPC lines logged per session; the rest are skipped silently.
+const JUNK_LOGGED: u32 = 10;
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> StdioLink<R, W> {
     pub(crate) fn new(session: Arc<str>, stdout: R, stdin: W, max_line: usize) -> Self {
@@ -107,6 +112,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> StdioLink<R, W> {
             queue: VecDeque::new(),
             written: 0,
             stdout: LineReader::new(stdout, max_line),
+            junk: 0,
         }
     }
 
@@ -144,12 +150,22 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> StdioLink<R, W> {
                 line = self.stdout.next_line() => match line {
                     Ok(Some(line)) => match Message::parse(line) {
                         Ok(message) => return FromServer::Message(message),
-                        Err(e) => tracing::warn!(session = %self.session, error = %e, "server wrote a line that is not JSON-RPC; skipped"),
+                        Err(e) => self.skipped(&e),
                     },
                     Ok(None) => return FromServer::Closed(None),
                     Err(e) => return FromServer::Closed(Some(e.to_string())),
                 },
             }
+        }
+    }
+
+    fn skipped(&mut self, error: &dyn std::fmt::Display) {
+        self.junk = self.junk.saturating_add(1);
+        if self.junk <= JUNK_LOGGED {
+            tracing::warn!(session = %self.session, %error, "server wrote a line that is not JSON-RPC; skipped");
+        }
+        if self.junk == JUNK_LOGGED {
+            tracing::warn!(session = %self.session, "further lines that are not JSON-RPC are skipped without a log line");
         }
     }
 
@@ -228,6 +244,16 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     /// event kept for replay must not pin the whole read buffer); `None` at end of file.
     async fn next_line(&mut self) -> io::Result<Option<Bytes>> {
         loop {
+            // Blank lines (and the whitespace before a message) are skipped in one pass,
+            // not one line at a time: a server flooding newlines costs a scan, no more.
+            if self.searched == 0 {
+                let blank = self
+                    .buf
+                    .iter()
+                    .position(|b| !b.is_ascii_whitespace())
+                    .unwrap_or(self.buf.len());
+                self.buf.advance(blank);
+            }
             let line = match self.buf[self.searched..].iter().position(|&b| b == b'\n') {
                 Some(i) => Some(self.searched + i + 1),
                 None if self.buf.len() > self.max_line => {
@@ -276,19 +302,18 @@ fn trim_line(line: &[u8]) -> &[u8] {
     &line[..end]
 }
 
-/// For a server spoken to over HTTP: its stdout is only output, logged like stderr;
-/// its end still tells the actor the server exited. Holding stdin keeps it open.
+/// For a server spoken to over HTTP: its stdout is only output, logged like stderr (lines
+/// cut, at most `log_cap` bytes, control characters escaped); its end still tells the
+/// actor the server exited. Holding stdin keeps it open.
 pub(crate) async fn drain_loop(
     session: std::sync::Arc<str>,
     stdin: impl AsyncWrite + Unpin,
     stdout: impl AsyncRead + Unpin,
+    log_cap: usize,
     to_actor: mpsc::Sender<FromServer>,
 ) {
     let _stdin = stdin;
-    let mut lines = BufReader::new(stdout).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(target: "lodge::server_stdout", %session, "{line}");
-    }
+    lodge_sandbox::log_server_stdout(stdout, session, log_cap).await;
     let _ = to_actor.send(FromServer::Closed(None)).await;
 }
 
@@ -325,6 +350,59 @@ mod tests {
                 "closed None"
             ]
         );
+    }
+
+    /// `left` bytes of `fill`, generated without holding them.
+    struct Flood {
+        fill: u8,
+        left: usize,
+    }
+
+    impl AsyncRead for Flood {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            let n = buf.remaining().min(self.left).min(1 << 16);
+            buf.put_slice(&vec![self.fill; n]);
+            self.left -= n;
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    fn peak_rss_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// An HTTP-transport server's stdout is only logged: one 100 MiB line costs Lodge a
+    /// cut line, not 100 MiB (the old reader collected the whole line, then logged it).
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_http_server_s_100_mib_stdout_line_is_not_held() {
+        let before = peak_rss_kib();
+        let (to_actor, mut closed) = mpsc::channel(1);
+        let stdout = Flood {
+            fill: b'x',
+            left: 100 << 20,
+        };
+        drain_loop("s".into(), Vec::new(), stdout, 1 << 20, to_actor).await;
+        assert!(matches!(
+            closed.recv().await,
+            Some(FromServer::Closed(None))
+        ));
+        let grown = peak_rss_kib().saturating_sub(before);
+        assert!(grown < 32 << 10, "peak RSS grew by {grown} KiB");
+    }
+
+    #[tokio::test]
+    async fn blank_line_floods_are_skipped_in_one_pass() {
+        let mut input = vec![b'\n'; 1 << 20];
+        input.extend_from_slice(b"  \r\n\t{\"jsonrpc\":\"2.0\",\"method\":\"a\"}\n\n\n");
+        let mut link = StdioLink::new("s".into(), &input[..], Vec::new(), 1024);
+        assert_eq!(text(link.next().await), r#"{"jsonrpc":"2.0","method":"a"}"#);
+        assert_eq!(text(link.next().await), "closed None");
     }
 
     #[tokio::test]

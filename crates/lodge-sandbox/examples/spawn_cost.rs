@@ -48,6 +48,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         memory: Some(512 << 20),
         cpus: Some(1.0),
         pids: Some(256),
+        ..Limits::default()
     };
     let runs: [(&str, &dyn Backend, Limits); 4] = [
         ("process", &ProcessBackend, Limits::default()),

@@ -18,5 +18,9 @@ pub(crate) const PROCESS_HANDLE: u64 = 1;
 /// (`network = "none"`).
 pub(crate) const NETNS_HANDLE: u64 = 1;
 
+/// The `namespaces` backend's lock on the sandbox's host uid (`host_ids`), held for as
+/// long as the sandbox runs.
+pub(crate) const HOST_ID_LOCK: u64 = 1;
+
 /// Every sandbox: its pipes and its process handle.
 pub(crate) const BASE: u64 = STDIO_PIPES + PROCESS_HANDLE;

@@ -37,6 +37,14 @@ pub enum SandboxError {
         source: io::Error,
     },
 
+    /// No host uid could be allocated for the sandbox (all in use, or the lock directory
+    /// cannot be used).
+    #[error("cannot allocate a host uid for the sandbox: {source}")]
+    HostIds {
+        /// The underlying error.
+        source: io::Error,
+    },
+
     /// The backend cannot run on this host.
     #[error("the namespaces sandbox is not available on this host: {why}")]
     Unsupported {
@@ -123,6 +131,10 @@ impl SandboxError {
         let source = match self {
             SandboxError::Spawn { source, .. } | SandboxError::Scratch { source, .. } => source,
             SandboxError::Limits { source } => return source.is_host_exhausted(),
+            SandboxError::HostIds { source } if source.kind() == io::ErrorKind::ResourceBusy => {
+                return true;
+            }
+            SandboxError::HostIds { source } => source,
             _ => return false,
         };
         matches!(

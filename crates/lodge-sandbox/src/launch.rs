@@ -17,22 +17,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use crate::cgroup::{CgroupName, SessionCgroup};
 use crate::command::host_path;
+use crate::host_ids::{HostIdLease, HostIds};
 use crate::options::{NamespacesOptions, Network};
 use crate::plan::{Entry, PLAN_VAR, Plan, SESSION_DIR, SESSION_VAR, SessionPlan};
 use crate::probe::Host;
 use crate::scratch::{ScratchDir, ScratchName};
 use crate::{Limits, SandboxError, SandboxId};
 
-/// First host uid/gid given to sandboxed servers (`"lo"` << 16); each session takes the
-/// next of [`HOST_ID_COUNT`], wrapping. These ids own nothing on the host.
-pub const HOST_ID_BASE: u32 = 0x6c6f_0000;
-/// How many host ids sessions cycle through.
-pub const HOST_ID_COUNT: u32 = 65_536;
 /// `/tmp` and `/dev/shm` size when no memory limit is set (tmpfs pages are charged to the
 /// session's memory cgroup, so a memory limit caps them anyway).
 const DEFAULT_TMP_SIZE: u64 = 1 << 30;
@@ -120,8 +115,8 @@ pub(crate) struct Launched<C> {
     pub child: C,
     pub scratch: ScratchDir,
     pub cgroup: Option<SessionCgroup>,
-    /// The host uid and gid the server runs as.
-    pub host_ids: (u32, u32),
+    /// The host uid (= gid) the server runs as, held until the sandbox is gone.
+    pub host_id: HostIdLease,
 }
 
 /// Prepares the session's resources and starts the helper with `spawn`, which gets the
@@ -137,7 +132,11 @@ pub(crate) fn launch<C>(
         request.scratch_root,
         &ScratchName::for_sandbox(&request.sandbox_id),
     )?;
-    let host_ids = next_ids();
+    // Before anything runs as it; held until the sandbox is gone.
+    let host_id = host_ids()
+        .allocate()
+        .map_err(|source| SandboxError::HostIds { source })?;
+    let host_ids = (host_id.uid(), host_id.uid());
     std::os::unix::fs::chown(scratch.path(), Some(host_ids.0), Some(host_ids.1)).map_err(
         |source| SandboxError::Scratch {
             path: scratch.path().to_path_buf(),
@@ -178,15 +177,14 @@ pub(crate) fn launch<C>(
         child,
         scratch,
         cgroup,
-        host_ids,
+        host_id,
     })
 }
 
-/// The next host uid/gid for a session.
-fn next_ids() -> (u32, u32) {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed) % HOST_ID_COUNT;
-    (HOST_ID_BASE + n, HOST_ID_BASE + n)
+/// The host-wide uid allocator.
+fn host_ids() -> &'static HostIds {
+    static IDS: OnceLock<HostIds> = OnceLock::new();
+    IDS.get_or_init(HostIds::host)
 }
 
 /// The per-session JSON for the helper.
@@ -218,6 +216,7 @@ fn session_plan_json(
         env: vars.iter().map(|(k, v)| format!("{k}={v}")).collect(),
         cgroups: cgroup.map(SessionCgroup::procs_files).unwrap_or_default(),
         tmp_size: limits.memory.unwrap_or(DEFAULT_TMP_SIZE),
+        rlimits: limits.rlimits(),
         extra: plan
             .scratch_mask(scratch.parent().unwrap_or(scratch))
             .as_ref()

@@ -53,11 +53,13 @@
 //! (controllers found at startup; a session's cgroup), [`helper`] (the code that runs
 //! inside the helper process: building the root, the supervisor, init and server, and
 //! its `probe` mode), `probe` (Lodge's side of the probe: [`Host`], [`HostReport`]),
-//! [`seccomp`], `net` (TCP into a sandbox's network namespace).
+//! [`seccomp`], `net` (TCP into a sandbox's network namespace), `host_ids` (host uids
+//! allocated host-wide through lock files, never shared by two live sandboxes).
 //!
 //! Backend-agnostic pieces live in their own modules so every backend reuses them:
-//! `scratch` (per-session scratch dir), `stderr` (capped stderr logging and the tail kept
-//! for error messages), `exit` (exit reports) and `supervise` ([`SandboxProcess`]: wait,
+//! `scratch` (per-session scratch dir) and `remove_tree` (its removal: constant stack, a
+//! few descriptors, no symlinks followed, no device crossed), `stderr` (capped, escaped,
+//! cheap stderr logging and the tail kept for error messages), `exit` (exit reports) and `supervise` ([`SandboxProcess`]: wait,
 //! terminate, drop guard), `descriptors` (what a sandbox costs Lodge in file
 //! descriptors). All `unsafe` code is in `sys`.
 
@@ -69,6 +71,7 @@ mod descriptors;
 mod error;
 mod exit;
 pub mod helper;
+mod host_ids;
 mod id;
 mod launch;
 pub mod layout;
@@ -78,6 +81,7 @@ mod options;
 mod plan;
 mod probe;
 mod process;
+mod remove_tree;
 mod scratch;
 pub mod seccomp;
 mod stderr;
@@ -92,8 +96,8 @@ pub use cgroup::{CgroupRoots, CgroupVersion, ControllerRoot};
 pub use error::{LimitsError, SandboxError};
 pub use exit::ExitReport;
 pub use helper::run_helper;
+pub use host_ids::{HOST_ID_BASE, HOST_ID_COUNT};
 pub use id::SandboxId;
-pub use launch::{HOST_ID_BASE, HOST_ID_COUNT};
 pub use namespaces::{NamespacesBackend, SANDBOX_UID};
 pub use net::TcpConnector;
 pub use options::{BindMount, HelperCommand, NamespacesOptions, Network};
@@ -101,6 +105,7 @@ pub use plan::SANDBOX_PID_VAR;
 pub use probe::{Feature, Host, HostReport};
 pub use process::ProcessBackend;
 pub use scratch::default_scratch_root;
+pub use stderr::log_server_stdout;
 pub use supervise::SandboxProcess;
 
 /// What to run, and how, for one session.
@@ -135,12 +140,59 @@ pub struct Limits {
     pub cpus: Option<f64>,
     /// Maximum number of processes/threads.
     pub pids: Option<u64>,
+    /// The server's open-file limit (`RLIMIT_NOFILE`, soft and hard), or
+    /// [`DEFAULT_OPEN_FILES`]. Servers never inherit Lodge's own, raised limit. Enforced
+    /// by every backend, like the two below.
+    pub open_files: Option<u64>,
+    /// The largest file the server may write, bytes (`RLIMIT_FSIZE`; unlimited if unset).
+    /// Writing past it fails with EFBIG (the server's SIGXFSZ is ignored).
+    pub file_size: Option<u64>,
 }
 
+/// The open-file limit servers get when none is configured.
+pub const DEFAULT_OPEN_FILES: u64 = 1024;
+
 impl Limits {
-    /// Whether any limit is set.
+    /// Whether any cgroup limit (memory, cpus, pids) is set. The rlimits
+    /// (`open_files`, `file_size`, and core dumps, always off) are not counted: every
+    /// backend applies them.
     pub fn is_empty(&self) -> bool {
         self.memory.is_none() && self.cpus.is_none() && self.pids.is_none()
+    }
+
+    /// The rlimits to set for the server, each as (soft = hard) values.
+    pub(crate) fn rlimits(&self) -> Rlimits {
+        Rlimits {
+            open_files: self.open_files.unwrap_or(DEFAULT_OPEN_FILES),
+            file_size: self.file_size,
+        }
+    }
+}
+
+/// The rlimits a server runs under; core dumps are always off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Rlimits {
+    pub open_files: u64,
+    pub file_size: Option<u64>,
+}
+
+impl Rlimits {
+    /// `(resource, value)` pairs, each value lowered to the current hard limit (raising a
+    /// hard limit needs a privilege the server, or Lodge, may lack).
+    pub(crate) fn clamped(&self) -> [(nix::sys::resource::Resource, u64); 3] {
+        use nix::sys::resource::{Resource, getrlimit};
+        let clamp = |resource, value: u64| {
+            let hard = getrlimit(resource).map_or(value, |(_, hard)| hard);
+            (resource, value.min(hard))
+        };
+        [
+            clamp(Resource::RLIMIT_NOFILE, self.open_files),
+            clamp(Resource::RLIMIT_CORE, 0),
+            clamp(
+                Resource::RLIMIT_FSIZE,
+                self.file_size.unwrap_or(libc::RLIM_INFINITY),
+            ),
+        ]
     }
 }
 

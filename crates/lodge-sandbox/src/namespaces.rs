@@ -92,12 +92,15 @@ impl Backend for NamespacesBackend {
         "namespaces"
     }
 
-    /// The stdin, stdout and stderr pipes and the process handle (a pidfd): 4; plus a
-    /// pidfd into the sandbox's network namespace for a server reached over TCP with
-    /// `network = "none"`: 5. (With `network = "host"` Lodge connects on the host.)
+    /// The stdin, stdout and stderr pipes, the process handle (a pidfd) and the lock on
+    /// the host uid: 5; plus a pidfd into the sandbox's network namespace for a server
+    /// reached over TCP with `network = "none"`: 6. (With `network = "host"` Lodge
+    /// connects on the host.)
     fn descriptors_per_session(&self, reached_over_tcp: bool) -> u64 {
         let netns = reached_over_tcp && self.options.network == Network::None;
-        descriptors::BASE + if netns { descriptors::NETNS_HANDLE } else { 0 }
+        descriptors::BASE
+            + descriptors::HOST_ID_LOCK
+            + if netns { descriptors::NETNS_HANDLE } else { 0 }
     }
 
     fn spawn(&self, spec: &SandboxSpec) -> Result<Sandbox, SandboxError> {
@@ -146,11 +149,12 @@ impl Backend for NamespacesBackend {
         tracing::debug!(
             sandbox = %spec.sandbox_id,
             pid = child.id(),
-            uid = launched.host_ids.0,
+            uid = launched.host_id.uid(),
             "server started (namespaces backend)"
         );
         let extras = Extras {
             cgroup: launched.cgroup,
+            host_id: Some(launched.host_id),
             connector,
             pid_namespace: true,
         };

@@ -47,7 +47,8 @@ pub struct TcpConnector {
 }
 
 impl TcpConnector {
-    pub(crate) fn host() -> Self {
+    /// Connects on the host's own loopback (a server with the host's network; tests).
+    pub fn host() -> Self {
         TcpConnector {
             target: Target::Host,
         }

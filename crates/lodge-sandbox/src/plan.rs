@@ -62,6 +62,8 @@ pub(crate) struct SessionPlan {
     pub cgroups: Vec<PathBuf>,
     /// Size limit of `/tmp` and `/dev/shm`, bytes.
     pub tmp_size: u64,
+    /// The server's rlimits, set just before it execs.
+    pub rlimits: crate::Rlimits,
     /// Entries applied after the plan's (masks for the scratch root).
     pub extra: Vec<Entry>,
 }

@@ -14,7 +14,8 @@ use crate::{Backend, Sandbox, SandboxError, SandboxIo, SandboxProcess, SandboxSp
 
 /// Runs the server as a plain child process: own process group, own scratch dir, cleared
 /// environment (`PATH` copied from Lodge, `HOME` and `TMPDIR` = scratch dir,
-/// `LANG=C.UTF-8`, then the configured variables). No isolation, no resource limits.
+/// `LANG=C.UTF-8`, then the configured variables). No isolation and no cgroup limits; the
+/// rlimits (open files, file size, no core dumps) are set.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProcessBackend;
 
@@ -50,7 +51,7 @@ impl Backend for ProcessBackend {
             LIMITS_IGNORED.call_once(|| {
                 tracing::warn!(
                     limits = ?spec.limits,
-                    "the `process` backend does not enforce resource limits (memory, cpus, pids); ignoring them"
+                    "the `process` backend does not enforce cgroup limits (memory, cpus, pids); ignoring them"
                 );
             });
         }
@@ -77,6 +78,8 @@ impl Backend for ProcessBackend {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        let rlimits = spec.limits.rlimits();
+        crate::sys::rlimits_before_exec(&mut cmd, rlimits.clamped(), rlimits.file_size.is_some());
         // On failure `scratch` is dropped, which removes it.
         let mut child = cmd.spawn().map_err(spawn_err)?;
         let (Some(stdin), Some(stdout), Some(stderr)) =

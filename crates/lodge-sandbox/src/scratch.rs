@@ -117,41 +117,11 @@ pub(crate) fn remove_tree_logged(path: &Path) {
     }
 }
 
-/// Remove a directory tree; a missing tree is not an error. If removal fails (a server
-/// may have made subdirectories read-only), make every directory owner-writable and retry.
+/// Remove a directory tree; a missing tree is not an error. The tree is the server's
+/// work: it may be very deep, read-only, full of symlinks, or hold a mount point;
+/// [`crate::remove_tree`] copes with each.
 pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
-    let missing_ok = |r: io::Result<()>| match r {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        r => r,
-    };
-    if missing_ok(fs::remove_dir_all(path)).is_ok() {
-        return Ok(());
-    }
-    make_dirs_writable(path);
-    missing_ok(fs::remove_dir_all(path))
-}
-
-/// Add `u+rwx` to every directory under `path` (iterative: trees may be deep).
-/// Never follows symlinks.
-fn make_dirs_writable(path: &Path) {
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(meta) = fs::symlink_metadata(&dir) else {
-            continue;
-        };
-        if !meta.is_dir() {
-            continue;
-        }
-        let _ = fs::set_permissions(&dir, Permissions::from_mode(meta.mode() | 0o700));
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(entry.path());
-            }
-        }
-    }
+    crate::remove_tree::remove_tree(path)
 }
 
 #[cfg(test)]

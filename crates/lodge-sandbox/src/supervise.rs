@@ -16,6 +16,7 @@ use tokio::process::Child;
 use crate::SandboxId;
 use crate::cgroup::SessionCgroup;
 use crate::exit::ExitReport;
+use crate::host_ids::HostIdLease;
 use crate::net::TcpConnector;
 use crate::scratch::{ScratchDir, remove_tree_logged};
 use crate::stderr::StderrCapture;
@@ -34,6 +35,8 @@ const CGROUP_WAIT: Duration = Duration::from_secs(10);
 pub(crate) struct Extras {
     /// The session's cgroup, if limits were set.
     pub cgroup: Option<SessionCgroup>,
+    /// The host uid the server runs as: released only once the sandbox is gone.
+    pub host_id: Option<HostIdLease>,
     /// How to open TCP connections into the sandbox.
     pub connector: TcpConnector,
     /// The child is a supervisor whose child is a pid-namespace init: `terminate` returns
@@ -58,6 +61,7 @@ pub struct SandboxProcess {
     stderr: StderrCapture,
     scratch: ScratchDir,
     cgroup: Option<SessionCgroup>,
+    host_id: Option<HostIdLease>,
     connector: TcpConnector,
     pid_namespace: bool,
 }
@@ -72,6 +76,7 @@ impl SandboxProcess {
     ) -> Self {
         let extras = Extras {
             cgroup: None,
+            host_id: None,
             connector: TcpConnector::host(),
             pid_namespace: false,
         };
@@ -99,6 +104,7 @@ impl SandboxProcess {
             stderr,
             scratch,
             cgroup: extras.cgroup,
+            host_id: extras.host_id,
             connector: extras.connector,
             pid_namespace: extras.pid_namespace,
         }
@@ -220,12 +226,15 @@ impl SandboxProcess {
 
         let path = self.scratch.disarm();
         let cgroup = self.cgroup.take();
+        let host_id = self.host_id.take();
         let cleanup = move || {
             // Once the cgroup is empty every process of the sandbox is gone.
             if let Some(mut cg) = cgroup {
                 cg.remove(CGROUP_WAIT);
             }
             remove_tree_logged(&path);
+            // Only now may another sandbox run as this uid.
+            drop(host_id);
         };
         if let Err(error) = tokio::task::spawn_blocking(cleanup).await {
             tracing::warn!(sandbox = %self.sandbox_id, %error, "sandbox cleanup failed");

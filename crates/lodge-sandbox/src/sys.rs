@@ -30,6 +30,46 @@ pub(crate) fn default_disposition(signal: Signal) -> io::Result<()> {
         .map_err(io::Error::from)
 }
 
+/// Sets `signal` to be ignored (kept across `execve`): a server over its file-size limit
+/// gets EFBIG from `write` rather than being killed by SIGXFSZ.
+pub(crate) fn ignore_disposition(signal: Signal) -> io::Result<()> {
+    // SAFETY: `SigIgn` installs no handler, so no handler can run with broken invariants.
+    unsafe { nix::sys::signal::signal(signal, SigHandler::SigIgn) }
+        .map(drop)
+        .map_err(io::Error::from)
+}
+
+/// Makes `cmd`'s child set `limits` (soft = hard) and, if `ignore_xfsz`, ignore SIGXFSZ,
+/// between `fork` and `exec` (the `process` backend; the `namespaces` helper sets them
+/// itself, single-threaded).
+pub(crate) fn rlimits_before_exec(
+    cmd: &mut tokio::process::Command,
+    limits: [(nix::sys::resource::Resource, u64); 3],
+    ignore_xfsz: bool,
+) {
+    let limits = limits.map(|(resource, value)| (resource as libc::__rlimit_resource_t, value));
+    // SAFETY: the closure runs in the forked child of a multi-threaded process, where
+    // only async-signal-safe calls are allowed: it calls `setrlimit` and `signal` with
+    // values computed before the fork, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (resource, value) in limits {
+                let limit = libc::rlimit {
+                    rlim_cur: value,
+                    rlim_max: value,
+                };
+                if libc::setrlimit(resource, &limit) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if ignore_xfsz && libc::signal(libc::SIGXFSZ, libc::SIG_IGN) == libc::SIG_ERR {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Drops every capability from the bounding set (needs CAP_SETPCAP in the current user
 /// namespace), then clears the ambient set.
 pub(crate) fn drop_bounding_and_ambient() -> io::Result<()> {
@@ -185,6 +225,26 @@ pub(crate) fn close_from(first: u32) {
             }
         }
     }
+}
+
+/// Takes ownership of descriptor `fd`, inherited across `execve` from the process that
+/// exec'd this one (the sandbox helper's status pipe, passed to the re-executed init).
+/// Checks that it is open and not one of the standard streams, and makes it close-on-exec.
+pub(crate) fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    if fd < 3 {
+        return Err(io::Error::other(format!(
+            "descriptor {fd} is a standard stream"
+        )));
+    }
+    // Fails with EBADF unless `fd` is open.
+    // SAFETY: F_SETFD on a descriptor number; no memory is involved.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is open (checked above) and nothing else in this freshly exec'd,
+    // single-threaded process refers to it: the helper opened it for the init alone and
+    // this is the only place that takes it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Registers `fd` with Tokio's reactor for readability (e.g. a pidfd, readable once its

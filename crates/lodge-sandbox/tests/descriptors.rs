@@ -107,10 +107,11 @@ async fn backends_hold_the_descriptors_they_report() {
             },
         )
         .unwrap();
-        assert_eq!(isolated.descriptors_per_session(false), 4);
-        assert_eq!(isolated.descriptors_per_session(true), 5);
-        assert_eq!(host_network.descriptors_per_session(false), 4);
-        assert_eq!(host_network.descriptors_per_session(true), 4);
+        // The uid lock is the fifth.
+        assert_eq!(isolated.descriptors_per_session(false), 5);
+        assert_eq!(isolated.descriptors_per_session(true), 6);
+        assert_eq!(host_network.descriptors_per_session(false), 5);
+        assert_eq!(host_network.descriptors_per_session(true), 5);
         for tcp in [false, true] {
             check(&isolated, "namespaces, network none", tcp, tmp.path()).await;
             check(&host_network, "namespaces, network host", tcp, tmp.path()).await;

@@ -561,6 +561,108 @@ async fn exit_codes_signals_and_stderr_come_through() {
     assert_eq!(report.to_string(), "was killed by signal 9 (SIGKILL)");
 }
 
+/// The sandbox's pid 1 says nothing about the host: its command line is `init` (not the
+/// helper's host path and `run`), its name `init`; the scratch directory the server sees
+/// in its mount table is named by the random sandbox id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_init_shows_nothing_of_the_host() {
+    let Some(b) = backend(NamespacesOptions::default()) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let s = spec(
+        tmp.path(),
+        &sh("tr '\\0' '|' < /proc/1/cmdline; echo; cat /proc/1/comm; cat /proc/self/mountinfo"),
+    );
+    let (out, report, tail) = run(&b, &s).await;
+    assert!(report.success(), "{report} {tail:?}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("init|"), "{out}");
+    assert_eq!(lines.next(), Some("init"), "{out}");
+    let helper = env!("CARGO_BIN_EXE_lodge-sandbox-helper");
+    assert!(!out.contains(helper), "{out}");
+    assert!(!out.contains("sandbox-helper"), "{out}");
+    let session = out
+        .lines()
+        .find(|l| l.split_whitespace().nth(4) == Some("/session"))
+        .unwrap_or_else(|| panic!("no /session mount: {out}"));
+    let name = session
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap();
+    assert_eq!(name, s.sandbox_id.to_string(), "{session}");
+}
+
+/// The limits in the server's `/proc/self/limits`, by name: (soft, hard).
+fn proc_limits(out: &str) -> BTreeMap<String, (String, String)> {
+    out.lines()
+        .skip(1)
+        .filter_map(|l| {
+            let name = l.get(..26)?.trim().to_owned();
+            let mut rest = l.get(26..)?.split_whitespace();
+            Some((name, (rest.next()?.to_owned(), rest.next()?.to_owned())))
+        })
+        .collect()
+}
+
+/// Servers never inherit Lodge's raised open-file limit: they get `open_files` (default
+/// 1024, soft = hard), no core dumps, and `file_size` if set (past it a write fails with
+/// EFBIG instead of killing the server).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_get_their_own_rlimits() {
+    let Some(b) = backend(NamespacesOptions::default()) else {
+        return;
+    };
+    // As Lodge does at startup: raise this process's soft limit to its hard limit.
+    let (_, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap();
+    nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (out, report, tail) = run(&b, &spec(tmp.path(), &["cat", "/proc/self/limits"])).await;
+    assert!(report.success(), "{report} {tail:?}");
+    let limits = proc_limits(&out);
+    let expected = lodge_sandbox::DEFAULT_OPEN_FILES.min(hard).to_string();
+    assert_eq!(
+        limits["Max open files"],
+        (expected.clone(), expected),
+        "{out}"
+    );
+    assert_eq!(limits["Max core file size"], ("0".into(), "0".into()));
+    assert_eq!(limits["Max file size"].0, "unlimited");
+
+    let mut s = spec(
+        tmp.path(),
+        &sh("grep -E 'open files|file size' /proc/self/limits; \
+             head -c 5000 /dev/zero > big; echo status=$?; wc -c < big"),
+    );
+    s.limits = Limits {
+        open_files: Some(64),
+        file_size: Some(4096),
+        ..Limits::default()
+    };
+    let (out, report, tail) = run(&b, &s).await;
+    assert!(report.success(), "{report} {tail:?}");
+    let limits = proc_limits(&format!("header\n{out}"));
+    assert_eq!(
+        limits["Max open files"],
+        ("64".into(), "64".into()),
+        "{out}"
+    );
+    assert_eq!(
+        limits["Max file size"],
+        ("4096".into(), "4096".into()),
+        "{out}"
+    );
+    assert!(
+        out.contains("status=1"),
+        "the write past 4096 bytes failed: {out}"
+    );
+    assert!(out.trim_end().ends_with("4096"), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_stdout_round_trip() {
     let Some(b) = backend(NamespacesOptions::default()) else {
@@ -993,6 +1095,7 @@ async fn spawn_cost() {
         memory: Some(256 << 20),
         cpus: Some(1.0),
         pids: Some(64),
+        ..Limits::default()
     };
     measure(&b, "namespaces + 3 limits", limits).await;
 }

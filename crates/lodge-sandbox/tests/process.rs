@@ -171,6 +171,34 @@ async fn cwd_is_scratch_and_removed_after_terminate() {
     assert!(root.exists(), "only the session's dir is removed");
 }
 
+/// The `process` backend sets the rlimits too: the server does not inherit Lodge's
+/// raised open-file limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_get_their_own_rlimits() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let script =
+        "ulimit -Sn; ulimit -Hn; ulimit -c; awk '/Max file size/ {print $4}' /proc/self/limits";
+    let Sandbox { io, mut process } = start(&sh(tmp.path(), script));
+    let out = read_to_end(io.stdout).await;
+    assert!(within("exit", process.exited()).await.success());
+    let n = lodge_sandbox::DEFAULT_OPEN_FILES.min(hard);
+    assert_eq!(out, format!("{n}\n{n}\n0\nunlimited\n"));
+
+    let mut s = sh(tmp.path(), script);
+    s.limits = Limits {
+        open_files: Some(50),
+        file_size: Some(1 << 20),
+        ..Limits::default()
+    };
+    let Sandbox { io, mut process } = start(&s);
+    let out = read_to_end(io.stdout).await;
+    assert!(within("exit", process.exited()).await.success());
+    assert_eq!(out, "50\n50\n0\n1048576\n");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stdin_stdout_round_trip() {
     let tmp = tempfile::tempdir().unwrap();
@@ -191,6 +219,46 @@ async fn stdin_stdout_round_trip() {
     let scratch = process.scratch_dir().to_path_buf();
     within("terminate", process.terminate(Duration::from_secs(1))).await;
     assert!(!scratch.exists());
+}
+
+/// This process's CPU seconds so far (all threads; children not counted).
+fn cpu_seconds() -> f64 {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let usage = getrusage(UsageWho::RUSAGE_SELF).unwrap();
+    let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 + tv.tv_usec() as f64 / 1e6;
+    t(usage.user_time()) + t(usage.system_time())
+}
+
+/// A real server flooding its stderr through a pipe (200 MiB of blank lines, then 200
+/// MiB of short ones) costs Lodge well under a CPU second per flood, kernel reads
+/// included (issue 13, finding 6: the old reader spent a full core on it). Prints the
+/// figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stderr_flood_costs_lodge_little_cpu() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (label, script) in [
+        (
+            "blank lines",
+            "head -c 209715200 /dev/zero | tr '\\0' '\\n' >&2",
+        ),
+        ("short lines", "yes spam | head -c 209715200 >&2"),
+    ] {
+        let before = cpu_seconds();
+        let Sandbox {
+            io: _io,
+            mut process,
+        } = start(&sh(tmp.path(), script));
+        let report = within("exit", process.exited()).await;
+        assert!(report.success(), "{report}");
+        within("terminate", process.terminate(Duration::from_secs(5))).await;
+        let spent = cpu_seconds() - before;
+        eprintln!("200 MiB of {label} on stderr: {spent:.3} CPU s in Lodge");
+        // The figure is the whole process's: only meaningful when no other test runs in
+        // it (nextest's process-per-test mode).
+        if std::env::var("NEXTEST_EXECUTION_MODE").as_deref() == Ok("process-per-test") {
+            assert!(spent < 1.0, "{label}: {spent:.3} CPU s for 200 MiB");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -51,6 +51,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A sandbox's init, re-executed by the sandbox helper with the argv `init`.
+    lodge_sandbox::helper::run_init_if_asked();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),

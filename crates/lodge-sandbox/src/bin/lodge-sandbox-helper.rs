@@ -3,5 +3,6 @@
 //! same code as `lodge sandbox-helper`.
 
 fn main() {
+    lodge_sandbox::helper::run_init_if_asked();
     lodge_sandbox::run_helper(std::env::args_os().skip(1))
 }

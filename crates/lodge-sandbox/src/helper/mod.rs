@@ -36,7 +36,7 @@ use std::fmt::Display;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -198,13 +198,88 @@ fn run() -> ! {
     match sys::fork_single_threaded().or_fail(|| "starting the sandbox init".into()) {
         ForkResult::Child => {
             drop(status_r);
-            init(&plan, &session, supervisor, status_w)
+            reexec_as_init(supervisor, status_w)
         }
         ForkResult::Parent { child } => {
             drop(status_w);
             supervise(child, status_r)
         }
     }
+}
+
+/// The sandbox's pid 1 must not show the host in its command line (`/proc/1/cmdline` is
+/// readable by the server): a fork of this helper would show Lodge's host path and
+/// `sandbox-helper run`. So the init execs this same binary again (through
+/// `/proc/self/exe`, not a path) with the argv `init` alone; [`run_init_if_asked`] picks
+/// it up. The status pipe stays open across the exec; the plans stay in the environment,
+/// which only the init's own (host) user may read.
+///
+/// `execve` itself, not `std::process::Command`: that would reset the signal mask, and
+/// the init relies on its signals staying blocked from the fork on (one that came in
+/// between would kill it).
+fn reexec_as_init(supervisor: Pid, status: OwnedFd) -> ! {
+    use std::os::fd::AsRawFd;
+    let fd = status.as_raw_fd();
+    nix::fcntl::fcntl(
+        &status,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+    )
+    .or_fail(|| "keeping the status pipe across exec".into());
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| k != INIT_VAR)
+        .filter_map(|(k, v)| {
+            let mut var = k.into_vec();
+            var.push(b'=');
+            var.extend_from_slice(v.as_bytes());
+            CString::new(var).ok()
+        })
+        .collect();
+    env.push(
+        CString::new(format!("{INIT_VAR}={fd} {supervisor}")).or_fail(|| "environment".into()),
+    );
+    let argv = [CString::new(INIT_ARGV0).or_fail(|| "argv".into())];
+    let err = match nix::unistd::execve(c"/proc/self/exe", &argv, &env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    fail(format!("re-executing the sandbox init: {err}"))
+}
+
+/// `argv[0]` (and all of `argv`) of the sandbox's init.
+const INIT_ARGV0: &str = "init";
+/// Set for the re-executed init: `STATUS_FD SUPERVISOR_PID`.
+const INIT_VAR: &str = "LODGE_SANDBOX_INIT";
+
+/// If this process is a sandbox init re-executed by the helper (argv is exactly `init`
+/// and the helper's variable is set), runs it and never returns; otherwise returns at
+/// once. Call it first thing in `main` of every binary that runs [`run_helper`], before
+/// parsing arguments or starting threads.
+pub fn run_init_if_asked() {
+    let mut args = std::env::args_os();
+    if args.next().as_deref() != Some(std::ffi::OsStr::new(INIT_ARGV0)) || args.next().is_some() {
+        return;
+    }
+    let Some(value) = std::env::var_os(INIT_VAR) else {
+        return;
+    };
+    if let Err(e) = ensure_single_threaded() {
+        fail(e);
+    }
+    // Still blocked from the helper (execve keeps the mask); blocked again in case.
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled_signals()), None)
+        .or_fail(|| "blocking signals".into());
+    let parsed = value.to_str().and_then(|v| {
+        let (fd, pid) = v.split_once(' ')?;
+        Some((fd.parse::<i32>().ok()?, pid.parse::<i32>().ok()?))
+    });
+    let Some((fd, supervisor)) = parsed else {
+        fail(format!("{INIT_VAR} is malformed"));
+    };
+    let status = sys::adopt_fd(fd).or_fail(|| "the status pipe".into());
+    let plan: Plan = from_env(PLAN_VAR);
+    let session: SessionPlan = from_env(SESSION_VAR);
+    let _ = nix::sys::prctl::set_name(c"init");
+    init(&plan, &session, Pid::from_raw(supervisor), status)
 }
 
 /// The supervisor: waits for the init, then exits the way the server did.
@@ -412,6 +487,13 @@ fn server(plan: &Plan, session: &SessionPlan, supervisor: Pid, ready: OwnedFd, g
     let pid_var = format!("{SANDBOX_PID_VAR}=");
     if !session.env.iter().any(|v| v.starts_with(&pid_var)) {
         env.push(CString::new(format!("{pid_var}{supervisor}")).or_fail(|| "environment".into()));
+    }
+    // Lodge's own open-file limit is raised for its many sessions; the server gets its own.
+    for (resource, value) in session.rlimits.clamped() {
+        setrlimit(resource, value, value).or_fail(|| format!("setting {resource:?}"));
+    }
+    if session.rlimits.file_size.is_some() {
+        sys::ignore_disposition(Signal::SIGXFSZ).or_fail(|| "ignoring SIGXFSZ".into());
     }
     let _ = sys::default_disposition(Signal::SIGPIPE);
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);

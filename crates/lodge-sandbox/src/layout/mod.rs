@@ -12,7 +12,8 @@
 //!   virtualenv whole, else `PREFIX/bin` and `PREFIX/lib*` under a home directory, else the
 //!   whole prefix; a pyenv shim is resolved (`pyenv which`) to the real interpreter first;
 //! - the directory of every argument that names an existing file (the directory itself
-//!   for a directory argument), and the project root above any `node_modules`;
+//!   for a directory argument), with its dotfiles (`.env`, `.git`) and Unix sockets
+//!   masked (`mask`), and the project root above any `node_modules`;
 //! - configured extra binds;
 //! - fresh `/proc`, a minimal `/dev`, tmpfs `/tmp` and `/dev/shm`, the scratch dir at
 //!   `/session`.
@@ -37,6 +38,7 @@ use crate::options::{NamespacesOptions, Network};
 use crate::plan::{Entry, HOSTNAME, INNER_ID, SESSION_DIR};
 
 mod install;
+mod mask;
 
 use install::{install_dirs, node_project_root, pyenv_shim_target, shebang_interpreter};
 
@@ -184,6 +186,8 @@ fn host_layout(
     }
     // Paths as the server will open them: `a/../b` needs `a` to exist inside too.
     let mut lexical_dirs = Vec::new();
+    // Directories bound because an argument names them or a file in them.
+    let mut arg_dirs = Vec::new();
     for arg in std::iter::once(&argv0).chain(args) {
         let raw = Path::new(arg);
         if !raw.is_absolute() {
@@ -201,11 +205,13 @@ fn host_layout(
         if meta.is_dir() {
             if !is_forbidden(&lexical) {
                 add_at(real.clone(), lexical.clone());
+                arg_dirs.push((real.clone(), lexical.clone()));
             }
         } else {
             match (real.parent(), lexical.parent()) {
                 (Some(real_dir), Some(dir)) if !is_forbidden(dir) => {
                     add_at(real_dir.to_path_buf(), dir.to_path_buf());
+                    arg_dirs.push((real_dir.to_path_buf(), dir.to_path_buf()));
                 }
                 _ => add_at(real.clone(), lexical.clone()),
             }
@@ -221,6 +227,12 @@ fn host_layout(
     push_binds(&mut entries, auto);
     push_binds(&mut entries, user);
     entries.extend(hides(&options.hide, &pairs(&all_binds)));
+    let keep: Vec<PathBuf> = all_binds
+        .iter()
+        .map(|b| b.dst.clone())
+        .filter(|d| !arg_dirs.iter().any(|(_, a)| a == d))
+        .collect();
+    entries.extend(mask::masks(&arg_dirs, &keep));
     for path in lexical_dirs {
         entries.push(Entry::Dir { path, mode: 0o755 });
     }

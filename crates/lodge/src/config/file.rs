@@ -79,6 +79,10 @@ pub(super) struct SandboxSection {
     pub memory: Option<String>,
     pub cpus: Option<f64>,
     pub pids: Option<u64>,
+    /// The server's RLIMIT_NOFILE (default 1024), every backend.
+    pub open_files: Option<u64>,
+    /// The server's RLIMIT_FSIZE, e.g. "1GiB" (default unlimited), every backend.
+    pub file_size: Option<String>,
     pub network: Option<String>,
     /// A directory to use as the sandbox's root (an unpacked container image).
     pub rootfs: Option<PathBuf>,

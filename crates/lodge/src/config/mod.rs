@@ -260,6 +260,8 @@ command = ["cat"]
 env = { GREETING = "hi" }
 [server.sandbox]
 memory = "512MiB"
+open_files = 64
+file_size = "1GiB"
 [[server]]
 name = "b"
 command = ["cat"]
@@ -279,6 +281,9 @@ command = ["cat"]
         assert_eq!(s.servers.len(), 2);
         assert_eq!(s.servers[0].env["GREETING"], "hi");
         assert_eq!(s.servers[0].limits.memory, Some(512 << 20));
+        assert_eq!(s.servers[0].limits.open_files, Some(64));
+        assert_eq!(s.servers[0].limits.file_size, Some(1 << 30));
+        assert_eq!(s.servers[1].limits.open_files, None);
 
         let flagged = ServeArgs {
             idle_timeout: Some(Duration::from_secs(90)),

@@ -78,10 +78,21 @@ impl ServerConfig {
             .map(parse_bytes)
             .transpose()
             .with_context(|| format!("server {name:?}: invalid sandbox.memory"))?;
+        let file_size = sandbox
+            .file_size
+            .as_deref()
+            .map(parse_bytes)
+            .transpose()
+            .with_context(|| format!("server {name:?}: invalid sandbox.file_size"))?;
+        if sandbox.open_files == Some(0) {
+            bail!("server {name:?}: sandbox.open_files must be at least 1");
+        }
         let limits = Limits {
             memory,
             cpus: sandbox.cpus,
             pids: sandbox.pids,
+            open_files: sandbox.open_files,
+            file_size,
         };
         let own_backend = sandbox
             .backend

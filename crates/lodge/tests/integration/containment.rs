@@ -344,3 +344,91 @@ async fn a_cpu_hog_is_held_to_its_quota() {
     // bound means anything.
     assert!(ratio < 0.4, "cpus = 0.25 held the hog to {ratio}");
 }
+
+async fn read_text(raw: &Raw, id: u64, path: &str) -> String {
+    let report = attempt(raw, id, "read_text", json!({ "path": path })).await;
+    assert_eq!(report["result"], "ok", "{path}: {report}");
+    report["data"].as_str().unwrap().to_owned()
+}
+
+/// What the sandbox shows of the host (issue 13, findings 10 and 4): its pid 1's command
+/// line is `init`, never Lodge's host path or `sandbox-helper`; neither it nor the mount
+/// table names the client's session id (the scratch directory is named by the random
+/// sandbox id); the server's open-file limit is its own, not Lodge's raised one.
+#[tokio::test]
+async fn the_sandbox_shows_nothing_of_the_host_or_the_session() {
+    let Some(h) = hostile("") else { return };
+    let raw = h.session().await;
+    let session = raw.session.clone().unwrap();
+    let cmdline = read_text(&raw, 1, "/proc/1/cmdline").await;
+    assert_eq!(cmdline, "init\0");
+    let comm = read_text(&raw, 2, "/proc/1/comm").await;
+    assert_eq!(comm, "init\n");
+    let mountinfo = read_text(&raw, 3, "/proc/self/mountinfo").await;
+    for shown in [&cmdline, &comm, &mountinfo] {
+        assert!(!shown.contains(&session), "the session id shows: {shown}");
+        assert!(
+            !shown.contains(crate::common::LODGE),
+            "Lodge's path shows: {shown}"
+        );
+        assert!(!shown.contains("sandbox-helper"), "{shown}");
+    }
+    let limits = read_text(&raw, 4, "/proc/self/limits").await;
+    let open_files = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    assert_eq!(
+        open_files
+            .split_whitespace()
+            .skip(3)
+            .take(2)
+            .collect::<Vec<_>>(),
+        ["1024", "1024"],
+        "{limits}"
+    );
+}
+
+/// Dotfiles and Unix sockets beside the server's script (issue 13, findings 9 and 8):
+/// the script directory is bound so the server finds its own files, but its `.env`, its
+/// `.git` and a host service's socket (even one nested below, and even one anybody may
+/// connect to) are masked.
+#[tokio::test]
+async fn dotfiles_and_sockets_beside_the_script_are_masked() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    std::fs::copy(FIXTURE, path.join("server.py")).unwrap();
+    std::fs::write(path.join(".env"), "API_KEY=do-not-read").unwrap();
+    std::fs::create_dir_all(path.join(".git")).unwrap();
+    std::fs::write(path.join(".git/config"), "[remote]").unwrap();
+    std::fs::create_dir_all(path.join("run/deeper")).unwrap();
+    std::fs::write(path.join("data.txt"), "the server's own data").unwrap();
+    let socket = path.join("agent.sock");
+    let nested = path.join("run/deeper/service.sock");
+    let _listeners = [&socket, &nested].map(|p| {
+        let l = std::os::unix::net::UnixListener::bind(p).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o777)).unwrap();
+        l
+    });
+    let config = format!(
+        "[[server]]\nname = \"hostile\"\ncommand = [{:?}, {:?}]\n",
+        crate::common::python(),
+        path.join("server.py")
+    );
+    let Some(lodge) = start_namespaces_in(dir, &config) else {
+        return;
+    };
+    let h = Hostile { lodge, dir: path };
+    let raw = h.session().await;
+    let at = |name: &str| h.dir.join(name).display().to_string();
+    let read = async |id, p: String| result(&raw, id, "read_file", json!({ "path": p })).await;
+    assert_eq!(read(1, at("server.py")).await, "ok");
+    assert_eq!(read(2, at("data.txt")).await, "ok");
+    assert_eq!(read(3, at(".env")).await, "EACCES");
+    assert_eq!(read(4, at(".git/config")).await, "ENOENT");
+    for (id, sock) in [(5, at("agent.sock")), (6, at("run/deeper/service.sock"))] {
+        let got = result(&raw, id, "unix_connect", json!({ "path": sock })).await;
+        assert_ne!(got, "connected", "{sock}");
+    }
+}
