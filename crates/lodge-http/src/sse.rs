@@ -130,6 +130,7 @@ mod tests {
             data: Bytes::from_static(b"{\"a\":1}"),
             is_response: false,
             error_code: None,
+            charge: None,
         };
         assert_eq!(&frame(&msg)[..], b"id: 2-5\ndata: {\"a\":1}\n\n");
         let priming = Event {
@@ -137,6 +138,7 @@ mod tests {
             data: Bytes::new(),
             is_response: false,
             error_code: None,
+            charge: None,
         };
         assert_eq!(&frame(&priming)[..], b"id: 2-5\nretry: 1000\ndata:\n\n");
     }
@@ -147,6 +149,7 @@ mod tests {
             data: Bytes::from_static(data),
             is_response: !data.is_empty(),
             error_code: None,
+            charge: None,
         }
     }
 

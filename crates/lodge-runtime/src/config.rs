@@ -31,6 +31,13 @@ pub struct SessionConfig {
     /// server's last progress report on it; then the client gets an error and the
     /// server a cancellation. Not counted while the server waits on the client.
     pub request_timeout: Duration,
+    /// Bytes of server messages one session may keep unread (held for a stream that
+    /// is not open, buffered for replay, queued for a client that does not read); past
+    /// it, finished streams' replay logs go first, then the session ends.
+    pub max_buffered_bytes: usize,
+    /// The same, for all sessions together; past it, the sessions holding more than a
+    /// 64th of it end.
+    pub max_buffered_bytes_total: usize,
     /// Keys for sealing `requestState`s (`None`: a random key, valid in this process).
     pub request_state_keys: Option<Arc<lodge_proto::seal::KeyRing>>,
 }
@@ -49,6 +56,8 @@ impl Default for SessionConfig {
             request_state_ttl: Duration::from_secs(600),
             request_state_keys: None,
             request_timeout: Duration::from_secs(30 * 60),
+            max_buffered_bytes: 64 << 20,
+            max_buffered_bytes_total: 1 << 30,
         }
     }
 }

@@ -23,6 +23,8 @@ pub enum EndReason {
     ShuttingDown,
     /// Lodge lost the session to an internal failure (its actor ended unexpectedly).
     Failed,
+    /// It kept more unread server messages than its byte budget allows.
+    OverBudget(crate::session::OverBudget),
 }
 
 impl fmt::Display for EndReason {
@@ -45,6 +47,7 @@ impl fmt::Display for EndReason {
             }
             EndReason::ShuttingDown => f.write_str("Lodge is shutting down"),
             EndReason::Failed => f.write_str("Lodge hit an internal error in this session"),
+            EndReason::OverBudget(over) => over.fmt(f),
         }
     }
 }

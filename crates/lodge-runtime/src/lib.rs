@@ -28,7 +28,7 @@ pub use lodge_proto::Message;
 pub use lodge_proto::seal::KeyRing;
 pub use registry::{Lookup, Runtime, Server};
 pub use session::{
-    BridgeState, CallStream, Event, EventId, EventStream, ModernCall, Protocol, SessionHandle,
-    StateCodec, StateError,
+    BridgeState, BudgetLimits, CallStream, Charge, Event, EventId, EventStream, ModernCall,
+    OverBudget, Protocol, SessionHandle, StateCodec, StateError,
 };
 pub use session_id::SessionId;

@@ -73,6 +73,8 @@ pub struct Runtime {
     released: Notify,
     /// Seals the `requestState` Lodge hands 2026-07-28 clients when it bridges MRTR.
     state_codec: Arc<StateCodec>,
+    /// The byte budgets for unread server messages, with the count all sessions share.
+    budget: crate::session::BudgetLimits,
     /// Per server with `anonymous = shared`: the runtime session such requests share.
     shared_sessions: tokio::sync::Mutex<HashMap<String, SessionHandle>>,
 }
@@ -84,6 +86,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Runtime {
     pub fn new(servers: Vec<ServerSpec>, config: SessionConfig) -> Arc<Self> {
+        let budget = crate::session::BudgetLimits::new(
+            config.max_buffered_bytes,
+            config.max_buffered_bytes_total,
+        );
         let keys = config
             .request_state_keys
             .as_deref()
@@ -108,6 +114,7 @@ impl Runtime {
             draining: AtomicBool::new(false),
             released: Notify::new(),
             state_codec: Arc::new(StateCodec::new(keys)),
+            budget,
             shared_sessions: tokio::sync::Mutex::default(),
         })
     }
@@ -148,6 +155,11 @@ impl Runtime {
 
     pub(crate) fn state_codec(&self) -> &Arc<StateCodec> {
         &self.state_codec
+    }
+
+    /// The byte budgets every session counts its unread server messages against.
+    pub fn budget(&self) -> &crate::session::BudgetLimits {
+        &self.budget
     }
 
     /// Opens a `requestState`: `Ok(None)` if it is not one Lodge minted (it belongs to

@@ -2,6 +2,7 @@
 //! task per session owns all of its state, so no locks: it waits on the server's
 //! link, the front's commands and one timer, and hands each event to the adapter.
 
+use super::budget::Budget;
 use super::core::{Core, ToServer};
 use super::era::{Adapter, CallState, Ctx, Env};
 use super::{Command, Shared};
@@ -113,7 +114,12 @@ impl Actor {
         let config = parts.runtime.config();
         let now = parts.shared.created;
         Actor {
-            core: Core::new(config.event_buffer, config.request_timeout, now),
+            core: Core::new(
+                config.event_buffer,
+                config.request_timeout,
+                Budget::new(parts.runtime.budget().clone()),
+                now,
+            ),
             adapter: Adapter::new(parts.shared.modern, parts.policy),
             env: Env {
                 session: parts.id,
@@ -174,6 +180,9 @@ impl Actor {
                         return (EndReason::IdleTimeout(idle), None);
                     }
                 }
+            }
+            if let Some(over) = self.core.over_budget() {
+                return (EndReason::OverBudget(over), None);
             }
             self.env
                 .shared

@@ -7,6 +7,7 @@
 //! progress table, the stream and the in-flight count can never disagree.
 
 use super::EventStream;
+use super::budget::{Budget, Charge, OverBudget};
 use super::streams::{STANDALONE, Streams};
 use crate::error::SessionError;
 use bytes::Bytes;
@@ -87,6 +88,8 @@ impl<S> Pending<S> {
 /// A server message that no stream could take yet.
 struct Held {
     bytes: Bytes,
+    /// Counts the bytes against the session's budget while they wait.
+    _charge: std::sync::Arc<Charge>,
     /// A server request or log message (rule 4), rather than another notification (rule 5).
     server_initiated: bool,
     request_id: Option<Id>,
@@ -114,9 +117,9 @@ pub(crate) struct Core<S> {
 pub(crate) const LODGE_ID_PREFIX: &str = "lodge:";
 
 impl<S> Core<S> {
-    pub fn new(event_buffer: usize, call_timeout: Duration, now: Instant) -> Self {
+    pub fn new(event_buffer: usize, call_timeout: Duration, budget: Budget, now: Instant) -> Self {
         Core {
-            streams: Streams::new(event_buffer),
+            streams: Streams::new(event_buffer, budget),
             pending: HashMap::new(),
             progress: HashMap::new(),
             server_requests: HashMap::new(),
@@ -324,11 +327,7 @@ impl<S> Core<S> {
     pub fn route_server_initiated(&mut self, bytes: Bytes, request_id: Option<Id>) {
         match self.streams.for_server_initiated() {
             Some(stream) => self.emit_server_initiated(stream, bytes, request_id),
-            None => self.hold(Held {
-                bytes,
-                server_initiated: true,
-                request_id,
-            }),
+            None => self.hold(bytes, true, request_id),
         }
     }
 
@@ -344,11 +343,7 @@ impl<S> Core<S> {
         if self.streams.standalone_attached() {
             self.streams.emit(STANDALONE, bytes, false);
         } else {
-            self.hold(Held {
-                bytes,
-                server_initiated: false,
-                request_id: None,
-            });
+            self.hold(bytes, false, None);
         }
     }
 
@@ -357,7 +352,13 @@ impl<S> Core<S> {
         self.server_requests.remove(server_request);
     }
 
-    fn hold(&mut self, held: Held) {
+    fn hold(&mut self, bytes: Bytes, server_initiated: bool, request_id: Option<Id>) {
+        let held = Held {
+            _charge: self.streams.budget().charge(bytes.len()),
+            bytes,
+            server_initiated,
+            request_id,
+        };
         if self.held.len() >= self.held_cap {
             tracing::warn!(
                 "no client stream open for a long time; oldest held server message discarded"
@@ -365,6 +366,12 @@ impl<S> Core<S> {
             self.held.pop_front();
         }
         self.held.push_back(held);
+    }
+
+    /// Whether the session keeps more unread server messages than its budget allows
+    /// (after shedding finished streams' replay logs): then it must end.
+    pub fn over_budget(&self) -> Option<OverBudget> {
+        self.streams.budget().over()
     }
 
     #[cfg(test)]

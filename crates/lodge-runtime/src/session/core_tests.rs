@@ -39,7 +39,12 @@ fn events(rx: &mut EventStream) -> (Vec<String>, bool) {
 }
 
 fn core() -> Core<()> {
-    Core::new(8, Duration::from_secs(60), Instant::now())
+    Core::new(
+        8,
+        Duration::from_secs(60),
+        Budget::unlimited(),
+        Instant::now(),
+    )
 }
 
 /// Opens an SSE stream with one call `call`, whose progress token is `token`.
@@ -169,7 +174,12 @@ fn held_server_requests_go_to_the_next_sse_call_but_notifications_wait() {
 
 #[test]
 fn held_messages_are_bounded_oldest_first() {
-    let mut c: Core<()> = Core::new(2, Duration::from_secs(60), Instant::now());
+    let mut c: Core<()> = Core::new(
+        2,
+        Duration::from_secs(60),
+        Budget::unlimited(),
+        Instant::now(),
+    );
     for m in ["a", "b", "c"] {
         c.route_other(b(m));
     }
@@ -342,4 +352,69 @@ async fn no_call_runs_out_while_the_server_waits_on_the_client() {
         c.next_call_deadline(),
         Some(start + Duration::from_secs(60))
     );
+}
+
+/// A core whose session may keep `per_session` bytes, in a Lodge that allows `total`.
+fn budgeted(per_session: usize, total: usize) -> (Core<()>, crate::session::BudgetLimits) {
+    let limits = crate::session::BudgetLimits::new(per_session, total);
+    let core = Core::new(
+        8,
+        Duration::from_secs(60),
+        Budget::new(limits.clone()),
+        Instant::now(),
+    );
+    (core, limits)
+}
+
+#[test]
+fn held_messages_count_against_the_budget_until_delivered() {
+    let (mut c, limits) = budgeted(10, 1000);
+    c.route_other(b("12345"));
+    c.route_other(b("67890"));
+    assert_eq!((c.streams.budget().used(), limits.total_used()), (10, 10));
+    assert_eq!(c.over_budget(), None);
+    c.route_other(b("x"));
+    assert_eq!(
+        c.over_budget(),
+        Some(OverBudget::Session(10)),
+        "nobody reads them: the session must end"
+    );
+    // Read by a client, they no longer count.
+    let mut get = c.listen(None).unwrap();
+    assert_eq!(events(&mut get).0, vec!["12345", "67890", "x"]);
+    drop(get);
+    assert_eq!(
+        c.streams.budget().used(),
+        11,
+        "the replay log still keeps them"
+    );
+}
+
+#[test]
+fn over_budget_finished_streams_replay_logs_go_first() {
+    let (mut c, _) = budgeted(10, 1000);
+    let (done, rx) = call(&mut c, "1", None);
+    c.complete(&id("1"), Some(reply("12345678")));
+    drop(rx); // read or not, the call is over
+    let (_, mut live) = call(&mut c, "2", None);
+    c.route_server_initiated(b("abcdef"), None);
+    assert_eq!(c.over_budget(), None, "the finished stream's log made room");
+    assert_eq!(c.streams.budget().used(), 6);
+    assert!(
+        c.streams.attach(done, Some(0)).is_none(),
+        "it can no longer be resumed"
+    );
+    assert_eq!(events(&mut live).0, vec!["abcdef"]);
+}
+
+#[test]
+fn a_client_that_never_reads_its_stream_cannot_grow_the_session_past_its_budget() {
+    let (mut c, _) = budgeted(100, 1000);
+    let (_, _unread) = call(&mut c, "1", None);
+    for _ in 0..10 {
+        c.route_server_initiated(b("0123456789"), None);
+    }
+    assert_eq!(c.over_budget(), None, "exactly the budget");
+    c.route_server_initiated(b("!"), None);
+    assert_eq!(c.over_budget(), Some(OverBudget::Session(100)));
 }

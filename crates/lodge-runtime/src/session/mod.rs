@@ -9,12 +9,14 @@
 //! - `streams`: numbered event streams with replay buffers.
 
 mod actor;
+mod budget;
 mod core;
 mod era;
 mod request_state;
 mod streams;
 
 pub(crate) use actor::{Actor, Parts, Slot};
+pub use budget::{BudgetLimits, Charge, OverBudget};
 pub use request_state::{BridgeState, StateCodec, StateError};
 pub use streams::{Event, EventId};
 

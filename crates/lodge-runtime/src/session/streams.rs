@@ -2,10 +2,12 @@
 //! bounded replay buffer, so a client that loses a connection can resume it.
 
 use crate::session::EventStream;
+use crate::session::budget::{Budget, Charge};
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 /// The standalone (GET) stream of a session.
@@ -47,6 +49,9 @@ pub struct Event {
     /// For an error response, its JSON-RPC error code: the front picks a status by
     /// it without parsing the response again.
     pub error_code: Option<i64>,
+    /// What the event's bytes count against, until its last copy is dropped (`None`
+    /// for a priming event, which carries none).
+    pub charge: Option<Arc<Charge>>,
 }
 
 pub(crate) struct Stream {
@@ -80,10 +85,11 @@ pub(crate) struct Streams {
     next_id: u32,
     completed: VecDeque<u32>,
     buffer_cap: usize,
+    budget: Budget,
 }
 
 impl Streams {
-    pub fn new(buffer_cap: usize) -> Self {
+    pub fn new(buffer_cap: usize, budget: Budget) -> Self {
         let mut map = HashMap::new();
         map.insert(STANDALONE, Stream::new(true, 0));
         Streams {
@@ -91,7 +97,12 @@ impl Streams {
             next_id: 1,
             completed: VecDeque::new(),
             buffer_cap: buffer_cap.max(1),
+            budget,
         }
+    }
+
+    pub fn budget(&self) -> &Budget {
+        &self.budget
     }
 
     fn channel(&self) -> (mpsc::Sender<Event>, EventStream) {
@@ -164,6 +175,7 @@ impl Streams {
             return;
         };
         stream.last_seq += 1;
+        let charge = Some(self.budget.charge(data.len()));
         let event = Event {
             id: EventId {
                 stream: id,
@@ -172,6 +184,7 @@ impl Streams {
             data,
             is_response,
             error_code,
+            charge,
         };
         if stream.buffer.len() == cap {
             stream.buffer.pop_front();
@@ -185,6 +198,23 @@ impl Streams {
                 "client detached from stream; events kept for resume"
             );
             stream.sink = None;
+        }
+        if self.budget.over().is_some() {
+            self.shed_finished();
+        }
+    }
+
+    /// Over budget, finished streams' replay logs go first, oldest first: a client
+    /// might still resume one, but no call is waiting on them.
+    fn shed_finished(&mut self) {
+        while self.budget.over().is_some()
+            && let Some(old) = self.completed.pop_front()
+        {
+            tracing::debug!(
+                stream = old,
+                "over the byte budget: finished stream's replay log dropped"
+            );
+            self.map.remove(&old);
         }
     }
 
@@ -246,6 +276,7 @@ fn priming(id: EventId) -> Event {
         data: Bytes::new(),
         is_response: false,
         error_code: None,
+        charge: None,
     }
 }
 
@@ -273,7 +304,7 @@ mod tests {
 
     #[test]
     fn resume_replays_only_missed_events_and_closes_finished_stream() {
-        let mut s = Streams::new(8);
+        let mut s = Streams::new(8, Budget::unlimited());
         let (id, mut rx) = s.open(true, 1);
         s.emit(id, Bytes::from_static(b"a"), false);
         drop(rx); // the connection drops
@@ -291,7 +322,7 @@ mod tests {
 
     #[test]
     fn settling_a_closed_stream_again_changes_nothing() {
-        let mut s = Streams::new(8);
+        let mut s = Streams::new(8, Budget::unlimited());
         let (id, _rx) = s.open(true, 1);
         s.settle(id);
         s.settle(id);
@@ -300,7 +331,7 @@ mod tests {
 
     #[test]
     fn a_fresh_get_primes_with_an_id_never_used_before() {
-        let mut s = Streams::new(8);
+        let mut s = Streams::new(8, Budget::unlimited());
         s.emit(STANDALONE, Bytes::from_static(b"a"), false);
         let mut get = s.attach(STANDALONE, None).unwrap();
         let primed = get.try_recv().unwrap();
@@ -317,7 +348,7 @@ mod tests {
 
     #[test]
     fn buffer_is_bounded() {
-        let mut s = Streams::new(2);
+        let mut s = Streams::new(2, Budget::unlimited());
         let (id, _rx) = s.open(true, 1);
         for b in [&b"a"[..], b"b", b"c"] {
             s.emit(id, Bytes::copy_from_slice(b), false);
@@ -328,7 +359,7 @@ mod tests {
 
     #[test]
     fn server_initiated_routing_follows_rule_four() {
-        let mut s = Streams::new(8);
+        let mut s = Streams::new(8, Budget::unlimited());
         assert_eq!(s.for_server_initiated(), None);
         let (a, _ra) = s.open(true, 1);
         assert_eq!(s.for_server_initiated(), Some(a));

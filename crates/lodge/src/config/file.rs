@@ -42,6 +42,10 @@ pub(super) struct SessionSection {
     pub request_state_ttl: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
     pub request_timeout: Option<Duration>,
+    /// Unread server messages one session may keep ("64MiB").
+    pub max_buffered_bytes: Option<String>,
+    /// The same for all sessions together ("1GiB").
+    pub max_buffered_bytes_total: Option<String>,
     /// Keys that seal `requestState`s: `KEY_ID BASE64_OF_32_BYTES` per line, current first.
     pub request_state_key_file: Option<PathBuf>,
 }

@@ -177,6 +177,16 @@ impl Settings {
             scratch_root: s.scratch_root.unwrap_or(defaults.scratch_root),
             request_state_ttl: s.request_state_ttl.unwrap_or(defaults.request_state_ttl),
             request_timeout: s.request_timeout.unwrap_or(defaults.request_timeout),
+            max_buffered_bytes: bytes_setting(
+                "max_buffered_bytes",
+                s.max_buffered_bytes.as_deref(),
+                defaults.max_buffered_bytes,
+            )?,
+            max_buffered_bytes_total: bytes_setting(
+                "max_buffered_bytes_total",
+                s.max_buffered_bytes_total.as_deref(),
+                defaults.max_buffered_bytes_total,
+            )?,
             request_state_keys: match &s.request_state_key_file {
                 Some(path) => Some(Arc::new(read_key_file(&file_dir.join(path))?)),
                 None => None,
@@ -220,6 +230,18 @@ fn pick<T>(env: Option<T>, flag: Option<T>, file: Option<T>, default: T) -> T {
     env.or(flag).or(file).unwrap_or(default)
 }
 
+/// A `[session]` byte size ("64MiB"), or its default.
+fn bytes_setting(key: &str, text: Option<&str>, default: usize) -> anyhow::Result<usize> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    let bytes = server::parse_bytes(text).with_context(|| format!("invalid session.{key}"))?;
+    match usize::try_from(bytes) {
+        Ok(bytes) if bytes > 0 => Ok(bytes),
+        _ => bail!("session.{key} must be more than 0 bytes and fit this machine"),
+    }
+}
+
 /// Reads the keys that seal `requestState`s (several nodes share one file, so a
 /// client's retry opens on whichever node it reaches).
 fn read_key_file(path: &Path) -> anyhow::Result<lodge_runtime::KeyRing> {
@@ -254,6 +276,7 @@ listen = "127.0.0.1:9000"
 idle_timeout = "10m"
 max_lifetime = "2h"
 max_sessions = 5
+max_buffered_bytes = "8MiB"
 [[server]]
 name = "a"
 command = ["cat"]
@@ -278,6 +301,8 @@ command = ["cat"]
         assert_eq!(s.listen.port(), 9000);
         assert_eq!(s.session.idle_timeout, Duration::from_secs(600));
         assert_eq!(s.session.max_sessions, 5);
+        assert_eq!(s.session.max_buffered_bytes, 8 << 20);
+        assert_eq!(s.session.max_buffered_bytes_total, 1 << 30, "the default");
         assert_eq!(s.servers.len(), 2);
         assert_eq!(s.servers[0].env["GREETING"], "hi");
         assert_eq!(s.servers[0].limits.memory, Some(512 << 20));

@@ -218,6 +218,47 @@ async fn a_call_the_server_never_answers_times_out_and_is_cancelled_upstream() {
     );
 }
 
+/// A stdio server that answers initialize, then meets the first call with forty
+/// 100 kB notifications for the GET stream (which nobody opened), and no answer.
+const FLOODING_SERVER: &str = r#"
+read line
+printf '%s\n' '{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"resources":{"subscribe":true}},"serverInfo":{"name":"flood","version":"1"}}}'
+read line
+read line
+pad=$(head -c 100000 /dev/zero | tr '\0' a)
+i=0
+while [ $i -lt 40 ]; do
+  printf '{"jsonrpc":"2.0","method":"notifications/resources/updated","params":{"uri":"%s"}}\n' "$pad"
+  i=$((i+1))
+done
+cat > /dev/null
+"#;
+
+#[tokio::test]
+async fn unread_server_messages_past_the_byte_budget_end_the_session_saying_why() {
+    let lodge = Lodge::start(&format!(
+        "[[server]]\nname = \"flood\"\ncommand = [\"sh\", \"-c\", {FLOODING_SERVER:?}]\n\
+         [session]\nmax_buffered_bytes = \"1MiB\"\n"
+    ));
+    let mut raw = Raw::new(lodge.url());
+    raw.initialize().await;
+    let reply = raw.call(1, "anything", json!({})).await;
+    let error = reply.events().last().unwrap().json();
+    assert_eq!(error["id"], 1, "{error}");
+    let text = error["error"]["message"].as_str().unwrap();
+    assert!(
+        text.contains("more than 1 MiB of server messages no client read"),
+        "{text}"
+    );
+    let later = raw.call(2, "anything", json!({})).await;
+    assert_eq!(later.status, 404);
+    assert!(
+        message(&later).contains("max_buffered_bytes"),
+        "{}",
+        message(&later)
+    );
+}
+
 #[tokio::test]
 async fn a_server_that_cannot_start_gets_a_clear_error() {
     let lodge = Lodge::start("[[server]]\nname = \"typo\"\ncommand = [\"no-such-mcp-server\"]\n");

@@ -4,6 +4,7 @@
 
 use super::{Adapter, Bridge, CallState, Ctx, Env, Passthrough};
 use crate::error::SessionError;
+use crate::session::budget::Budget;
 use crate::session::core::{Core, ToServer};
 use crate::session::request_state::{BridgeState, StateCodec};
 use crate::session::{EventStream, ModernCall, Protocol, Shared};
@@ -99,7 +100,12 @@ impl Session {
             adopted: AtomicBool::new(false),
         });
         Session {
-            core: Core::new(8, Duration::from_secs(300), Instant::now()),
+            core: Core::new(
+                8,
+                Duration::from_secs(300),
+                Budget::unlimited(),
+                Instant::now(),
+            ),
             adapter,
             out: Recorder::default(),
             env: Env {
