@@ -227,7 +227,7 @@ mod tests {
                 "parse_error",
             ),
             (
-                FrontError::Parse(ParseError::Invalid("an empty batch")),
+                FrontError::Parse(ParseError::Invalid("an empty batch".into())),
                 400,
                 -32600,
                 Client,
