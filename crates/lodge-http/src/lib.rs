@@ -11,6 +11,7 @@
 //! sandboxes, nor read configuration files (the `lodge` binary does).
 #![forbid(unsafe_code)]
 
+mod accept;
 mod admin;
 mod error_table;
 mod errors;

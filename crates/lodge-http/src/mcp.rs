@@ -65,6 +65,11 @@ async fn handle(
     body: Body,
 ) -> Result<Response, HttpError> {
     app.front.check(&headers)?;
+    if let Some(name) =
+        crate::guard::repeated_header(&headers, &[MCP_SESSION_ID, LODGE_SESSION_ID, LAST_EVENT_ID])
+    {
+        return Err(FrontError::RepeatedHeader(name).into());
+    }
     let Some(server) = server else {
         let names: Vec<_> = app
             .runtime
@@ -147,6 +152,15 @@ fn session_failed(app: &App, session: &SessionHandle, e: SessionError) -> HttpEr
 const DRAIN_LIMIT: usize = 16 << 20;
 
 async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, FrontError> {
+    let deadline = app.front.body_read_timeout;
+    // One deadline for the whole body: a stalled body and one dripping a byte at a
+    // time are both cut off, however slowly each byte comes.
+    tokio::time::timeout(deadline, read_body_within(app, headers, body))
+        .await
+        .unwrap_or(Err(FrontError::BodyTimeout { limit: deadline }))
+}
+
+async fn read_body_within(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, FrontError> {
     let limit = app.front.max_body_bytes;
     let too_large = || FrontError::BodyTooLarge { limit };
     let declared = headers
