@@ -20,6 +20,7 @@ mod mcp;
 mod modern;
 mod serve;
 mod sse;
+mod unanswered;
 
 pub use admin::admin_router;
 pub use guard::FrontConfig;

@@ -4,6 +4,7 @@
 use crate::errors::{FrontError, HttpError};
 use crate::guard::FrontConfig;
 use crate::sse;
+use crate::unanswered::Unanswered;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -236,12 +237,22 @@ async fn post(
             .create_session(server)
             .await
             .map_err(|e| HttpError::from(e).with_id(message.request_id()))?;
+        // From here until the client has the initialize result, its going away (or a
+        // failure) ends the session: nobody else can use it.
+        let mut unanswered = Unanswered::new(session.clone());
         let id = message.request_id().cloned();
         let events = session
             .requests(vec![message], accept.sse)
             .await
             .map_err(|e| session_failed(app, &session, e).with_id(id.as_ref()))?;
-        return Ok(respond(events, accept.sse, Some(session.id()), false).await);
+        if accept.sse {
+            return Ok(sse::response_answering(events, session.id(), unanswered).await);
+        }
+        let response = respond(events, false, Some(session.id()), false).await;
+        if response.status() == StatusCode::OK {
+            unanswered.answered();
+        }
+        return Ok(response);
     }
     check_protocol_version(headers).map_err(|e| e.with_id(message.request_id()))?;
     let session = resolve(app, server, headers).map_err(|e| e.with_id(message.request_id()))?;
