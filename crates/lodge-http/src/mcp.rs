@@ -189,8 +189,16 @@ async fn read_body_within(app: &App, headers: &HeaderMap, body: Body) -> Result<
     Ok(kept.freeze())
 }
 
-fn parse(bytes: Bytes) -> Result<Message, FrontError> {
-    Message::parse(bytes).map_err(FrontError::Parse)
+/// One message; a refusal answers the request's id where it can be read (JSON-RPC
+/// wants `null` only where the id itself is what could not be read).
+fn parse(bytes: Bytes) -> Result<Message, HttpError> {
+    Message::parse(bytes.clone()).map_err(|e| {
+        let id = match e {
+            lodge_proto::ParseError::Invalid(_) => lodge_proto::readable_id(&bytes),
+            lodge_proto::ParseError::Json(_) => None,
+        };
+        FrontError::Parse(e).with_id(id.as_ref())
+    })
 }
 
 async fn post(
@@ -207,9 +215,9 @@ async fn post(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
+            // The media type itself, not a prefix: `application/json-seq` is not JSON-RPC.
+            let media = v.split(';').next().unwrap_or("").trim();
+            media.eq_ignore_ascii_case("application/json")
         });
     if !is_json {
         return Err(FrontError::UnsupportedMediaType.into());
@@ -280,6 +288,8 @@ async fn post_batch(
     body: &Bytes,
     sse: bool,
 ) -> Result<Response, HttpError> {
+    // Not JSON is -32700 whoever sends it: read the batch before the session.
+    let items = parse_batch(body)?;
     let session = resolve(app, server, headers).map_err(|e| match e {
         FrontError::MissingSessionId => FrontError::BatchWithoutSession,
         e => e,
@@ -290,9 +300,9 @@ async fn post_batch(
     if !version::allows_batches(version) {
         return Err(FrontError::BatchNotAllowed(version.to_string()).into());
     }
-    let messages = parse_batch(body)?
+    let messages = items
         .into_iter()
-        .map(parse)
+        .map(|item| Message::parse(item).map_err(FrontError::Parse))
         .collect::<Result<Vec<_>, _>>()?;
     let (requests, others): (Vec<_>, Vec<_>) = messages.into_iter().partition(Message::is_request);
     if requests.iter().any(|m| m.method() == Some("initialize")) {

@@ -329,6 +329,24 @@ impl Message {
     }
 }
 
+/// The id of a message [`Message::parse`] refused as invalid, where it can still be
+/// read (a string or an integer at the top of an object), so the refusal can answer
+/// that request. Only the error path pays for this parse.
+pub fn readable_id(bytes: &[u8]) -> Option<Id> {
+    #[derive(Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow)]
+        id: Option<&'a RawValue>,
+    }
+    let text = std::str::from_utf8(bytes).ok()?;
+    if text.trim_start().as_bytes().first() != Some(&b'{') {
+        return None;
+    }
+    let raw = serde_json::from_str::<IdOnly<'_>>(text).ok()?.id?;
+    check_id(raw).ok()?;
+    id_of(Some(raw))
+}
+
 /// Splits a JSON array body into its elements' bytes (each one still unparsed).
 pub fn parse_batch(bytes: &Bytes) -> Result<Vec<Bytes>, ParseError> {
     let text = prescreen(bytes)?;
@@ -561,6 +579,20 @@ mod tests {
             "[".repeat(1000)
         );
         assert!(Message::parse(Bytes::from(quoted)).is_ok());
+    }
+
+    #[test]
+    fn a_refused_request_keeps_its_id_where_it_can_be_read() {
+        let id = |s: &str| readable_id(s.as_bytes()).map(|id| id.as_json_text().to_string());
+        assert_eq!(
+            id(r#"{"jsonrpc":2.0,"id":7,"method":"x"}"#).as_deref(),
+            Some("7")
+        );
+        assert_eq!(id(r#"{"id":"a","method":5}"#).as_deref(), Some("\"a\""));
+        assert_eq!(id(r#"{"id":1.5,"method":"x"}"#), None);
+        assert_eq!(id(r#"{"id":null}"#), None);
+        assert_eq!(id(r#"[1]"#), None, "not positional");
+        assert_eq!(id(r#"{"id":1,"id":2}"#), None, "ambiguous");
     }
 
     #[test]

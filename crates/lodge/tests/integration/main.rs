@@ -16,5 +16,6 @@ mod front_limits;
 mod http;
 mod http_upstream;
 mod lifecycle;
+mod malformed;
 mod modern;
 mod relay;
