@@ -46,8 +46,10 @@ impl FrontError {
             FrontError::UnsupportedProtocolVersion(_) => (S::BAD_REQUEST, codes::INVALID_REQUEST, Client, "unsupported_protocol_version"),
             FrontError::InvalidSessionId => (S::BAD_REQUEST, codes::INVALID_REQUEST, Client, "invalid_session_id"),
             FrontError::MissingSessionId => (S::BAD_REQUEST, codes::INVALID_REQUEST, Client, "missing_session_id"),
+            FrontError::RepeatedHeader(_) => (S::BAD_REQUEST, codes::INVALID_REQUEST, Client, "repeated_header"),
             FrontError::InvalidLastEventId => (S::BAD_REQUEST, codes::INVALID_REQUEST, Client, "invalid_last_event_id"),
             FrontError::BodyTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, codes::INVALID_REQUEST, Client, "body_too_large"),
+            FrontError::BodyTimeout { .. } => (S::REQUEST_TIMEOUT, codes::INVALID_REQUEST, Client, "body_timeout"),
             FrontError::BodyUnreadable(_) => (S::BAD_REQUEST, codes::INVALID_REQUEST, Client, "body_unreadable"),
             FrontError::Parse(ParseError::Json(_)) => (S::BAD_REQUEST, codes::PARSE_ERROR, Client, "parse_error"),
             FrontError::Parse(ParseError::Invalid(_)) => (S::BAD_REQUEST, codes::INVALID_REQUEST, Client, "invalid_message"),
@@ -89,6 +91,8 @@ impl FrontError {
         };
         let headers = match self {
             FrontError::MethodNotAllowed(_) => vec![(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS))],
+            // The rest of the body may still come: the connection cannot carry another request.
+            FrontError::BodyTimeout { .. } => vec![(header::CONNECTION, HeaderValue::from_static("close"))],
             _ => Vec::new(),
         };
         Answer {
@@ -199,6 +203,13 @@ mod tests {
                 "missing_session_id",
             ),
             (
+                FrontError::RepeatedHeader("Mcp-Session-Id"),
+                400,
+                -32600,
+                Client,
+                "repeated_header",
+            ),
+            (
                 FrontError::InvalidLastEventId,
                 400,
                 -32600,
@@ -211,6 +222,15 @@ mod tests {
                 -32600,
                 Client,
                 "body_too_large",
+            ),
+            (
+                FrontError::BodyTimeout {
+                    limit: std::time::Duration::from_secs(1),
+                },
+                408,
+                -32600,
+                Client,
+                "body_timeout",
             ),
             (
                 FrontError::BodyUnreadable("reset".into()),
@@ -227,7 +247,7 @@ mod tests {
                 "parse_error",
             ),
             (
-                FrontError::Parse(ParseError::Invalid("an empty batch")),
+                FrontError::Parse(ParseError::Invalid("an empty batch".into())),
                 400,
                 -32600,
                 Client,
@@ -451,13 +471,18 @@ mod tests {
     }
 
     #[test]
-    fn only_method_not_allowed_carries_a_header_and_it_is_allow() {
+    fn only_405_and_408_carry_headers_allow_and_connection_close() {
         for (error, ..) in table() {
             let headers = error.answer().headers;
             if matches!(error, FrontError::MethodNotAllowed(_)) {
                 assert_eq!(
                     headers,
                     vec![(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"))]
+                );
+            } else if matches!(error, FrontError::BodyTimeout { .. }) {
+                assert_eq!(
+                    headers,
+                    vec![(header::CONNECTION, HeaderValue::from_static("close"))]
                 );
             } else {
                 assert!(headers.is_empty(), "{error:?}: {headers:?}");

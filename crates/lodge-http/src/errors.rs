@@ -30,11 +30,17 @@ pub(crate) enum FrontError {
     /// `Mcp-Session-Id` is not visible ASCII.
     InvalidSessionId,
     MissingSessionId,
+    /// A session header (`Mcp-Session-Id`, `Lodge-Session-Id`, `Last-Event-ID`) sent twice.
+    RepeatedHeader(&'static str),
     InvalidLastEventId,
     BodyTooLarge {
         limit: usize,
     },
     BodyUnreadable(String),
+    /// The body did not arrive within `body_read_timeout`.
+    BodyTimeout {
+        limit: std::time::Duration,
+    },
     /// The body, or one member of a batch, is not a JSON-RPC message.
     Parse(ParseError),
     /// A batch sent without a session (initialize cannot be batched).
@@ -140,12 +146,20 @@ impl fmt::Display for FrontError {
             FrontError::MissingSessionId => f.write_str(
                 "Missing Mcp-Session-Id header: send an initialize request first, then send its Mcp-Session-Id on every request",
             ),
+            FrontError::RepeatedHeader(name) => {
+                write!(f, "the {name} header appears more than once; send it once")
+            }
             FrontError::InvalidLastEventId => {
                 f.write_str("Last-Event-ID is not an event id this server issued")
             }
             FrontError::BodyTooLarge { limit } => {
                 write!(f, "Request body is larger than the {limit}-byte limit")
             }
+            FrontError::BodyTimeout { limit } => write!(
+                f,
+                "the request body did not arrive within {}s",
+                limit.as_secs_f64()
+            ),
             FrontError::BodyUnreadable(why) => write!(f, "Could not read the request body: {why}"),
             FrontError::Parse(e) => write!(f, "{e}"),
             FrontError::BatchWithoutSession => f.write_str(

@@ -16,6 +16,17 @@ pub struct FrontConfig {
     /// On shutdown, how long calls in flight may run before every session is ended
     /// ([`crate::serve`] passes it to [`lodge_runtime::Runtime::shutdown`]).
     pub shutdown_grace: Duration,
+    /// Time a client has to send a request's headers, counted from the first read of
+    /// them (on a kept-alive connection: from the end of the previous response, so it is
+    /// also the idle timeout). Past it the connection is closed.
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a whole request body; past it the request is answered
+    /// 408 and the connection closed. A whole-body deadline catches a stalled and a
+    /// dripping body alike.
+    pub body_read_timeout: Duration,
+    /// Connections one client IP address may hold open at once; more are closed as
+    /// they arrive, so one address cannot take every descriptor.
+    pub max_connections_per_client: usize,
 }
 
 impl Default for FrontConfig {
@@ -25,8 +36,21 @@ impl Default for FrontConfig {
             allowed_hosts: Vec::new(),
             max_body_bytes: 4 << 20,
             shutdown_grace: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections_per_client: 256,
         }
     }
+}
+
+/// The first of `names` that appears more than once on a request. A repeated
+/// session or mirrored header is ambiguous (which one did the client mean?), and
+/// taking the first lets a proxy's header and the client's disagree unseen.
+pub(crate) fn repeated_header(headers: &HeaderMap, names: &[&'static str]) -> Option<&'static str> {
+    names
+        .iter()
+        .copied()
+        .find(|name| headers.get_all(*name).iter().nth(1).is_some())
 }
 
 fn is_loopback_host(host: &str) -> bool {

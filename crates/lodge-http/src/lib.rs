@@ -11,6 +11,7 @@
 //! sandboxes, nor read configuration files (the `lodge` binary does).
 #![forbid(unsafe_code)]
 
+mod accept;
 mod admin;
 mod error_table;
 mod errors;
@@ -19,6 +20,7 @@ mod mcp;
 mod modern;
 mod serve;
 mod sse;
+mod unanswered;
 
 pub use admin::admin_router;
 pub use guard::FrontConfig;

@@ -4,6 +4,7 @@
 use crate::errors::{FrontError, HttpError};
 use crate::guard::FrontConfig;
 use crate::sse;
+use crate::unanswered::Unanswered;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -65,6 +66,11 @@ async fn handle(
     body: Body,
 ) -> Result<Response, HttpError> {
     app.front.check(&headers)?;
+    if let Some(name) =
+        crate::guard::repeated_header(&headers, &[MCP_SESSION_ID, LODGE_SESSION_ID, LAST_EVENT_ID])
+    {
+        return Err(FrontError::RepeatedHeader(name).into());
+    }
     let Some(server) = server else {
         let names: Vec<_> = app
             .runtime
@@ -147,6 +153,15 @@ fn session_failed(app: &App, session: &SessionHandle, e: SessionError) -> HttpEr
 const DRAIN_LIMIT: usize = 16 << 20;
 
 async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, FrontError> {
+    let deadline = app.front.body_read_timeout;
+    // One deadline for the whole body: a stalled body and one dripping a byte at a
+    // time are both cut off, however slowly each byte comes.
+    tokio::time::timeout(deadline, read_body_within(app, headers, body))
+        .await
+        .unwrap_or(Err(FrontError::BodyTimeout { limit: deadline }))
+}
+
+async fn read_body_within(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, FrontError> {
     let limit = app.front.max_body_bytes;
     let too_large = || FrontError::BodyTooLarge { limit };
     let declared = headers
@@ -174,8 +189,16 @@ async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, 
     Ok(kept.freeze())
 }
 
-fn parse(bytes: Bytes) -> Result<Message, FrontError> {
-    Message::parse(bytes).map_err(FrontError::Parse)
+/// One message; a refusal answers the request's id where it can be read (JSON-RPC
+/// wants `null` only where the id itself is what could not be read).
+fn parse(bytes: Bytes) -> Result<Message, HttpError> {
+    Message::parse(bytes.clone()).map_err(|e| {
+        let id = match e {
+            lodge_proto::ParseError::Invalid(_) => lodge_proto::readable_id(&bytes),
+            lodge_proto::ParseError::Json(_) => None,
+        };
+        FrontError::Parse(e).with_id(id.as_ref())
+    })
 }
 
 async fn post(
@@ -192,9 +215,9 @@ async fn post(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
+            // The media type itself, not a prefix: `application/json-seq` is not JSON-RPC.
+            let media = v.split(';').next().unwrap_or("").trim();
+            media.eq_ignore_ascii_case("application/json")
         });
     if !is_json {
         return Err(FrontError::UnsupportedMediaType.into());
@@ -222,12 +245,22 @@ async fn post(
             .create_session(server)
             .await
             .map_err(|e| HttpError::from(e).with_id(message.request_id()))?;
+        // From here until the client has the initialize result, its going away (or a
+        // failure) ends the session: nobody else can use it.
+        let mut unanswered = Unanswered::new(session.clone());
         let id = message.request_id().cloned();
         let events = session
             .requests(vec![message], accept.sse)
             .await
             .map_err(|e| session_failed(app, &session, e).with_id(id.as_ref()))?;
-        return Ok(respond(events, accept.sse, Some(session.id()), false).await);
+        if accept.sse {
+            return Ok(sse::response_answering(events, session.id(), unanswered).await);
+        }
+        let response = respond(events, false, Some(session.id()), false).await;
+        if response.status() == StatusCode::OK {
+            unanswered.answered();
+        }
+        return Ok(response);
     }
     check_protocol_version(headers).map_err(|e| e.with_id(message.request_id()))?;
     let session = resolve(app, server, headers).map_err(|e| e.with_id(message.request_id()))?;
@@ -255,6 +288,8 @@ async fn post_batch(
     body: &Bytes,
     sse: bool,
 ) -> Result<Response, HttpError> {
+    // Not JSON is -32700 whoever sends it: read the batch before the session.
+    let items = parse_batch(body)?;
     let session = resolve(app, server, headers).map_err(|e| match e {
         FrontError::MissingSessionId => FrontError::BatchWithoutSession,
         e => e,
@@ -265,9 +300,9 @@ async fn post_batch(
     if !version::allows_batches(version) {
         return Err(FrontError::BatchNotAllowed(version.to_string()).into());
     }
-    let messages = parse_batch(body)?
+    let messages = items
         .into_iter()
-        .map(parse)
+        .map(|item| Message::parse(item).map_err(FrontError::Parse))
         .collect::<Result<Vec<_>, _>>()?;
     let (requests, others): (Vec<_>, Vec<_>) = messages.into_iter().partition(Message::is_request);
     if requests.iter().any(|m| m.method() == Some("initialize")) {

@@ -64,12 +64,11 @@ pub(crate) async fn post(
     accepts_sse: bool,
 ) -> Result<Response, HttpError> {
     let id = message.request_id().cloned();
-    for name in [MCP_PROTOCOL_VERSION, MCP_METHOD, MCP_NAME] {
-        if headers.get_all(name).iter().count() > 1 {
-            let e =
-                ModernError::HeaderMismatch(format!("the {name} header appears more than once"));
-            return Err(FrontError::Modern(e).with_id(id.as_ref()));
-        }
+    if let Some(name) =
+        crate::guard::repeated_header(headers, &[MCP_PROTOCOL_VERSION, MCP_METHOD, MCP_NAME])
+    {
+        let e = ModernError::HeaderMismatch(format!("the {name} header appears more than once"));
+        return Err(FrontError::Modern(e).with_id(id.as_ref()));
     }
     let mirrored = MirroredHeaders {
         protocol_version: header(headers, MCP_PROTOCOL_VERSION),

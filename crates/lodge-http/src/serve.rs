@@ -1,6 +1,7 @@
-//! Running the front on a listener: TCP_NODELAY on every connection, and the drain
-//! sequence when the caller's shutdown future resolves.
+//! Running the front on a listener ([`crate::accept`] holds each connection to its
+//! limits), and the drain sequence when the caller's shutdown future resolves.
 
+use crate::accept::{self, ConnectionLimits};
 use crate::guard::FrontConfig;
 use axum::Router;
 use lodge_runtime::Runtime;
@@ -19,11 +20,14 @@ const CONNECTION_CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// flight get [`FrontConfig::shutdown_grace`] to finish; then every session ends), waits
 /// up to two seconds for open connections to close, and returns.
 ///
+/// Connections are held to the front's header read deadline and per-client cap
+/// ([`FrontConfig::header_read_timeout`], [`FrontConfig::max_connections_per_client`]).
+///
 /// The caller builds the runtime and starts its warm pools
 /// ([`Runtime::start_warm_pools`]); several listeners may share one runtime, but only
 /// one of them should be given a `shutdown` that drains it.
 ///
-/// Returns an error only if the listener fails.
+/// Accept errors (descriptors exhausted, say) are logged and retried, never fatal.
 pub async fn serve(
     listener: TcpListener,
     runtime: Arc<Runtime>,
@@ -31,6 +35,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = front.shutdown_grace;
+    let limits = ConnectionLimits::of(&front);
     let app = crate::router(runtime.clone(), front);
     let drain = async move {
         tracing::info!(
@@ -39,7 +44,8 @@ pub async fn serve(
         );
         runtime.shutdown(grace).await;
     };
-    serve_until(listener, app, shutdown, drain).await
+    serve_until(listener, app, limits, shutdown, drain).await;
+    Ok(())
 }
 
 /// Serves the admin API ([`crate::admin_router`]) on `listener` until `shutdown`
@@ -52,7 +58,16 @@ pub async fn serve_admin(
     runtime: Arc<Runtime>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    serve_until(listener, crate::admin_router(runtime), shutdown, async {}).await
+    let limits = ConnectionLimits::of(&FrontConfig::default());
+    serve_until(
+        listener,
+        crate::admin_router(runtime),
+        limits,
+        shutdown,
+        async {},
+    )
+    .await;
+    Ok(())
 }
 
 /// Serves `app` until `shutdown`; then stops accepting, runs `drain` while open
@@ -60,55 +75,20 @@ pub async fn serve_admin(
 async fn serve_until(
     listener: TcpListener,
     app: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
     drain: impl Future<Output = ()>,
-) -> std::io::Result<()> {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut server = tokio::spawn(
-        axum::serve(no_delay(listener), app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .into_future(),
-    );
-    tokio::select! {
-        ended = &mut server => return joined(ended),
-        () = shutdown => {}
-    }
+) {
+    let mut accepting = accept::start(listener, app, limits);
+    shutdown.await;
     // Stop accepting first, so no session starts while the runtime drains. Streams
     // still open keep their connections until their session ends.
-    let _ = stop.send(());
+    accepting.stop().await;
     drain.await;
-    close_connections(server).await
-}
-
-type ServerTask = tokio::task::JoinHandle<std::io::Result<()>>;
-
-/// Waits, bounded, for a server in graceful shutdown to see its connections close.
-async fn close_connections(server: ServerTask) -> std::io::Result<()> {
-    match tokio::time::timeout(CONNECTION_CLOSE_WAIT, server).await {
-        Ok(ended) => joined(ended),
-        Err(_) => {
-            // Dropping the handle leaves the task to the runtime, which ends it on exit.
-            tracing::warn!("some connections did not close in time; not waiting for them");
-            Ok(())
-        }
+    if !accepting.connections_closed(CONNECTION_CLOSE_WAIT).await {
+        // Their tasks are left to the runtime, which ends them on exit.
+        tracing::warn!("some connections did not close in time; not waiting for them");
     }
-}
-
-fn joined(ended: Result<std::io::Result<()>, tokio::task::JoinError>) -> std::io::Result<()> {
-    ended.map_err(std::io::Error::other)?
-}
-
-/// Small SSE writes must leave at once: with Nagle's algorithm on, an event written
-/// right after the stream's headers waits for the client's delayed ACK (~40 ms).
-fn no_delay(listener: TcpListener) -> impl axum::serve::Listener<Addr = std::net::SocketAddr> {
-    use axum::serve::ListenerExt;
-    listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    })
 }
 
 #[cfg(test)]

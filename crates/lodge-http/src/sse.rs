@@ -1,5 +1,6 @@
 //! Server-sent events out of a session stream.
 
+use crate::unanswered::Unanswered;
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
@@ -41,9 +42,29 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// out this much later. Any message ends the wait: a server request must not be held.
 const FIRST_WRITE_WAIT: Duration = Duration::from_millis(2);
 
-pub(crate) async fn response(mut events: EventStream, session_id: Option<&str>) -> Response {
+pub(crate) async fn response(events: EventStream, session_id: Option<&str>) -> Response {
+    respond(events, session_id, None).await
+}
+
+/// The SSE answer to an initialize: `unanswered` goes with the stream and is settled
+/// once the initialize response has been handed to the connection, so a client that
+/// drops the stream before then ends the session it never got.
+pub(crate) async fn response_answering(
+    events: EventStream,
+    session_id: &str,
+    unanswered: Unanswered,
+) -> Response {
+    respond(events, Some(session_id), Some(unanswered)).await
+}
+
+async fn respond(
+    mut events: EventStream,
+    session_id: Option<&str>,
+    mut unanswered: Option<Unanswered>,
+) -> Response {
     let mut first = BytesMut::new();
     let mut open = true;
+    let mut first_answers = false;
     let until = tokio::time::Instant::now() + FIRST_WRITE_WAIT;
     while let Ok(next) = tokio::time::timeout_at(until, events.recv()).await {
         let Some(event) = next else {
@@ -52,10 +73,14 @@ pub(crate) async fn response(mut events: EventStream, session_id: Option<&str>) 
         };
         first.put(frame(&event));
         if !event.data.is_empty() {
+            let mut answered = event.is_response;
             // A message: send it with whatever else is already there (often the end).
             loop {
                 match events.try_recv() {
-                    Ok(event) => first.put(frame(&event)),
+                    Ok(event) => {
+                        answered |= event.is_response;
+                        first.put(frame(&event));
+                    }
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         open = false;
@@ -63,18 +88,40 @@ pub(crate) async fn response(mut events: EventStream, session_id: Option<&str>) 
                     }
                 }
             }
+            if answered {
+                // Settled when the first write is taken, below.
+                first_answers = true;
+            }
             break;
         }
     }
-    let first = futures_util::stream::once(async move { Ok::<_, Infallible>(first.freeze()) });
-    let rest = futures_util::stream::unfold(open.then_some(events), |events| async move {
-        let mut events = events?;
-        let next = tokio::select! {
-            event = events.recv() => frame(&event?),
-            () = tokio::time::sleep(KEEP_ALIVE) => Bytes::from_static(KEEP_ALIVE_COMMENT),
-        };
-        Some((Ok::<_, Infallible>(next), Some(events)))
+    // The first write carries the response: settle when the connection takes it.
+    let mut first_guard = if first_answers {
+        unanswered.take()
+    } else {
+        None
+    };
+    let first = futures_util::stream::once(async move {
+        if let Some(guard) = first_guard.as_mut() {
+            guard.answered();
+        }
+        Ok::<_, Infallible>(first.freeze())
     });
+    let rest =
+        futures_util::stream::unfold(open.then_some((events, unanswered)), |state| async move {
+            let (mut events, mut unanswered) = state?;
+            let next = tokio::select! {
+                event = events.recv() => {
+                    let event = event?;
+                    if event.is_response && let Some(guard) = unanswered.as_mut() {
+                        guard.answered();
+                    }
+                    frame(&event)
+                }
+                () = tokio::time::sleep(KEEP_ALIVE) => Bytes::from_static(KEEP_ALIVE_COMMENT),
+            };
+            Some((Ok::<_, Infallible>(next), Some((events, unanswered))))
+        });
     with_headers(
         Response::new(Body::from_stream(first.chain(rest))),
         session_id,

@@ -15,5 +15,8 @@ mod rewrite;
 pub mod seal;
 pub mod version;
 
-pub use message::{Id, Kind, Message, ParseError, error_body, error_body_with_data, parse_batch};
+pub use message::{
+    Id, Kind, MAX_NESTING, Message, ParseError, error_body, error_body_with_data, parse_batch,
+    readable_id,
+};
 pub use rewrite::{replace_id, set_meta_field};

@@ -21,6 +21,8 @@ pub enum EndReason {
         last_stderr: Option<String>,
     },
     ShuttingDown,
+    /// The client went away before its initialize was answered.
+    Abandoned,
     /// Lodge lost the session to an internal failure (its actor ended unexpectedly).
     Failed,
     /// It kept more unread server messages than its byte budget allows.
@@ -46,6 +48,9 @@ impl fmt::Display for EndReason {
                 }
             }
             EndReason::ShuttingDown => f.write_str("Lodge is shutting down"),
+            EndReason::Abandoned => {
+                f.write_str("the client went away before its initialize was answered")
+            }
             EndReason::Failed => f.write_str("Lodge hit an internal error in this session"),
             EndReason::OverBudget(over) => over.fmt(f),
         }

@@ -20,6 +20,11 @@ pub(super) struct FileConfig {
     pub max_body_bytes: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     pub shutdown_grace: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub header_read_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub body_read_timeout: Option<Duration>,
+    pub max_connections_per_client: Option<usize>,
     #[serde(default)]
     pub session: SessionSection,
     #[serde(default)]

@@ -196,6 +196,22 @@ impl Settings {
         if session.max_sessions == 0 {
             bail!("max_sessions must be at least 1");
         }
+        let front_defaults = FrontConfig::default();
+        let header_read_timeout = file
+            .header_read_timeout
+            .unwrap_or(front_defaults.header_read_timeout);
+        let body_read_timeout = file
+            .body_read_timeout
+            .unwrap_or(front_defaults.body_read_timeout);
+        let max_connections_per_client = file
+            .max_connections_per_client
+            .unwrap_or(front_defaults.max_connections_per_client);
+        if header_read_timeout.is_zero() || body_read_timeout.is_zero() {
+            bail!("header_read_timeout and body_read_timeout must be longer than 0s");
+        }
+        if max_connections_per_client == 0 {
+            bail!("max_connections_per_client must be at least 1");
+        }
         let default_listen = SocketAddr::from(([127, 0, 0, 1], 8787));
         Ok(Settings {
             listen: pick(
@@ -217,6 +233,9 @@ impl Settings {
                 shutdown_grace: file
                     .shutdown_grace
                     .unwrap_or(FrontConfig::default().shutdown_grace),
+                header_read_timeout,
+                body_read_timeout,
+                max_connections_per_client,
             },
             session,
             servers,
