@@ -17,6 +17,7 @@ mod front_limits;
 mod http;
 mod http_upstream;
 mod lifecycle;
+mod load;
 mod malformed;
 mod modern;
 mod relay;
