@@ -21,3 +21,4 @@ mod load;
 mod malformed;
 mod modern;
 mod relay;
+mod soak;
