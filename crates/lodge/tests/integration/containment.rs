@@ -6,7 +6,7 @@
 //! Skipped (with a message) on hosts that cannot run the sandbox, except under CI=true.
 #![allow(clippy::unwrap_used)]
 
-use crate::common::{Lodge, Raw, scratch_holding, start_namespaces_in};
+use crate::common::{Lodge, Raw, dirs, new_scratch_dir, scratch_holding, start_namespaces_in};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,6 +42,24 @@ impl Hostile {
         let mut raw = Raw::new(self.lodge.url());
         raw.initialize().await;
         raw
+    }
+
+    /// Lodge's own resident memory, in KiB.
+    fn lodge_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.lodge.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    /// After an attempt: a session of the same server running alongside never noticed,
+    /// and Lodge itself grew by less than 16 MiB.
+    async fn assert_contained(&self, bystander: &Raw, rss_before_kib: u64) {
+        assert_eq!(result(bystander, 90, "whoami", json!({})).await, "ok");
+        let grown = self.lodge_rss_kib().saturating_sub(rss_before_kib);
+        assert!(grown < 16 * 1024, "Lodge grew by {grown} KiB");
     }
 }
 
@@ -288,12 +306,15 @@ async fn a_fork_bomb_is_held_by_the_pids_limit() {
     let Some(h) = hostile("pids = 48") else {
         return;
     };
+    let bystander = h.session().await;
+    let rss = h.lodge_rss_kib();
     let raw = h.session().await;
     let bomb = attempt(&raw, 1, "fork_bomb", json!({})).await;
     assert_eq!(bomb["result"], "EAGAIN", "{bomb}");
     assert!(bomb["forked"].as_u64().unwrap() < 48, "{bomb}");
     // The session survives its own bomb.
     assert_eq!(result(&raw, 2, "whoami", json!({})).await, "ok");
+    h.assert_contained(&bystander, rss).await;
 }
 
 #[tokio::test]
@@ -302,7 +323,10 @@ async fn a_memory_bomb_is_killed_and_the_session_ends_cleanly() {
         return;
     };
     let bystander = h.session().await;
+    let rss = h.lodge_rss_kib();
+    let before = dirs(&h.lodge.scratch_root());
     let raw = h.session().await;
+    let sandbox = new_scratch_dir(&h.lodge.scratch_root(), &before);
     let reply = raw.call(1, "memory_bomb", json!({})).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let error = reply.events().last().unwrap().json();
@@ -318,16 +342,11 @@ async fn a_memory_bomb_is_killed_and_the_session_ends_cleanly() {
     assert_eq!(later.status, 404);
     assert!(later.body.contains("out of memory"), "{}", later.body);
     // Another session of the same server never noticed.
-    assert_eq!(result(&bystander, 1, "whoami", json!({})).await, "ok");
+    h.assert_contained(&bystander, rss).await;
     crate::common::eventually(
         Duration::from_secs(20),
         "the scratch dir to go",
-        async || {
-            !h.lodge
-                .scratch_root()
-                .join(raw.session.as_ref().unwrap())
-                .exists()
-        },
+        async || !sandbox.exists(),
     )
     .await;
 }
@@ -337,12 +356,15 @@ async fn a_cpu_hog_is_held_to_its_quota() {
     let Some(h) = hostile("cpus = 0.25") else {
         return;
     };
+    let bystander = h.session().await;
+    let rss = h.lodge_rss_kib();
     let raw = h.session().await;
     let hog = attempt(&raw, 1, "cpu_hog", json!({"seconds": 2.0})).await;
     let ratio = hog["ratio"].as_f64().unwrap();
     // Unlimited, a busy loop takes a whole CPU; the box may be loaded, so only the upper
     // bound means anything.
     assert!(ratio < 0.4, "cpus = 0.25 held the hog to {ratio}");
+    h.assert_contained(&bystander, rss).await;
 }
 
 async fn read_text(raw: &Raw, id: u64, path: &str) -> String {
