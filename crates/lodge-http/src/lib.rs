@@ -26,3 +26,12 @@ pub use admin::admin_router;
 pub use guard::FrontConfig;
 pub use mcp::router;
 pub use serve::{serve, serve_admin};
+
+/// Runs the front's header parsers (Host, Origin, Accept, Content-Type,
+/// `Mcp-Session-Id`, `MCP-Protocol-Version`, `Last-Event-ID`, repeated headers) on
+/// `headers` and drops what they decide. Only for the `headers` fuzz target in
+/// `fuzz/`, which checks that no header value makes them panic; not an API.
+#[doc(hidden)]
+pub fn fuzz_header_parsers(headers: &axum::http::HeaderMap) {
+    mcp::parse_headers(headers);
+}

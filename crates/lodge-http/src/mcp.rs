@@ -113,6 +113,43 @@ fn accepts(headers: &HeaderMap) -> Accepts {
     }
 }
 
+/// Whether the body is declared as JSON.
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            // The media type itself, not a prefix: `application/json-seq` is not JSON-RPC.
+            let media = v.split(';').next().unwrap_or("").trim();
+            media.eq_ignore_ascii_case("application/json")
+        })
+}
+
+/// The event a GET resumes after, if it names one.
+fn last_event_id(headers: &HeaderMap) -> Result<Option<EventId>, FrontError> {
+    headers
+        .get(LAST_EVENT_ID)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|v| v.parse::<EventId>().ok())
+                .ok_or(FrontError::InvalidLastEventId)
+        })
+        .transpose()
+}
+
+/// Runs every pure header parser of the front on `headers`, for the fuzz target.
+pub(crate) fn parse_headers(headers: &HeaderMap) {
+    let _ = FrontConfig::default().check(headers);
+    let _ =
+        crate::guard::repeated_header(headers, &[MCP_SESSION_ID, LODGE_SESSION_ID, LAST_EVENT_ID]);
+    let _ = accepts(headers);
+    let _ = is_json(headers);
+    let _ = check_protocol_version(headers);
+    let _ = session_id(headers);
+    let _ = last_event_id(headers);
+}
+
 fn check_protocol_version(headers: &HeaderMap) -> Result<(), FrontError> {
     let Some(value) = headers.get(MCP_PROTOCOL_VERSION) else {
         return Ok(()); // the spec says to assume 2025-03-26
@@ -211,15 +248,7 @@ async fn post(
     if !accept.json && !accept.sse {
         return Err(FrontError::PostNotAcceptable.into());
     }
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            // The media type itself, not a prefix: `application/json-seq` is not JSON-RPC.
-            let media = v.split(';').next().unwrap_or("").trim();
-            media.eq_ignore_ascii_case("application/json")
-        });
-    if !is_json {
+    if !is_json(headers) {
         return Err(FrontError::UnsupportedMediaType.into());
     }
     let body = read_body(app, headers, body).await?;
@@ -370,15 +399,7 @@ async fn get(app: &App, server: &Server, headers: &HeaderMap) -> Result<Response
     }
     check_protocol_version(headers)?;
     let session = resolve(app, server, headers)?;
-    let last_event_id = match headers.get(LAST_EVENT_ID) {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .ok()
-                .and_then(|v| v.parse::<EventId>().ok())
-                .ok_or(FrontError::InvalidLastEventId)?,
-        ),
-    };
+    let last_event_id = last_event_id(headers)?;
     let events = session
         .listen(last_event_id)
         .await

@@ -32,3 +32,5 @@ pub use session::{
     OverBudget, Protocol, SessionHandle, StateCodec, StateError,
 };
 pub use session_id::SessionId;
+#[doc(hidden)]
+pub use upstream::fuzz_read_lines;

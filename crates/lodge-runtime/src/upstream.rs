@@ -294,6 +294,25 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
     }
 }
 
+/// Reads `input` to its end as a server's stdout is read (lines of at most `max_line`
+/// bytes); every line, then the error that ended the read, if any. Only for the
+/// `stdio_lines` fuzz target in `fuzz/`; not an API.
+#[doc(hidden)]
+pub async fn fuzz_read_lines<R: AsyncRead + Unpin>(
+    input: R,
+    max_line: usize,
+) -> (Vec<Bytes>, Option<io::Error>) {
+    let mut reader = LineReader::new(input, max_line);
+    let mut lines = Vec::new();
+    loop {
+        match reader.next_line().await {
+            Ok(Some(line)) => lines.push(line),
+            Ok(None) => return (lines, None),
+            Err(e) => return (lines, Some(e)),
+        }
+    }
+}
+
 fn trim_line(line: &[u8]) -> &[u8] {
     let end = line
         .iter()
