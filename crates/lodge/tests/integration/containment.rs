@@ -46,12 +46,7 @@ impl Hostile {
 
     /// Lodge's own resident memory, in KiB.
     fn lodge_rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.lodge.pid())).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
+        crate::common::rss_kib(self.lodge.pid())
     }
 
     /// After an attempt: a session of the same server running alongside never noticed,

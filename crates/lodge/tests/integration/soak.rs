@@ -5,19 +5,14 @@
 //! `LODGE_SOAK_ROUNDS=200 scripts/test.sh -p lodge --test integration soak::` (RELIABILITY.md).
 #![allow(clippy::unwrap_used)]
 
-use crate::common::{Lodge, eventually};
+use crate::common::{Lodge, eventually, rss_kib};
 use lodge_testkit::http::McpHttp;
 use serde_json::json;
 use std::time::Duration;
 
 /// Lodge's resident memory (KiB) and open descriptors.
 fn footprint(pid: u32) -> (u64, usize) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let rss = rss_kib(pid);
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .unwrap()
         .count();

@@ -74,6 +74,16 @@ impl Lodge {
     }
 }
 
+/// A process's resident memory, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS for pid {pid}"))
+}
+
 pub fn process_alive(pid: u32) -> bool {
     // /proc/PID exists for zombies too; a zombie's state is Z.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
