@@ -260,6 +260,29 @@ async fn unread_server_messages_past_the_byte_budget_end_the_session_saying_why(
 }
 
 #[tokio::test]
+async fn past_lodge_s_total_byte_budget_the_heavy_session_ends_and_a_light_one_lives_on() {
+    let lodge = Lodge::start(&format!(
+        "{}[[server]]\nname = \"flood\"\ncommand = [\"sh\", \"-c\", {FLOODING_SERVER:?}]\n\
+         [session]\nmax_buffered_bytes = \"64MiB\"\nmax_buffered_bytes_total = \"1MiB\"\n",
+        crate::common::demo_server_toml()
+    ));
+    let mut light = Raw::new(format!("{}/mcp/demo", lodge.base));
+    light.initialize().await;
+    let mut heavy = Raw::new(format!("{}/mcp/flood", lodge.base));
+    heavy.initialize().await;
+    let reply = heavy.call(1, "anything", json!({})).await;
+    let text = reply.events().last().unwrap().json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(text.contains("max_buffered_bytes_total"), "{text}");
+    assert_eq!(
+        light.call_text(1, "echo", json!({"text":"fine"})).await,
+        "fine"
+    );
+}
+
+#[tokio::test]
 async fn a_server_that_cannot_start_gets_a_clear_error() {
     let lodge = Lodge::start("[[server]]\nname = \"typo\"\ncommand = [\"no-such-mcp-server\"]\n");
     let reply = Raw::new(lodge.url())
