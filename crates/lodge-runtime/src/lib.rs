@@ -28,8 +28,8 @@ pub use lodge_proto::Message;
 pub use lodge_proto::seal::KeyRing;
 pub use registry::{Lookup, Runtime, Server};
 pub use session::{
-    BridgeState, BudgetLimits, CallStream, Charge, Event, EventId, EventStream, ModernCall,
-    OverBudget, Protocol, SessionHandle, StateCodec, StateError,
+    BridgeState, BudgetLimits, CallStream, Charge, Event, EventId, EventStream, Hosting,
+    HostingKind, ModernCall, OverBudget, Protocol, SessionHandle, StateCodec, StateError,
 };
 pub use session_id::SessionId;
 #[doc(hidden)]

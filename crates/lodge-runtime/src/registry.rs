@@ -3,7 +3,7 @@
 use crate::config::Transport;
 use crate::config::{ServerSpec, SessionConfig};
 use crate::error::{EndReason, RuntimeError};
-use crate::session::{Actor, SessionHandle, Shared, Slot};
+use crate::session::{Actor, ServerHosting, SessionHandle, Shared, Slot};
 use crate::session::{BridgeState, StateCodec, StateError};
 use crate::session_id::SessionId;
 use crate::upstream::{self, Link, StdioLink, WRITE_QUEUE};
@@ -12,7 +12,7 @@ use lodge_proto::seal::KeyRing;
 use lodge_sandbox::{Sandbox, SandboxError, SandboxId, SandboxSpec};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
@@ -37,6 +37,8 @@ pub struct Server {
     taken: Notify,
     /// Told by a session that took a pooled sandbox when its server first answers.
     settled: Arc<Notify>,
+    /// How this server's sessions have been hosted so far (logged once each way).
+    hosting: ServerHosting,
 }
 
 impl Server {
@@ -104,6 +106,7 @@ impl Runtime {
                         pool: Mutex::default(),
                         taken: Notify::new(),
                         settled: Arc::default(),
+                        hosting: ServerHosting::default(),
                     })
                 })
                 .collect(),
@@ -290,14 +293,11 @@ impl Runtime {
             }
         };
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
-        let shared = Arc::new(Shared {
-            server: server.spec.name.as_str().into(),
-            created: Instant::now(),
-            in_flight: AtomicUsize::new(0),
-            protocol_version: OnceLock::new(),
+        let shared = Arc::new(Shared::new(
+            server.spec.name.as_str().into(),
             modern,
-            adopted: std::sync::atomic::AtomicBool::new(false),
-        });
+            server.hosting.clone(),
+        ));
         let handle = SessionHandle::new(id.clone(), commands_tx, shared.clone());
         lock(&self.sessions).insert(id.clone(), handle.clone());
         slot.register(id.clone());

@@ -1,4 +1,6 @@
-//! `conformance-server [--stdio]` serves MCP on stdin/stdout (how Lodge hosts it);
+//! `conformance-server [--stdio] [--modern-only]` serves MCP on stdin/stdout (how Lodge
+//! hosts it; `--modern-only` refuses `initialize`, as a server that speaks only
+//! 2026-07-28 does);
 //! `conformance-server --http 127.0.0.1:PORT` serves Streamable HTTP at `/mcp` (to run the
 //! conformance suite against the server directly). With `--http`, the first line on stdout
 //! is `conformance-server listening on http://ADDR/mcp` (ADDR is the bound address, useful
@@ -26,6 +28,9 @@ struct Args {
     /// Serve Streamable HTTP on this address, at path /mcp.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+    /// On stdio, speak only 2026-07-28: refuse `initialize` with -32601.
+    #[arg(long, conflicts_with = "http")]
+    modern_only: bool,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -42,6 +47,7 @@ async fn main() -> ExitCode {
     };
     let outcome = match args.http {
         Some(addr) => serve_http(server, addr).await,
+        None if args.modern_only => serve_stdio_modern_only(server).await,
         None => serve_stdio(server).await,
     };
     match outcome {
@@ -57,6 +63,67 @@ async fn serve_stdio(server: ConformanceServer) -> Result<(), BoxError> {
     let running = server.serve(rmcp::transport::stdio()).await?;
     running.waiting().await?;
     Ok(())
+}
+
+/// rmcp serves both eras on stdio; a 2026-07-28-only server answers `initialize`
+/// with -32601. This filter stands between stdio and rmcp to refuse it, and passes
+/// every other line through unchanged.
+async fn serve_stdio_modern_only(server: ConformanceServer) -> Result<(), BoxError> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (mut to_rmcp, rmcp_in) = tokio::io::duplex(1 << 16);
+    let (rmcp_out, from_rmcp) = tokio::io::duplex(1 << 16);
+    let (refusals, mut refused) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match refusal(&line) {
+                Some(error) => {
+                    let _ = refusals.send(error);
+                }
+                None => {
+                    let line = format!("{line}\n");
+                    if to_rmcp.write_all(line.as_bytes()).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    let output = tokio::spawn(async move {
+        let mut stdout = tokio::io::stdout();
+        let mut lines = BufReader::new(from_rmcp).lines();
+        loop {
+            let line = tokio::select! {
+                line = lines.next_line() => match line {
+                    Ok(Some(line)) => line,
+                    _ => break,
+                },
+                Some(error) = refused.recv() => error,
+            };
+            let line = format!("{line}\n");
+            if stdout.write_all(line.as_bytes()).await.is_err() || stdout.flush().await.is_err() {
+                break;
+            }
+        }
+    });
+    let running = server.serve((rmcp_in, rmcp_out)).await?;
+    running.waiting().await?;
+    let _ = output.await;
+    Ok(())
+}
+
+/// The error a 2026-07-28-only server answers an `initialize` with.
+fn refusal(line: &str) -> Option<String> {
+    let request: serde_json::Value = serde_json::from_str(line).ok()?;
+    if request.get("method")? != "initialize" {
+        return None;
+    }
+    let error = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": request.get("id")?,
+        "error": {"code": -32601, "message": "initialize is not supported: this server speaks only 2026-07-28"},
+    });
+    Some(error.to_string())
 }
 
 async fn serve_http(server: ConformanceServer, addr: SocketAddr) -> Result<(), BoxError> {

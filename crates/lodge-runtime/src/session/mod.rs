@@ -12,11 +12,14 @@ mod actor;
 mod budget;
 mod core;
 mod era;
+mod hosting;
 mod request_state;
 mod streams;
 
 pub(crate) use actor::{Actor, Parts, Slot};
 pub use budget::{BudgetLimits, Charge, OverBudget};
+pub(crate) use hosting::ServerHosting;
+pub use hosting::{Hosting, HostingKind};
 pub use request_state::{BridgeState, StateCodec, StateError};
 pub use streams::{Event, EventId};
 
@@ -78,10 +81,16 @@ pub(crate) enum Command {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
-    /// Ask the server (`server/discover`); bridge it if it does not speak 2026-07-28.
+    /// Ask the server: `initialize` first, since the first request fixes a dual-era
+    /// server's era; a server that accepts it runs a legacy session (2026-07-28
+    /// clients bridged over MRTR), and one that refuses it but answers
+    /// `server/discover` with 2026-07-28 is passed through.
     #[default]
     Auto,
+    /// Always a legacy session: 2026-07-28 clients are bridged.
     Legacy,
+    /// Always 2026-07-28: for servers whose tools are written for MRTR; Lodge
+    /// speaks 2026-07-28 for legacy clients.
     Modern,
 }
 
@@ -152,6 +161,35 @@ pub(crate) struct Shared {
     pub modern: bool,
     /// A modern client came back with the session's `Lodge-Session-Id`.
     pub adopted: std::sync::atomic::AtomicBool,
+    /// How the server is spoken to, once its answers (or its policy) decided it.
+    pub hosting: OnceLock<Hosting>,
+    /// What this server's sessions learned before (to log each way once).
+    pub server_hosting: ServerHosting,
+}
+
+impl Shared {
+    pub fn new(server: Arc<str>, modern: bool, server_hosting: ServerHosting) -> Self {
+        Shared {
+            server,
+            created: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            protocol_version: OnceLock::new(),
+            modern,
+            adopted: std::sync::atomic::AtomicBool::new(false),
+            hosting: OnceLock::new(),
+            server_hosting,
+        }
+    }
+
+    /// Records how the session's server is hosted (the first decision stands).
+    pub fn decided(&self, hosting: Hosting) {
+        if self.hosting.get().is_some() {
+            return;
+        }
+        tracing::debug!(server = %self.server, "session hosted as: {hosting}");
+        self.server_hosting.learned(&self.server, &hosting);
+        let _ = self.hosting.set(hosting);
+    }
 }
 
 /// A cheap, cloneable way to talk to a session's actor.
@@ -190,6 +228,13 @@ impl SessionHandle {
     /// The protocol version negotiated by `initialize`, once its result has passed.
     pub fn protocol_version(&self) -> Option<&str> {
         self.shared.protocol_version.get().map(String::as_str)
+    }
+
+    /// How the session's server is spoken to, once decided: for a 2026-07-28
+    /// session when its first request is admitted, for a legacy one when the
+    /// server answers `initialize`.
+    pub fn hosting(&self) -> Option<&Hosting> {
+        self.shared.hosting.get()
     }
 
     /// Sends client requests to the server; their responses (and whatever the server

@@ -162,6 +162,67 @@ async fn plan_trip_one_shot_with_answers_and_openai_sampling_modern_era() {
     plan_trip_with_openai_sampling("modern").await;
 }
 
+/// The issue-12 regression: a tool of a dual-era SDK server (PyPI `mcp`) that
+/// elicits, samples and reports progress, called from `lodge connect` in each era.
+/// With `--protocol auto` the client speaks 2026-07-28; before Lodge initialized such
+/// servers first, the call failed with "this transport context has no back-channel".
+async fn book_table_on_the_python_sdk_server(protocol: &str) {
+    let server = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/python/server.py"
+    );
+    let lodge = Lodge::start(&format!(
+        "[[server]]\nname = \"py\"\ncommand = [{:?}, {server:?}]\n",
+        crate::common::python()
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let answers = answers_file(&dir, "answers.json", r#"{"guests": 4, "time": "19:30"}"#);
+    let out = connect(
+        &[
+            &format!("{}/mcp/py", lodge.base),
+            "--protocol",
+            protocol,
+            "--call",
+            "book_table",
+            "--answers",
+            &answers,
+            "--sampling-text",
+            "See you soon!",
+            "--approve-sampling",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", stderr(&out));
+    assert_eq!(
+        stdout_json(&out)["content"][0]["text"],
+        "Booked for 4 at 19:30. See you soon!"
+    );
+    let err = stderr(&out);
+    for line in [
+        "progress 1/3 checking availability",
+        "progress 2/3 asking the guest",
+        "progress 3/3 confirming",
+    ] {
+        assert!(err.contains(line), "missing {line:?} in: {err}");
+    }
+}
+
+#[tokio::test]
+async fn a_dual_era_sdk_tool_elicits_samples_and_reports_progress_from_a_2026_client() {
+    book_table_on_the_python_sdk_server("auto").await;
+}
+
+#[tokio::test]
+async fn a_dual_era_sdk_tool_elicits_samples_and_reports_progress_from_a_forced_2026_client() {
+    book_table_on_the_python_sdk_server("modern").await;
+}
+
+#[tokio::test]
+async fn a_dual_era_sdk_tool_elicits_samples_and_reports_progress_from_a_legacy_client() {
+    book_table_on_the_python_sdk_server("legacy").await;
+}
+
 #[tokio::test]
 async fn toml_answers_and_fixed_sampling_and_progress_lines() {
     let lodge = Lodge::demo("");

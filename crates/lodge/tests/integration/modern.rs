@@ -439,7 +439,7 @@ async fn an_rmcp_2026_client_completes_plan_trip_on_a_legacy_server_via_mrtr() {
 }
 
 #[tokio::test]
-async fn a_modern_python_sdk_server_is_passed_through() {
+async fn a_dual_era_python_sdk_server_keeps_its_state_for_a_2026_client() {
     let server = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/fixtures/python/server.py"
@@ -471,6 +471,56 @@ async fn a_modern_python_sdk_server_is_passed_through() {
     );
     let (_, result) = m.call(3, "tally", json!({"add": 3}), json!({})).await;
     assert_eq!(text(&result), "8");
+}
+
+/// An rmcp 2026-07-28 client calling `tool` (which elicits a name) through `lodge`.
+async fn elicit_by_mrtr(lodge: &Lodge, path: &str, tool: &'static str) -> Answers {
+    let handler = Answers::new(ProtocolVersion::V_2026_07_28, json!({"name": "Ada"}), "-");
+    let transport = StreamableHttpClientTransport::from_uri(format!("{}{path}", lodge.base));
+    let lifecycle = ClientLifecycleMode::Discover {
+        preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+    };
+    let client = handler
+        .clone()
+        .serve_with_lifecycle(transport, lifecycle)
+        .await
+        .unwrap();
+    let result = client
+        .call_tool(CallToolRequestParams::new(tool))
+        .await
+        .unwrap();
+    assert_eq!(result.content[0].as_text().unwrap().text, "Hello, Ada!");
+    client.cancel().await.unwrap();
+    handler
+}
+
+#[tokio::test]
+async fn mrtr_tools_are_passed_through_with_protocol_modern_and_for_a_2026_only_server_with_auto() {
+    // The conformance server speaks both eras, with tools written for MRTR; its
+    // `--modern-only` twin refuses initialize, as a 2026-07-28-only server does.
+    let server = crate::common::conformance_server();
+    let lodge = Lodge::start(&format!(
+        "[[server]]\nname = \"forced\"\ncommand = [{server:?}]\nprotocol = \"modern\"\n\
+         [[server]]\nname = \"only\"\ncommand = [{server:?}, \"--modern-only\"]\n"
+    ));
+    for path in ["/mcp/forced", "/mcp/only"] {
+        let handler = elicit_by_mrtr(&lodge, path, "test_input_required_result_elicitation").await;
+        assert_eq!(*handler.seen.lock().unwrap(), vec!["What is your name?"]);
+    }
+    // A legacy client of the 2026-07-28-only server: Lodge speaks 2026-07-28 for it.
+    let handler = Answers::new(ProtocolVersion::V_2025_11_25, json!({"name": "Ada"}), "-");
+    let transport = StreamableHttpClientTransport::from_uri(format!("{}/mcp/only", lodge.base));
+    let client = rmcp::ServiceExt::serve(handler.clone(), transport)
+        .await
+        .unwrap();
+    let result = client
+        .call_tool(CallToolRequestParams::new(
+            "test_input_required_result_elicitation",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(result.content[0].as_text().unwrap().text, "Hello, Ada!");
+    client.cancel().await.unwrap();
 }
 
 #[tokio::test]

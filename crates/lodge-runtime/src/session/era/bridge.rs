@@ -3,7 +3,7 @@
 //! `input_required` result with a sealed `requestState`, and the client's retries
 //! feed the answers back to the waiting server requests, round after round.
 
-use super::{CallState, Ctx, cancel_on_stream, cancelled, id_value, refuse_unbridged};
+use super::{CallState, Ctx, answer_outside_call, cancel_on_stream, cancelled, id_value};
 use crate::error::SessionError;
 use crate::session::core::{Core, Pending, Reply};
 use crate::session::request_state::{BridgeState, unix_now};
@@ -20,6 +20,9 @@ pub(crate) struct Bridge {
     init: Value,
     /// `subscriptions/listen` streams Lodge serves itself.
     listeners: Vec<Listener>,
+    /// The `roots/list` result a client gave last, for the server's requests that
+    /// come outside any call.
+    roots: Option<Value>,
 }
 
 /// A `subscriptions/listen` stream: the legacy server's change notifications that
@@ -97,6 +100,7 @@ impl Bridge {
         Bridge {
             init,
             listeners: Vec::new(),
+            roots: None,
         }
     }
 
@@ -168,6 +172,15 @@ impl Bridge {
             ));
         }
         let answers = call.request.input_responses.clone().unwrap_or_default();
+        if let Some(roots) = bridged
+            .awaiting
+            .iter()
+            .filter(|a| a.request.get("method").and_then(Value::as_str) == Some("roots/list"))
+            .filter_map(|a| answers.get(&a.key))
+            .rfind(|answer| answer.get("roots").is_some_and(Value::is_array))
+        {
+            self.roots = Some(roots.clone());
+        }
         let replies: Vec<Bytes> = bridged
             .awaiting
             .iter()
@@ -229,7 +242,7 @@ impl Bridge {
                 ctx.core.complete(&id, Some(response));
             }
             Kind::Request { id, method, .. } => {
-                server_request(ctx, &id, &method, &message.bytes);
+                server_request(ctx, &id, &method, &message.bytes, self.roots.as_ref());
             }
             Kind::Notification {
                 method,
@@ -381,7 +394,13 @@ impl Bridge {
 
 /// A server request during a call: asked of the client in the call's next
 /// `input_required` (or queued while the call is parked).
-fn server_request(ctx: &mut Ctx<'_>, server_id: &Id, method: &str, bytes: &[u8]) {
+fn server_request(
+    ctx: &mut Ctx<'_>,
+    server_id: &Id,
+    method: &str,
+    bytes: &[u8],
+    known_roots: Option<&Value>,
+) {
     // The newest call the client is waiting on, else the newest parked one.
     let newest = |core: &Core<CallState>, parked: bool| {
         core.calls()
@@ -391,7 +410,7 @@ fn server_request(ctx: &mut Ctx<'_>, server_id: &Id, method: &str, bytes: &[u8])
     };
     let target = newest(ctx.core, false).or_else(|| newest(ctx.core, true));
     let (Some(call_id), false) = (target, method == "ping") else {
-        refuse_unbridged(ctx, server_id, method);
+        answer_outside_call(ctx, server_id, method, known_roots);
         return;
     };
     let Some(CallState::Bridged(call)) = ctx.core.get_mut(&call_id).map(|p| &mut p.state) else {

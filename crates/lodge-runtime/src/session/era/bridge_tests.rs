@@ -191,12 +191,48 @@ fn with_no_call_waiting_requests_are_refused_and_pings_answered() {
     let mut s = Session::bridged(init());
     s.server(r#"{"jsonrpc":"2.0","id":3,"method":"roots/list"}"#);
     s.server(r#"{"jsonrpc":"2.0","id":4,"method":"ping"}"#);
+    s.server(r#"{"jsonrpc":"2.0","id":5,"method":"elicitation/create","params":{}}"#);
     let sent = s.sent_json();
+    assert_eq!(sent[0]["id"], 3);
     assert_eq!(
-        sent[0]["error"]["message"],
-        "no client request is waiting for this input"
+        sent[0]["error"]["code"], -32601,
+        "roots nobody gave: answered as a client without roots"
     );
     assert_eq!(sent[1], json!({"jsonrpc": "2.0", "id": 4, "result": {}}));
+    assert_eq!(sent[2]["error"]["code"], -32603);
+    assert_eq!(
+        sent[2]["error"]["message"],
+        "no client request is waiting for this input"
+    );
+}
+
+#[test]
+fn roots_a_client_gave_in_a_call_answer_the_servers_later_requests_outside_calls() {
+    let mut s = Session::bridged(init());
+    let mut rx = s
+        .modern(&tool_call(1, json!({"roots": {}}), json!({})))
+        .unwrap();
+    s.sent();
+    s.server(r#"{"jsonrpc":"2.0","id":"r1","method":"roots/list"}"#);
+    let state = only_json(&mut rx)["result"]["requestState"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let roots = json!({"roots": [{"uri": "file:///work", "name": "work"}]});
+    let retry = tool_call(
+        2,
+        json!({"roots": {}}),
+        json!({"requestState": state, "inputResponses": {"roots-1": roots}}),
+    );
+    let mut rx = s.modern(&retry).unwrap();
+    s.sent();
+    s.server(r#"{"jsonrpc":"2.0","id":"lodge:1","result":{"content":[]}}"#);
+    assert_eq!(only_json(&mut rx)["result"]["resultType"], "complete");
+    s.server(r#"{"jsonrpc":"2.0","id":"r2","method":"roots/list"}"#);
+    assert_eq!(
+        s.sent_json(),
+        vec![json!({"jsonrpc": "2.0", "id": "r2", "result": roots})]
+    );
 }
 
 #[tokio::test(start_paused = true)]

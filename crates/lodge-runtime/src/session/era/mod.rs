@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | legacy | legacy (or not yet known) | [`Relay`]: messages as they are |
 //! | legacy | 2026-07-28 | [`ToModern`]: `_meta` added, MRTR rounds pushed to the client as requests |
-//! | 2026-07-28 | not yet known | [`Probe`]: asks the server (`server/discover`, `initialize`) |
+//! | 2026-07-28 | not yet known | [`Probe`]: asks the server (`initialize`, then `server/discover`) |
 //! | 2026-07-28 | legacy | [`Bridge`]: Lodge initializes the server; its requests become `input_required` |
 //! | 2026-07-28 | 2026-07-28 | [`Passthrough`]: ids remapped, nothing else changed |
 //!
@@ -69,8 +69,14 @@ impl Ctx<'_> {
 
     /// Answers a server's `ping` on the client's behalf.
     fn pong(&mut self, server_id: &Id) {
-        let pong = format!(r#"{{"jsonrpc":"2.0","id":{server_id},"result":{{}}}}"#);
-        self.send_quietly(vec![Bytes::from(pong)]);
+        self.answer(server_id, &serde_json::json!({}));
+    }
+
+    /// Answers a server request on the client's behalf.
+    fn answer(&mut self, server_id: &Id, result: &Value) {
+        let reply =
+            serde_json::json!({"jsonrpc": "2.0", "id": id_value(server_id), "result": result});
+        self.send_quietly(vec![Bytes::from(reply.to_string())]);
     }
 }
 
@@ -329,16 +335,29 @@ pub(super) fn id_value(id: &Id) -> Value {
     serde_json::from_str(id.as_json_text()).unwrap_or(Value::Null)
 }
 
-/// A server request Lodge cannot give to a 2026-07-28 client (no bridged call waits).
-fn refuse_unbridged(ctx: &mut Ctx<'_>, server_id: &Id, method: &str) {
-    if method == "ping" {
-        ctx.pong(server_id);
-    } else {
-        ctx.refuse(
+/// A server request that no bridged call can carry to a 2026-07-28 client: `ping`
+/// is answered by Lodge; `roots/list` with the roots a client last gave in this
+/// session (`known_roots`), else as a client without roots answers (-32601);
+/// anything else is refused, since no client is there to ask.
+fn answer_outside_call(
+    ctx: &mut Ctx<'_>,
+    server_id: &Id,
+    method: &str,
+    known_roots: Option<&Value>,
+) {
+    match (method, known_roots) {
+        ("ping", _) => ctx.pong(server_id),
+        ("roots/list", Some(roots)) => ctx.answer(server_id, roots),
+        ("roots/list", None) => ctx.refuse(
+            server_id,
+            codes::METHOD_NOT_FOUND,
+            "no client has given Lodge its roots in this session, and none is in a call to ask",
+        ),
+        _ => ctx.refuse(
             server_id,
             codes::INTERNAL_ERROR,
             "no client request is waiting for this input",
-        );
+        ),
     }
 }
 

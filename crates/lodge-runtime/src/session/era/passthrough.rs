@@ -2,7 +2,7 @@
 //! mints (several clients share one runtime session, so their ids could collide
 //! upstream); responses and subscription notifications get the client's id back.
 
-use super::{CallState, Ctx, refuse_unbridged};
+use super::{CallState, Ctx, answer_outside_call};
 use crate::error::SessionError;
 use crate::session::core::{Pending, Reply};
 use crate::session::{EventStream, ModernCall};
@@ -72,7 +72,7 @@ pub(super) fn on_server_message(ctx: &mut Ctx<'_>, message: Message) {
             subscription_id: Some(subscription),
             ..
         } => route_subscription(ctx, subscription, &message.bytes),
-        Kind::Request { id, method, .. } => refuse_unbridged(ctx, id, method),
+        Kind::Request { id, method, .. } => answer_outside_call(ctx, id, method, None),
         Kind::Notification {
             method,
             progress_token,

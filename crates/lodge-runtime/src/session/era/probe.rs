@@ -1,11 +1,18 @@
 //! 2026-07-28 client, server era not known yet: before the first request, Lodge
-//! learns what the server speaks (by its policy: ask with `server/discover`, or
-//! assume) and, for a legacy server, initializes it on the clients' behalf. The
-//! outcome is the session's adapter for good: [`Bridge`] or [`Passthrough`].
+//! learns what the server speaks (by its policy: ask, or assume) and, for a legacy
+//! server, initializes it on the clients' behalf. The outcome is the session's
+//! adapter for good: [`Bridge`] or [`Passthrough`].
+//!
+//! Asking, `initialize` goes first. The first request fixes a dual-era server's era
+//! (the Python SDK and FastMCP refuse `initialize` after `server/discover`), and a
+//! legacy session is what keeps their elicitation and sampling working: Lodge gives
+//! each session its own server process, so it loses nothing by holding one. A
+//! server that refuses `initialize` is stateless, so asking it `server/discover`
+//! next still finds it usable; only then is it passed through.
 
-use super::{Adapter, Bridge, Ctx, Passthrough, id_value, refuse_unbridged};
+use super::{Adapter, Bridge, Ctx, Passthrough, answer_outside_call, id_value};
 use crate::error::SessionError;
-use crate::session::Protocol;
+use crate::session::{Hosting, HostingKind, Protocol};
 use bytes::Bytes;
 use lodge_proto::modern::{CLIENT_CAPABILITIES_KEY, PROTOCOL_VERSION_KEY};
 use lodge_proto::{Id, Kind, Message, version};
@@ -22,6 +29,9 @@ pub(crate) struct Probe {
     capabilities: Value,
     /// The request Lodge is waiting on, and what it was.
     asked: Option<(Id, Asked)>,
+    policy: Protocol,
+    /// Why the server refused `initialize`, while Lodge asks `server/discover`.
+    refused: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -45,11 +55,12 @@ impl Probe {
             return None;
         }
         self.capabilities = capabilities;
-        match policy {
-            Protocol::Modern => return Some(self.decided(Adapter::Passthrough(Passthrough))),
-            Protocol::Legacy => self.ask(ctx, Asked::Initialize),
-            Protocol::Auto => self.ask(ctx, Asked::Discover),
+        self.policy = policy;
+        if policy == Protocol::Modern {
+            let hosting = Hosting::new(HostingKind::Passthrough, "protocol = \"modern\"");
+            return Some(self.decided(ctx, Adapter::Passthrough(Passthrough), hosting));
         }
+        self.ask(ctx, Asked::Initialize);
         None
     }
 
@@ -72,8 +83,11 @@ impl Probe {
     }
 
     /// One legacy session serves every 2026-07-28 request of this runtime session, and
-    /// each may declare other capabilities: offer the server all Lodge can bridge, and
-    /// refuse per call what that call's client did not declare.
+    /// each may declare other capabilities. Elicitation and sampling are asked during
+    /// a call, which Lodge can bridge for any call whose client declares them (and
+    /// refuses for one that does not): always offered. Roots are asked outside calls
+    /// too (at startup, say), which Lodge can answer only from roots a client gave:
+    /// offered only when the first client declared them.
     fn initialize_params(&self) -> Value {
         let mut capabilities = self.capabilities.clone();
         if !capabilities.is_object() {
@@ -83,7 +97,6 @@ impl Probe {
             for (name, value) in [
                 ("elicitation", json!({"form": {}, "url": {}})),
                 ("sampling", json!({})),
-                ("roots", json!({})),
             ] {
                 caps.entry(name).or_insert(value);
             }
@@ -100,7 +113,7 @@ impl Probe {
         let id = match &message.kind {
             Kind::Response { id } => id,
             Kind::Request { id, method, .. } => {
-                refuse_unbridged(ctx, id, method);
+                answer_outside_call(ctx, id, method, None);
                 return None;
             }
             Kind::Notification { .. } => return None,
@@ -111,41 +124,68 @@ impl Probe {
         };
         self.asked = None;
         let response: Value = serde_json::from_slice(&message.bytes).unwrap_or(Value::Null);
-        let result = response.get("result");
         match asked {
-            Asked::Discover => {
-                let modern = result
-                    .and_then(|r| r.get("supportedVersions"))
-                    .and_then(Value::as_array)
-                    .is_some_and(|v| v.iter().any(|v| v.as_str().is_some_and(version::is_modern)));
-                if modern {
-                    return Some(self.decided(Adapter::Passthrough(Passthrough)));
-                }
-                self.ask(ctx, Asked::Initialize);
-                None
-            }
-            Asked::Initialize => {
-                let Some(result) = result else {
-                    let why = response
-                        .pointer("/error/message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("no result");
-                    self.fail(SessionError::Upstream(format!(
-                        "the MCP server refused initialize: {why}"
-                    )));
-                    return None;
-                };
-                if let Some(v) = result.get("protocolVersion").and_then(Value::as_str) {
-                    let _ = ctx.env.shared.protocol_version.set(v.to_string());
-                }
-                let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
-                ctx.send_quietly(vec![Bytes::from_static(initialized.as_bytes())]);
-                Some(self.decided(Adapter::Bridge(Bridge::new(result.clone()))))
-            }
+            Asked::Initialize => self.on_initialize(ctx, &response),
+            Asked::Discover => self.on_discover(ctx, &response),
         }
     }
 
-    fn decided(&mut self, adapter: Adapter) -> Adapter {
+    fn on_initialize(&mut self, ctx: &mut Ctx<'_>, response: &Value) -> Option<Adapter> {
+        let Some(result) = response.get("result") else {
+            let why = error_message(response);
+            if self.policy == Protocol::Auto {
+                // Perhaps a 2026-07-28-only server: ask it what it speaks.
+                self.refused = Some(why);
+                self.ask(ctx, Asked::Discover);
+            } else {
+                self.fail(SessionError::Upstream(format!(
+                    "the MCP server refused initialize: {why}"
+                )));
+            }
+            return None;
+        };
+        let version = result.get("protocolVersion").and_then(Value::as_str);
+        if let Some(v) = version {
+            let _ = ctx.env.shared.protocol_version.set(v.to_string());
+        }
+        let initialized = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+        ctx.send_quietly(vec![Bytes::from_static(initialized.as_bytes())]);
+        let why = match self.policy {
+            Protocol::Legacy => "protocol = \"legacy\"".to_string(),
+            _ => format!(
+                "the server accepted initialize, version {}",
+                version.unwrap_or("unknown")
+            ),
+        };
+        let hosting = Hosting::new(HostingKind::Bridged, why);
+        Some(self.decided(ctx, Adapter::Bridge(Bridge::new(result.clone())), hosting))
+    }
+
+    fn on_discover(&mut self, ctx: &mut Ctx<'_>, response: &Value) -> Option<Adapter> {
+        let refused = self.refused.take().unwrap_or_default();
+        let modern = response
+            .pointer("/result/supportedVersions")
+            .and_then(Value::as_array)
+            .is_some_and(|v| v.iter().any(|v| v.as_str().is_some_and(version::is_modern)));
+        if modern {
+            let why = format!(
+                "the server refused initialize ({refused}) and speaks 2026-07-28 by server/discover"
+            );
+            let hosting = Hosting::new(HostingKind::Passthrough, why);
+            return Some(self.decided(ctx, Adapter::Passthrough(Passthrough), hosting));
+        }
+        let discover = match response.get("result") {
+            Some(_) => "names no 2026-07-28 version".to_string(),
+            None => error_message(response),
+        };
+        self.fail(SessionError::Upstream(format!(
+            "the MCP server refused initialize ({refused}), and its server/discover answer: {discover}"
+        )));
+        None
+    }
+
+    fn decided(&mut self, ctx: &mut Ctx<'_>, adapter: Adapter, hosting: Hosting) -> Adapter {
+        ctx.env.shared.decided(hosting);
         for waiter in self.waiting.drain(..) {
             let _ = waiter.send(Ok(()));
         }
@@ -157,4 +197,12 @@ impl Probe {
             let _ = waiter.send(Err(error.clone()));
         }
     }
+}
+
+fn error_message(response: &Value) -> String {
+    response
+        .pointer("/error/message")
+        .and_then(Value::as_str)
+        .unwrap_or("no result")
+        .to_string()
 }

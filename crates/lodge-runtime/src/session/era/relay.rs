@@ -7,7 +7,7 @@ use super::to_modern::LegacyClient;
 use super::{Adapter, CallState, Ctx, ToModern};
 use crate::error::SessionError;
 use crate::session::core::{Pending, Reply};
-use crate::session::{EventStream, Protocol};
+use crate::session::{EventStream, Hosting, HostingKind, Protocol};
 use lodge_proto::{Kind, Message, codes};
 
 pub(crate) struct Relay {
@@ -66,6 +66,10 @@ impl Relay {
         if initialize && self.policy != Protocol::Legacy && refuses_legacy(&message.bytes) {
             // A 2026-07-28-only server refused the legacy handshake: answer the client
             // from server/discover instead, and speak for it from now on.
+            let why = "the server refused initialize as a 2026-07-28-only server";
+            ctx.env
+                .shared
+                .decided(Hosting::new(HostingKind::SpokenFor, why));
             let mut to_modern = ToModern::new(self.client.take());
             to_modern.initialize_via_discover(ctx, id.clone());
             return Some(Adapter::ToModern(to_modern));
@@ -155,11 +159,13 @@ fn record_protocol_version(ctx: &Ctx<'_>, response: &[u8]) {
         protocol_version: String,
     }
     if let Ok(init) = serde_json::from_slice::<Init>(response) {
-        let _ = ctx
-            .env
-            .shared
-            .protocol_version
-            .set(init.result.protocol_version);
+        let why = format!(
+            "the server accepted initialize, version {}",
+            init.result.protocol_version
+        );
+        let shared = &ctx.env.shared;
+        shared.decided(Hosting::new(HostingKind::Relayed, why));
+        let _ = shared.protocol_version.set(init.result.protocol_version);
     }
 }
 

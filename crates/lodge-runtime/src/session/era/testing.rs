@@ -14,7 +14,6 @@ use lodge_proto::seal::KeyRing;
 use lodge_proto::{Id, Message, version};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -91,14 +90,7 @@ pub fn only_json(rx: &mut EventStream) -> Value {
 
 impl Session {
     fn with(modern: bool, adapter: Adapter) -> Session {
-        let shared = Arc::new(Shared {
-            server: "test".into(),
-            created: Instant::now(),
-            in_flight: AtomicUsize::new(0),
-            protocol_version: std::sync::OnceLock::new(),
-            modern,
-            adopted: AtomicBool::new(false),
-        });
+        let shared = Arc::new(Shared::new("test".into(), modern, Default::default()));
         Session {
             core: Core::new(
                 8,
@@ -191,14 +183,22 @@ impl Session {
     }
 
     pub fn prepare(&mut self, policy: Protocol) -> oneshot::Receiver<Result<(), SessionError>> {
+        self.prepare_with(policy, json!({"elicitation": {}}))
+    }
+
+    /// Before the first 2026-07-28 request, whose client declared `capabilities`.
+    pub fn prepare_with(
+        &mut self,
+        policy: Protocol,
+        capabilities: Value,
+    ) -> oneshot::Receiver<Result<(), SessionError>> {
         let (tx, rx) = oneshot::channel();
         let mut ctx = Ctx {
             core: &mut self.core,
             out: &mut self.out,
             env: &self.env,
         };
-        self.adapter
-            .prepare(&mut ctx, json!({"elicitation": {}}), policy, tx);
+        self.adapter.prepare(&mut ctx, capabilities, policy, tx);
         rx
     }
 

@@ -6,8 +6,8 @@
 use super::relay::{after_delivery, route_legacy};
 use super::{CallState, Ctx, id_value};
 use crate::error::SessionError;
-use crate::session::EventStream;
 use crate::session::core::{Pending, Reply};
+use crate::session::{EventStream, Hosting, HostingKind};
 use bytes::Bytes;
 use lodge_proto::modern::{
     CLIENT_CAPABILITIES_KEY, CLIENT_INFO_KEY, LOG_LEVEL_KEY, PROTOCOL_VERSION_KEY, SERVER_INFO_KEY,
@@ -378,6 +378,9 @@ fn initialize_from_discover(
         version::LEGACY[version::LEGACY.len() - 1]
     };
     let _ = ctx.env.shared.protocol_version.set(negotiated.to_string());
+    // (When the server refused initialize first, the relay already said why.)
+    let hosting = Hosting::new(HostingKind::SpokenFor, "protocol = \"modern\"");
+    ctx.env.shared.decided(hosting);
     let mut init = json!({
         "protocolVersion": negotiated,
         "capabilities": result.get("capabilities").cloned().unwrap_or_else(|| json!({})),

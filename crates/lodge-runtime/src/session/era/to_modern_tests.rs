@@ -4,7 +4,7 @@
 
 use super::testing::*;
 use crate::SessionError;
-use crate::session::Protocol;
+use crate::session::{HostingKind, Protocol};
 use serde_json::{Value, json};
 
 const DISCOVER_RESULT: &str = r#"{"jsonrpc":"2.0","id":"lodge:1","result":{"supportedVersions":["2026-07-28"],"capabilities":{"tools":{}},"_meta":{"io.modelcontextprotocol/serverInfo":{"name":"modern","version":"9"}}}}"#;
@@ -140,6 +140,12 @@ fn an_initialize_refused_as_legacy_falls_back_to_discover_under_auto() {
     assert_eq!(s.era(), "to_modern");
     assert_eq!(s.sent_json()[0]["method"], "server/discover");
     s.server(DISCOVER_RESULT);
+    let hosting = s.env.shared.hosting.get().unwrap();
+    assert_eq!(hosting.kind, HostingKind::SpokenFor);
+    assert_eq!(
+        hosting.why,
+        "the server refused initialize as a 2026-07-28-only server"
+    );
     assert_eq!(only_json(&mut rx)["result"]["serverInfo"]["name"], "modern");
 }
 
@@ -152,48 +158,97 @@ fn under_the_legacy_policy_a_refused_initialize_is_the_clients_answer() {
     assert_eq!(only_json(&mut rx)["error"]["code"], -32022);
 }
 
+/// What the probe offers and learns, for a server that accepts `initialize`.
+const INITIALIZE_RESULT: &str = r#"{"jsonrpc":"2.0","id":"lodge:1","result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"l","version":"1"}}}"#;
+
 #[test]
-fn the_probe_passes_a_modern_server_through() {
+fn the_probe_asks_initialize_first_and_a_server_that_accepts_it_is_bridged() {
+    // A dual-era server (the Python SDK, FastMCP) keeps the era of its first request:
+    // asking server/discover first would lose its elicitation and sampling.
     let mut s = Session::probing();
     let mut waiter = s.prepare(Protocol::Auto);
     let mut second = s.prepare(Protocol::Auto);
     let sent = s.sent_json();
     assert_eq!(sent.len(), 1, "concurrent first requests share one probe");
-    assert_eq!(sent[0]["method"], "server/discover");
-    assert!(waiter.try_recv().is_err(), "not decided yet");
-    s.server(DISCOVER_RESULT);
-    assert_eq!(s.era(), "passthrough");
-    assert!(matches!(waiter.try_recv(), Ok(Ok(()))));
-    assert!(matches!(second.try_recv(), Ok(Ok(()))));
-}
-
-#[test]
-fn the_probe_initializes_a_legacy_server_offering_what_lodge_can_bridge() {
-    let mut s = Session::probing();
-    let mut waiter = s.prepare(Protocol::Auto);
-    s.sent();
-    s.server(
-        r#"{"jsonrpc":"2.0","id":"lodge:1","error":{"code":-32601,"message":"Method not found"}}"#,
-    );
-    let init = &s.sent_json()[0];
+    let init = &sent[0];
     assert_eq!(init["method"], "initialize");
-    assert_eq!(init["id"], "lodge:2");
+    assert_eq!(init["id"], "lodge:1");
     let caps = &init["params"]["capabilities"];
     assert_eq!(
         caps["elicitation"],
         json!({}),
         "the client's own declaration kept"
     );
-    assert_eq!(caps["sampling"], json!({}));
-    assert_eq!(caps["roots"], json!({}));
-    s.server(r#"{"jsonrpc":"2.0","id":"lodge:2","result":{"protocolVersion":"2025-11-25","capabilities":{},"serverInfo":{"name":"l","version":"1"}}}"#);
+    assert_eq!(caps["sampling"], json!({}), "bridgeable in any call");
+    assert!(
+        caps.get("roots").is_none(),
+        "roots only when a client declared them: outside calls Lodge has none to give"
+    );
+    assert!(waiter.try_recv().is_err(), "not decided yet");
+    s.server(INITIALIZE_RESULT);
     assert_eq!(
         s.sent_json(),
         vec![json!({"jsonrpc": "2.0", "method": "notifications/initialized"})]
     );
     assert_eq!(s.era(), "bridge");
     assert_eq!(s.env.shared.protocol_version.get().unwrap(), "2025-11-25");
+    let hosting = s.env.shared.hosting.get().unwrap();
+    assert_eq!(hosting.kind, HostingKind::Bridged);
+    assert_eq!(
+        hosting.why,
+        "the server accepted initialize, version 2025-11-25"
+    );
     assert!(matches!(waiter.try_recv(), Ok(Ok(()))));
+    assert!(matches!(second.try_recv(), Ok(Ok(()))));
+}
+
+#[test]
+fn the_probe_offers_roots_when_the_first_client_declared_them() {
+    let mut s = Session::probing();
+    let _waiter = s.prepare_with(Protocol::Auto, json!({"roots": {"listChanged": true}}));
+    let caps = &s.sent_json()[0]["params"]["capabilities"];
+    assert_eq!(caps["roots"], json!({"listChanged": true}));
+}
+
+#[test]
+fn a_server_that_refuses_initialize_and_speaks_2026_is_passed_through() {
+    let mut s = Session::probing();
+    let mut waiter = s.prepare(Protocol::Auto);
+    s.sent();
+    s.server(
+        r#"{"jsonrpc":"2.0","id":"lodge:1","error":{"code":-32601,"message":"Method not found"}}"#,
+    );
+    let sent = s.sent_json();
+    assert_eq!(sent[0]["method"], "server/discover");
+    assert_eq!(sent[0]["id"], "lodge:2");
+    assert!(waiter.try_recv().is_err(), "not decided yet");
+    s.server(&DISCOVER_RESULT.replace("lodge:1", "lodge:2"));
+    assert_eq!(s.era(), "passthrough");
+    let hosting = s.env.shared.hosting.get().unwrap();
+    assert_eq!(hosting.kind, HostingKind::Passthrough);
+    assert_eq!(
+        hosting.why,
+        "the server refused initialize (Method not found) and speaks 2026-07-28 by server/discover"
+    );
+    assert!(matches!(waiter.try_recv(), Ok(Ok(()))));
+}
+
+#[test]
+fn a_server_that_refuses_both_fails_the_probe_saying_both_answers() {
+    let mut s = Session::probing();
+    let mut waiter = s.prepare(Protocol::Auto);
+    s.server(r#"{"jsonrpc":"2.0","id":"lodge:1","error":{"code":-32603,"message":"broken"}}"#);
+    s.server(
+        r#"{"jsonrpc":"2.0","id":"lodge:2","error":{"code":-32601,"message":"no such method"}}"#,
+    );
+    assert_eq!(s.era(), "probe");
+    match waiter.try_recv() {
+        Ok(Err(SessionError::Upstream(why))) => assert_eq!(
+            why,
+            "the MCP server refused initialize (broken), and its server/discover answer: no such method"
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }
 
 #[test]
@@ -217,6 +272,10 @@ fn the_modern_policy_passes_through_without_asking() {
     let mut waiter = s.prepare(Protocol::Modern);
     assert!(s.sent().is_empty());
     assert_eq!(s.era(), "passthrough");
+    assert_eq!(
+        s.env.shared.hosting.get().unwrap().why,
+        "protocol = \"modern\""
+    );
     assert!(matches!(waiter.try_recv(), Ok(Ok(()))));
 }
 
