@@ -113,7 +113,14 @@ start_direct() {
     URL="$(wait_for_banner "$WORK/direct.out" "listening on " "$!")" || die "conformance-server did not start"
 }
 
+# The 2025-11-25 set runs against /mcp (protocol = "auto": the server accepts initialize,
+# so sessions are relayed). The 2026-07-28 set runs against /mcp/conformance-mrtr, the same
+# server with protocol = "modern": its tools are written for MRTR (the suite checks the
+# server's own inputRequests keys and -32021 errors), which is what that setting is for;
+# under "auto" Lodge would run it as a legacy session and bridge, and those server-specific
+# checks would see Lodge's bridge instead.
 start_lodge() {
+    local set="$1"
     cat >"$WORK/lodge.toml" <<EOF
 [[server]]
 name = "conformance"
@@ -122,6 +129,12 @@ env = { CONFORMANCE_SERVER_STATE_KEY = "$STATE_KEY" }
 # The suite is a stateless client: its listen stream and the request that changes the
 # tool list must reach the same server process.
 anonymous = "shared"
+[[server]]
+name = "conformance-mrtr"
+command = ["$SERVER_BIN"]
+env = { CONFORMANCE_SERVER_STATE_KEY = "$STATE_KEY" }
+anonymous = "shared"
+protocol = "modern"
 [session]
 scratch_root = "$WORK/scratch"
 EOF
@@ -131,6 +144,8 @@ EOF
     local base
     base="$(wait_for_banner "$WORK/lodge.out" "listening on " "$!")" || die "lodge did not start"
     URL="$base/mcp"
+    [[ "$set" == 2026-07-28 ]] && URL="$base/mcp/conformance-mrtr"
+    return 0
 }
 
 # summarize DIR SET -> prints "scenario<TAB>pass|FAIL|n/a<TAB>scored|unscored" lines for the
@@ -225,7 +240,7 @@ for set in "${SETS[@]}"; do
         log "lodge $set: skipped (LODGE_CONFORMANCE_MODERN=0)"
         continue
     fi
-    start_lodge
+    start_lodge "$set"
     run_suite lodge "$set" "$URL" || {
         log "lodge $set: scored failures (see $OUT/lodge-$set/suite.log and its checks.json files)"
         STATUS=1

@@ -1,4 +1,4 @@
-//! The `lodge` command: `serve`, `doctor`, the bundled demo server, and `connect`, which
+//! The `lodge` command: `serve`, `check`, `doctor`, the bundled demo server, and `connect`, which
 //! dispatches to the `lodge-connect` crate.
 //!
 //! It owns the command line, the config file (parsed and checked without side effects;
@@ -6,6 +6,7 @@
 //! not hold logic a library user of `lodge-runtime` / `lodge-http` would need.
 #![forbid(unsafe_code)]
 
+mod check;
 mod config;
 mod limits;
 mod serve;
@@ -36,6 +37,9 @@ enum Command {
     /// answered with a JSON-RPC error · 5 the session ended on the server (HTTP 404) ·
     /// 130 interrupted (Ctrl-C cancels the running call first)
     Connect(lodge_connect::ConnectArgs),
+    /// Check a config as `lodge serve` would load it: start one session of each server
+    /// and say how it is hosted (legacy session, bridged, passed through) and why.
+    Check(config::ServeArgs),
     /// Report which isolation features this host supports, and which sandbox backend
     /// `lodge serve` will pick, and why.
     Doctor,
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Connect(args) => return lodge_connect::run(args),
+        Command::Check(args) => check::run(args),
         Command::Doctor => doctor(),
         Command::SandboxHelper { args } => lodge_sandbox::run_helper(args),
         Command::DemoServer => run_demo_server(),

@@ -3,7 +3,7 @@
 
 use crate::config::{Env, ServeArgs, Settings};
 use anyhow::Context;
-use lodge_runtime::{Runtime, ServerSpec};
+use lodge_runtime::{Protocol, Runtime, ServerSpec};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -122,6 +122,7 @@ fn announce(settings: &Settings, servers: &[ServerSpec], addr: std::net::SocketA
             server.command.join(" "),
             server.backend.name()
         );
+        println!("    protocol: {}", era_rule(server.protocol));
     }
     let mut backends: Vec<_> = servers.iter().map(|s| s.backend.name()).collect();
     backends.sort_unstable();
@@ -148,6 +149,20 @@ fn announce(settings: &Settings, servers: &[ServerSpec], addr: std::net::SocketA
         println!(
             "  note: only loopback Host headers are accepted; set allowed_hosts in the config to reach Lodge by name"
         );
+    }
+}
+
+/// How a server is hosted under its `protocol` setting; `lodge check` says which way
+/// each server actually answers.
+fn era_rule(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Auto => {
+            "auto: a legacy session if the server accepts initialize (2026-07-28 clients bridged over MRTR), passed through only if it speaks 2026-07-28 alone (`lodge check` says which)"
+        }
+        Protocol::Legacy => "legacy: always a legacy session; 2026-07-28 clients bridged over MRTR",
+        Protocol::Modern => {
+            "modern: 2026-07-28 requests passed through; Lodge speaks 2026-07-28 for legacy clients"
+        }
     }
 }
 

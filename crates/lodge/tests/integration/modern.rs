@@ -523,6 +523,48 @@ async fn mrtr_tools_are_passed_through_with_protocol_modern_and_for_a_2026_only_
     client.cancel().await.unwrap();
 }
 
+#[test]
+fn lodge_check_says_how_each_server_is_hosted_and_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lodge.toml");
+    let server = crate::common::conformance_server();
+    let python = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/python/server.py"
+    );
+    std::fs::write(
+        &config,
+        format!(
+            "[[server]]\nname = \"py\"\ncommand = [{:?}, {python:?}]\n\
+             [[server]]\nname = \"only\"\ncommand = [{server:?}, \"--modern-only\"]\n\
+             [[server]]\nname = \"forced\"\ncommand = [{server:?}]\nprotocol = \"modern\"\n\
+             [session]\nscratch_root = {:?}\n",
+            crate::common::python(),
+            dir.path().join("scratch"),
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::common::LODGE)
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        vec![
+            "py: legacy session; 2026-07-28 clients are bridged to it over MRTR (the server accepted initialize, version 2025-11-25); legacy clients relayed",
+            "only: 2026-07-28 server; 2026-07-28 requests passed through (the server refused initialize (initialize is not supported: this server speaks only 2026-07-28) and speaks 2026-07-28 by server/discover); Lodge speaks 2026-07-28 to it for legacy clients",
+            "forced: 2026-07-28 server; 2026-07-28 requests passed through (protocol = \"modern\"); Lodge speaks 2026-07-28 to it for legacy clients",
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_legacy_client_completes_an_mrtr_tool_of_a_modern_server_via_pushed_requests() {
     // protocol = "modern": Lodge answers initialize from server/discover and speaks

@@ -12,7 +12,9 @@ use bytes::Bytes;
 use lodge_proto::modern::{SERVER_INFO_KEY, SUBSCRIPTION_ID_KEY, log_severity};
 use lodge_proto::seal::digest;
 use lodge_proto::{Id, Kind, Message, codes, error_body, set_meta_field, version};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
 use tokio::time::Instant;
 
 pub(crate) struct Bridge {
@@ -37,8 +39,10 @@ struct Listener {
 struct AwaitingInput {
     key: String,
     server_id: Id,
-    /// `{"method": …, "params": …}`, as it goes into `inputRequests`.
-    request: Value,
+    method: Box<str>,
+    /// `{"method": …, "params": …}`, as it goes into `inputRequests`: JSON text, so a
+    /// form's `properties` keep the order the server wrote them in.
+    request: Box<RawValue>,
 }
 
 /// One bridged call: Lodge's request to the server stays open across the client's
@@ -175,7 +179,7 @@ impl Bridge {
         if let Some(roots) = bridged
             .awaiting
             .iter()
-            .filter(|a| a.request.get("method").and_then(Value::as_str) == Some("roots/list"))
+            .filter(|a| &*a.method == "roots/list")
             .filter_map(|a| answers.get(&a.key))
             .rfind(|answer| answer.get("roots").is_some_and(Value::is_array))
         {
@@ -422,20 +426,16 @@ fn server_request(
         ctx.refuse(server_id, codes::METHOD_NOT_FOUND, &why);
         return;
     }
-    let request: Value = serde_json::from_slice(bytes).unwrap_or(Value::Null);
-    let mut params = request.get("params").cloned().unwrap_or_else(|| json!({}));
-    // The server's own progress token means nothing to the client.
-    if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
-        meta.remove("progressToken");
-        if meta.is_empty() {
-            params.as_object_mut().map(|p| p.remove("_meta"));
-        }
-    }
+    let Some(request) = input_request(method, bytes) else {
+        ctx.refuse(server_id, codes::INVALID_PARAMS, "params must be an object");
+        return;
+    };
     call.next_key += 1;
     let awaiting = AwaitingInput {
         key: format!("{capability}-{}", call.next_key),
         server_id: server_id.clone(),
-        request: json!({"method": method, "params": params}),
+        method: method.into(),
+        request,
     };
     if call.is_parked() {
         call.queued.push(awaiting);
@@ -443,6 +443,35 @@ fn server_request(
         call.awaiting.push(awaiting);
         ask_client(ctx, &call_id);
     }
+}
+
+/// The server's request as an entry of `inputRequests`, its params' text kept as the
+/// server wrote it but for the server's own progress token, which means nothing to
+/// the client. `None` if params is not an object.
+fn input_request(method: &str, bytes: &[u8]) -> Option<Box<RawValue>> {
+    #[derive(serde::Deserialize)]
+    struct Incoming<'a> {
+        #[serde(borrow)]
+        params: Option<&'a RawValue>,
+    }
+    #[derive(serde::Serialize)]
+    struct Outgoing<'a> {
+        method: &'a str,
+        params: BTreeMap<String, Box<RawValue>>,
+    }
+    let incoming: Incoming<'_> = serde_json::from_slice(bytes).ok()?;
+    let mut params: BTreeMap<String, Box<RawValue>> = match incoming.params {
+        Some(raw) => serde_json::from_str(raw.get()).ok()?,
+        None => BTreeMap::new(),
+    };
+    if let Some(meta) = params.remove("_meta") {
+        let mut meta: Map<String, Value> = serde_json::from_str(meta.get()).ok()?;
+        meta.remove("progressToken");
+        if !meta.is_empty() {
+            params.insert("_meta".into(), serde_json::value::to_raw_value(&meta).ok()?);
+        }
+    }
+    serde_json::value::to_raw_value(&Outgoing { method, params }).ok()
 }
 
 /// Answers the call's current client request with `input_required` for every input
@@ -465,26 +494,39 @@ fn ask_client(ctx: &mut Ctx<'_>, call_id: &Id) {
         principal: call.principal.clone(),
         expires: unix_now() + ttl.as_secs(),
     };
-    let requests: Map<String, Value> = call
-        .awaiting
-        .iter()
-        .map(|a| (a.key.clone(), a.request.clone()))
-        .collect();
-    let body = json!({
-        "jsonrpc": "2.0",
-        "id": id_value(&call.client_id),
-        "result": {
-            "resultType": "input_required",
-            "inputRequests": requests,
-            "requestState": ctx.env.codec.seal(&state),
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        jsonrpc: &'static str,
+        id: Value,
+        result: InputRequired<'a>,
+    }
+    #[derive(serde::Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct InputRequired<'a> {
+        result_type: &'static str,
+        input_requests: BTreeMap<&'a str, &'a RawValue>,
+        request_state: String,
+    }
+    let body = Body {
+        jsonrpc: "2.0",
+        id: id_value(&call.client_id),
+        result: InputRequired {
+            result_type: "input_required",
+            input_requests: call
+                .awaiting
+                .iter()
+                .map(|a| (a.key.as_str(), &*a.request))
+                .collect(),
+            request_state: ctx.env.codec.seal(&state),
         },
-    });
+    };
+    let Ok(body) = serde_json::to_string(&body) else {
+        return;
+    };
     call.parked_until = Some(Instant::now() + ttl);
     ctx.core.stop_waiting(call_id);
     // The call stays pending (and busy) while parked: only this round's stream ends.
-    ctx.core
-        .streams
-        .respond(stream, Bytes::from(body.to_string()), None);
+    ctx.core.streams.respond(stream, Bytes::from(body), None);
     ctx.core.streams.settle(stream);
 }
 

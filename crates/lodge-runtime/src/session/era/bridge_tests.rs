@@ -127,6 +127,29 @@ fn the_input_request_is_the_servers_without_its_progress_token() {
 }
 
 #[test]
+fn a_forms_fields_reach_the_client_in_the_order_the_server_wrote_them() {
+    let mut s = Session::bridged(init());
+    let mut rx = s
+        .modern(&tool_call(1, json!({"elicitation": {}}), json!({})))
+        .unwrap();
+    s.server(
+        r#"{"jsonrpc":"2.0","id":"e1","method":"elicitation/create","params":{"message":"trip?","requestedSchema":{"type":"object","properties":{"where":{"type":"string"},"days":{"type":"integer"},"budget":{"type":"string"}}}}}"#,
+    );
+    let (events, _) = drain(&mut rx);
+    let text = &events[0];
+    let at = |key: &str| text.find(key).unwrap();
+    assert!(
+        at("\"where\"") < at("\"days\"") && at("\"days\"") < at("\"budget\""),
+        "{text}"
+    );
+    let r: Value = serde_json::from_str(text.trim_end_matches('!')).unwrap();
+    assert_eq!(
+        r["result"]["inputRequests"]["elicitation-1"]["params"]["message"],
+        "trip?"
+    );
+}
+
+#[test]
 fn a_state_is_used_once() {
     let mut s = Session::bridged(init());
     let state = parked(&mut s);

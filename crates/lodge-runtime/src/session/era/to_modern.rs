@@ -13,6 +13,7 @@ use lodge_proto::modern::{
     CLIENT_CAPABILITIES_KEY, CLIENT_INFO_KEY, LOG_LEVEL_KEY, PROTOCOL_VERSION_KEY, SERVER_INFO_KEY,
 };
 use lodge_proto::{Id, Kind, Message, codes, replace_id, set_meta_field, version};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
@@ -282,23 +283,24 @@ impl ToModern {
         };
         call.request_state = result.get("requestState").cloned();
         call.answers.clear();
-        let requests = result
-            .get("inputRequests")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
+        let Some(requests) = input_requests(bytes) else {
+            let why = "the MCP server's input_required result has malformed inputRequests";
+            let reply = Reply::error(&call.client_id, codes::INTERNAL_ERROR, why);
+            ctx.core.complete(id, Some(reply));
+            return;
+        };
         call.awaiting = requests.len();
         let mut pushes = Vec::new();
         for (key, request) in requests {
             let push_id = ctx.core.mint_id();
-            let message = json!({
-                "jsonrpc": "2.0",
-                "id": id_value(&push_id),
-                "method": request.get("method").cloned().unwrap_or(Value::Null),
-                "params": request.get("params").cloned().unwrap_or_else(|| json!({})),
-            });
+            let params = request.params.as_deref().map_or("{}", RawValue::get);
+            let push = format!(
+                r#"{{"jsonrpc":"2.0","id":{},"method":{},"params":{params}}}"#,
+                push_id.as_json_text(),
+                Value::from(request.method),
+            );
             self.pushed.insert(push_id, (retry_id.clone(), key));
-            pushes.push(Bytes::from(message.to_string()));
+            pushes.push(Bytes::from(push));
         }
         let ready = pushes.is_empty();
         for push in pushes {
@@ -350,6 +352,30 @@ fn retry(ctx: &mut Ctx<'_>, retry_id: &Id) {
         let reply = Reply::error(&client_id, codes::INTERNAL_ERROR, &why);
         ctx.core.complete(retry_id, Some(reply));
     }
+}
+
+/// One entry of a server's `inputRequests`; its params stay JSON text, so a form's
+/// `properties` reach the client in the order the server wrote them.
+#[derive(serde::Deserialize)]
+struct InputRequest {
+    method: String,
+    params: Option<Box<RawValue>>,
+}
+
+/// The `inputRequests` of an `input_required` response; `None` if malformed.
+fn input_requests(bytes: &[u8]) -> Option<std::collections::BTreeMap<String, InputRequest>> {
+    #[derive(serde::Deserialize)]
+    struct Response {
+        result: InputRequired,
+    }
+    #[derive(serde::Deserialize)]
+    struct InputRequired {
+        #[serde(rename = "inputRequests", default)]
+        input_requests: std::collections::BTreeMap<String, InputRequest>,
+    }
+    serde_json::from_slice::<Response>(bytes)
+        .map(|r| r.result.input_requests)
+        .ok()
 }
 
 /// The client's `initialize` answered from the server's `server/discover`.

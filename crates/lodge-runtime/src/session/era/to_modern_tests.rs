@@ -132,6 +132,28 @@ fn input_required_becomes_requests_to_the_client_and_a_retry() {
 }
 
 #[test]
+fn a_pushed_form_keeps_the_servers_field_order_and_malformed_input_requests_end_the_call() {
+    let mut s = initialized();
+    let call = r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"ask"}}"#;
+    let mut rx = s.requests(&[call], true).unwrap();
+    s.server(r#"{"jsonrpc":"2.0","id":5,"result":{"resultType":"input_required","inputRequests":{"q":{"method":"elicitation/create","params":{"message":"?","requestedSchema":{"type":"object","properties":{"where":{},"days":{},"budget":{}}}}}}}}"#);
+    let (events, _) = drain(&mut rx);
+    let text = &events[0];
+    let at = |key: &str| text.find(key).unwrap();
+    assert!(
+        at("\"where\"") < at("\"days\"") && at("\"days\"") < at("\"budget\""),
+        "{text}"
+    );
+
+    let call = r#"{"jsonrpc":"2.0","id":6,"method":"tools/call","params":{"name":"ask"}}"#;
+    let mut rx = s.requests(&[call], true).unwrap();
+    s.server(r#"{"jsonrpc":"2.0","id":6,"result":{"resultType":"input_required","inputRequests":{"q":{"params":{}}}}}"#);
+    let reply = only_json(&mut rx);
+    assert_eq!(reply["id"], 6);
+    assert_eq!(reply["error"]["code"], -32603);
+}
+
+#[test]
 fn an_initialize_refused_as_legacy_falls_back_to_discover_under_auto() {
     let mut s = Session::legacy(Protocol::Auto);
     let mut rx = s.requests(&[INITIALIZE], true).unwrap();
