@@ -44,18 +44,55 @@ impl Hostile {
         raw
     }
 
-    /// Lodge's own resident memory, in KiB.
-    fn lodge_rss_kib(&self) -> u64 {
-        crate::common::rss_kib(self.lodge.pid())
+    /// Before an attempt: a session of the same server to run alongside, and Lodge's
+    /// memory and CPU time.
+    async fn watch(&self) -> Watch {
+        let bystander = self.session().await;
+        Watch {
+            bystander,
+            rss_kib: crate::common::rss_kib(self.lodge.pid()),
+            cpu: lodge_cpu(self.lodge.pid()),
+        }
     }
 
-    /// After an attempt: a session of the same server running alongside never noticed,
-    /// and Lodge itself grew by less than 16 MiB.
-    async fn assert_contained(&self, bystander: &Raw, rss_before_kib: u64) {
-        assert_eq!(result(bystander, 90, "whoami", json!({})).await, "ok");
-        let grown = self.lodge_rss_kib().saturating_sub(rss_before_kib);
+    /// After an attempt: the session alongside never noticed, and Lodge itself grew by
+    /// less than 16 MiB and spent less than a CPU second on it (a server's floods and
+    /// bombs cost their own cgroup, not Lodge).
+    async fn assert_contained(&self, watch: Watch) {
+        assert_eq!(
+            result(&watch.bystander, 90, "whoami", json!({})).await,
+            "ok"
+        );
+        let pid = self.lodge.pid();
+        let grown = crate::common::rss_kib(pid).saturating_sub(watch.rss_kib);
         assert!(grown < 16 * 1024, "Lodge grew by {grown} KiB");
+        let spent = lodge_cpu(pid).saturating_sub(watch.cpu);
+        assert!(
+            spent < Duration::from_secs(1),
+            "Lodge spent {spent:?} of CPU during the attempt"
+        );
     }
+}
+
+/// What [`Hostile::assert_contained`] compares against.
+struct Watch {
+    bystander: Raw,
+    rss_kib: u64,
+    cpu: Duration,
+}
+
+/// A process's user + system CPU time (`/proc/PID/stat`, in USER_HZ ticks: 100 on Linux).
+fn lodge_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    // After the command: state is field 3, utime 14 and stime 15 (1-based).
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
 }
 
 /// Calls `tool` and parses the JSON report it returns.
@@ -74,6 +111,7 @@ async fn result(raw: &Raw, id: u64, tool: &str, args: Value) -> String {
 #[tokio::test]
 async fn the_server_runs_unprivileged_and_hardened() {
     let Some(h) = hostile("") else { return };
+    let watch = h.watch().await;
     let raw = h.session().await;
     let me = attempt(&raw, 1, "whoami", json!({})).await;
     assert_eq!(me["uid"], 1000, "{me}");
@@ -103,11 +141,13 @@ async fn the_server_runs_unprivileged_and_hardened() {
         !uid_line.split_whitespace().skip(1).any(|u| u == "0"),
         "{uid_line}"
     );
+    h.assert_contained(watch).await;
 }
 
 #[tokio::test]
 async fn writes_outside_session_and_tmp_are_refused() {
     let Some(h) = hostile("") else { return };
+    let watch = h.watch().await;
     let raw = h.session().await;
     let dir = h.dir.display().to_string();
     let cases = [
@@ -132,11 +172,13 @@ async fn writes_outside_session_and_tmp_are_refused() {
         "hostile was here\n"
     );
     assert!(!std::path::Path::new(&format!("{dir}/evil")).exists());
+    h.assert_contained(watch).await;
 }
 
 #[tokio::test]
 async fn host_secrets_and_lodge_config_are_unreadable() {
     let Some(h) = hostile("") else { return };
+    let watch = h.watch().await;
     let raw = h.session().await;
     let dir = h.dir.display().to_string();
     let read = async |id, path: &str| result(&raw, id, "read_file", json!({"path": path})).await;
@@ -178,11 +220,13 @@ async fn host_secrets_and_lodge_config_are_unreadable() {
         let got = result(&raw, 10, "list_dir", json!({"path": path})).await;
         assert_eq!(got, "ENOENT", "{path}");
     }
+    h.assert_contained(watch).await;
 }
 
 #[tokio::test]
 async fn sessions_cannot_reach_each_other() {
     let Some(h) = hostile("") else { return };
+    let watch = h.watch().await;
     let a = h.session().await;
     let b = h.session().await;
     assert_eq!(
@@ -217,11 +261,13 @@ async fn sessions_cannot_reach_each_other() {
         result(&a, 3, "read_file", json!({"path": "/session/secret"})).await,
         "ok"
     );
+    h.assert_contained(watch).await;
 }
 
 #[tokio::test]
 async fn the_network_is_loopback_only() {
     let Some(h) = hostile("") else { return };
+    let watch = h.watch().await;
     let raw = h.session().await;
     let ifaces = attempt(&raw, 1, "interfaces", json!({})).await;
     assert_eq!(ifaces["interfaces"], json!(["lo"]));
@@ -243,11 +289,13 @@ async fn the_network_is_loopback_only() {
     // No DNS.
     let dns = attempt(&raw, 4, "resolve", json!({"name": "example.com"})).await;
     assert_eq!(dns["result"], "gaierror", "{dns}");
+    h.assert_contained(watch).await;
 }
 
 #[tokio::test]
 async fn mount_ptrace_modules_and_privileges_are_denied() {
     let Some(h) = hostile("") else { return };
+    let watch = h.watch().await;
     let raw = h.session().await;
     assert_eq!(result(&raw, 1, "mount_tmpfs", json!({})).await, "EPERM");
     assert_eq!(
@@ -294,6 +342,7 @@ async fn mount_ptrace_modules_and_privileges_are_denied() {
             "ENOSYS"
         );
     }
+    h.assert_contained(watch).await;
 }
 
 #[tokio::test]
@@ -301,15 +350,14 @@ async fn a_fork_bomb_is_held_by_the_pids_limit() {
     let Some(h) = hostile("pids = 48") else {
         return;
     };
-    let bystander = h.session().await;
-    let rss = h.lodge_rss_kib();
+    let watch = h.watch().await;
     let raw = h.session().await;
     let bomb = attempt(&raw, 1, "fork_bomb", json!({})).await;
     assert_eq!(bomb["result"], "EAGAIN", "{bomb}");
     assert!(bomb["forked"].as_u64().unwrap() < 48, "{bomb}");
     // The session survives its own bomb.
     assert_eq!(result(&raw, 2, "whoami", json!({})).await, "ok");
-    h.assert_contained(&bystander, rss).await;
+    h.assert_contained(watch).await;
 }
 
 #[tokio::test]
@@ -317,8 +365,7 @@ async fn a_memory_bomb_is_killed_and_the_session_ends_cleanly() {
     let Some(h) = hostile("memory = \"256MiB\"") else {
         return;
     };
-    let bystander = h.session().await;
-    let rss = h.lodge_rss_kib();
+    let watch = h.watch().await;
     let before = dirs(&h.lodge.scratch_root());
     let raw = h.session().await;
     let sandbox = new_scratch_dir(&h.lodge.scratch_root(), &before);
@@ -337,7 +384,7 @@ async fn a_memory_bomb_is_killed_and_the_session_ends_cleanly() {
     assert_eq!(later.status, 404);
     assert!(later.body.contains("out of memory"), "{}", later.body);
     // Another session of the same server never noticed.
-    h.assert_contained(&bystander, rss).await;
+    h.assert_contained(watch).await;
     crate::common::eventually(
         Duration::from_secs(20),
         "the scratch dir to go",
@@ -351,15 +398,14 @@ async fn a_cpu_hog_is_held_to_its_quota() {
     let Some(h) = hostile("cpus = 0.25") else {
         return;
     };
-    let bystander = h.session().await;
-    let rss = h.lodge_rss_kib();
+    let watch = h.watch().await;
     let raw = h.session().await;
     let hog = attempt(&raw, 1, "cpu_hog", json!({"seconds": 2.0})).await;
     let ratio = hog["ratio"].as_f64().unwrap();
     // Unlimited, a busy loop takes a whole CPU; the box may be loaded, so only the upper
     // bound means anything.
     assert!(ratio < 0.4, "cpus = 0.25 held the hog to {ratio}");
-    h.assert_contained(&bystander, rss).await;
+    h.assert_contained(watch).await;
 }
 
 async fn read_text(raw: &Raw, id: u64, path: &str) -> String {
@@ -375,6 +421,7 @@ async fn read_text(raw: &Raw, id: u64, path: &str) -> String {
 #[tokio::test]
 async fn the_sandbox_shows_nothing_of_the_host_or_the_session() {
     let Some(h) = hostile("") else { return };
+    let watch = h.watch().await;
     let raw = h.session().await;
     let session = raw.session.clone().unwrap();
     let cmdline = read_text(&raw, 1, "/proc/1/cmdline").await;
@@ -404,6 +451,7 @@ async fn the_sandbox_shows_nothing_of_the_host_or_the_session() {
         ["1024", "1024"],
         "{limits}"
     );
+    h.assert_contained(watch).await;
 }
 
 /// Dotfiles and Unix sockets beside the server's script (issue 13, findings 9 and 8):
@@ -437,6 +485,7 @@ async fn dotfiles_and_sockets_beside_the_script_are_masked() {
         return;
     };
     let h = Hostile { lodge, dir: path };
+    let watch = h.watch().await;
     let raw = h.session().await;
     let at = |name: &str| h.dir.join(name).display().to_string();
     let read = async |id, p: String| result(&raw, id, "read_file", json!({ "path": p })).await;
@@ -448,4 +497,5 @@ async fn dotfiles_and_sockets_beside_the_script_are_masked() {
         let got = result(&raw, id, "unix_connect", json!({ "path": sock })).await;
         assert_ne!(got, "connected", "{sock}");
     }
+    h.assert_contained(watch).await;
 }
