@@ -2,8 +2,8 @@
 //! server in its sandbox, and say how each is hosted and why, from what the server
 //! itself answered (the same probe a 2026-07-28 client's first request runs).
 
-use crate::config::{Env, ServeArgs, Settings};
 use anyhow::Context;
+use lodge::config::{Env, ServeArgs, Settings};
 use lodge_runtime::{Hosting, HostingKind, Runtime};
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::load(args, &Env::from_process())?;
-    let servers = crate::config::build_servers(&settings, crate::config::probe_host)?;
+    let servers = lodge::config::build_servers(&settings, lodge::config::probe_host)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

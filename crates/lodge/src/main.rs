@@ -7,11 +7,11 @@
 #![forbid(unsafe_code)]
 
 mod check;
-mod config;
 mod limits;
 mod serve;
 
 use clap::{Parser, Subcommand};
+use lodge::config;
 use std::process::ExitCode;
 
 #[derive(Parser)]

@@ -1,8 +1,8 @@
 //! `lodge serve`: load the config, build each server's sandbox backend, bind,
 //! announce, and hand over to lodge-http's `serve`, which drains on Ctrl-C / SIGTERM.
 
-use crate::config::{Env, ServeArgs, Settings};
 use anyhow::Context;
+use lodge::config::{Env, ServeArgs, Settings};
 use lodge_runtime::{Protocol, Runtime, ServerSpec};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -17,7 +17,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut settings = Settings::load(args, &Env::from_process())?;
     // Before the async runtime starts its threads: the host probe may fork and move
     // Lodge into a cgroup.
-    let servers = crate::config::build_servers(&settings, crate::config::probe_host)?;
+    let servers = lodge::config::build_servers(&settings, lodge::config::probe_host)?;
     let per_session = crate::limits::largest_fds_per_session(&servers);
     settings.session.max_sessions = fit_open_files(settings.session.max_sessions, per_session);
     tokio::runtime::Builder::new_multi_thread()

@@ -115,7 +115,31 @@ impl Settings {
             }
             None => (FileConfig::default(), PathBuf::new()),
         };
+        Settings::resolve(file, &file_dir, config_path, args, env)
+    }
 
+    /// Config text checked as `lodge serve --config FILE` checks it, with no flags and
+    /// no `LODGE_*` variables (what `fuzz/` runs on arbitrary text). Files the text
+    /// names are resolved against `file_dir`.
+    #[doc(hidden)]
+    pub fn from_text(text: &str, file_dir: &Path) -> anyhow::Result<Settings> {
+        let file: FileConfig = toml::from_str(text).context("invalid config")?;
+        Settings::resolve(
+            file,
+            file_dir,
+            None,
+            ServeArgs::default(),
+            &Env(BTreeMap::new()),
+        )
+    }
+
+    fn resolve(
+        file: FileConfig,
+        file_dir: &Path,
+        config_path: Option<PathBuf>,
+        args: ServeArgs,
+        env: &Env,
+    ) -> anyhow::Result<Settings> {
         // --backend and LODGE_BACKEND apply to every server; otherwise each server's
         // own `[server.sandbox] backend` applies to it alone.
         let every_server = env.get::<BackendKind>("LODGE_BACKEND")?.or(args.backend);
@@ -133,7 +157,7 @@ impl Settings {
         } else {
             file.server
                 .into_iter()
-                .map(|s| ServerConfig::from_section(s, &file_dir, every_server))
+                .map(|s| ServerConfig::from_section(s, file_dir, every_server))
                 .collect::<anyhow::Result<_>>()?
         };
         if servers.is_empty() {
@@ -263,9 +287,22 @@ fn bytes_setting(key: &str, text: Option<&str>, default: usize) -> anyhow::Resul
 
 /// Reads the keys that seal `requestState`s (several nodes share one file, so a
 /// client's retry opens on whichever node it reaches).
+/// A key file holds a line or two: anything past this is not one (`/dev/zero`, say).
+const KEY_FILE_MAX_BYTES: u64 = 64 * 1024;
+
 fn read_key_file(path: &Path) -> anyhow::Result<lodge_runtime::KeyRing> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read request_state_key_file {}", path.display()))?;
+    use std::io::Read;
+    let cannot = || format!("cannot read request_state_key_file {}", path.display());
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(KEY_FILE_MAX_BYTES + 1).read_to_string(&mut text))
+        .with_context(cannot)?;
+    if text.len() as u64 > KEY_FILE_MAX_BYTES {
+        bail!(
+            "request_state_key_file {} is over {KEY_FILE_MAX_BYTES} bytes: not a key file",
+            path.display()
+        );
+    }
     lodge_runtime::KeyRing::parse(&text)
         .with_context(|| format!("invalid request_state_key_file {}", path.display()))
 }
@@ -374,6 +411,16 @@ command = ["cat"]
         assert!(
             err.ends_with("line 1: the key is not valid base64"),
             "{err}"
+        );
+        // A path to something endless is refused after 64 KiB, not read until memory ends.
+        let endless = "[session]\nrequest_state_key_file = \"/dev/zero\"\n[[server]]\nname = \"a\"\ncommand = [\"cat\"]\n";
+        let err = format!(
+            "{:#}",
+            Settings::from_text(endless, dir.path()).err().unwrap()
+        );
+        assert_eq!(
+            err,
+            "request_state_key_file /dev/zero is over 65536 bytes: not a key file"
         );
     }
 
