@@ -64,7 +64,14 @@ async fn declined_trip(http: &McpHttp, session: &str, id: u64) {
 async fn sessions_side_by_side_get_every_response_exactly_once() {
     let sessions = setting("LODGE_LOAD_SESSIONS", 40);
     let calls = setting("LODGE_LOAD_CALLS", 25) as u64;
-    let lodge = Lodge::demo(&format!("max_sessions = {}", sessions + 8));
+    // One test client holds a connection per session at once: past the default
+    // max_connections_per_client (256), Lodge would rightly refuse the rest.
+    let lodge = Lodge::start(&format!(
+        "max_connections_per_client = {}\n{}\n[session]\nmax_sessions = {}\n",
+        2 * sessions + 16,
+        crate::common::demo_server_toml(),
+        sessions + 8
+    ));
     let http = Arc::new(McpHttp::new(lodge.url()).unwrap());
     let mut tasks = Vec::new();
     for s in 0..sessions {

@@ -199,10 +199,16 @@ impl Probe {
     }
 }
 
+/// The server's error message, cut short: it goes into logs, `lodge check` and the
+/// client's error, and the server chose its length.
 fn error_message(response: &Value) -> String {
-    response
+    const MAX_CHARS: usize = 200;
+    let message = response
         .pointer("/error/message")
         .and_then(Value::as_str)
-        .unwrap_or("no result")
-        .to_string()
+        .unwrap_or("no result");
+    match message.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}…", &message[..cut]),
+        None => message.to_string(),
+    }
 }

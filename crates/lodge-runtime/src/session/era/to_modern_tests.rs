@@ -256,6 +256,24 @@ fn a_server_that_refuses_initialize_and_speaks_2026_is_passed_through() {
 }
 
 #[test]
+fn a_servers_long_refusal_is_cut_short() {
+    let mut s = Session::probing();
+    let mut waiter = s.prepare(Protocol::Legacy);
+    let long = "x".repeat(10_000);
+    s.server(
+        &json!({"jsonrpc": "2.0", "id": "lodge:1", "error": {"code": -32603, "message": long}})
+            .to_string(),
+    );
+    match waiter.try_recv() {
+        Ok(Err(SessionError::Upstream(why))) => assert_eq!(
+            why,
+            format!("the MCP server refused initialize: {}…", "x".repeat(200))
+        ),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
 fn a_server_that_refuses_both_fails_the_probe_saying_both_answers() {
     let mut s = Session::probing();
     let mut waiter = s.prepare(Protocol::Auto);
