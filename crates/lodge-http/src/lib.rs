@@ -25,7 +25,7 @@ mod unanswered;
 pub use admin::admin_router;
 pub use guard::FrontConfig;
 pub use mcp::router;
-pub use serve::{serve, serve_admin};
+pub use serve::{LISTEN_BACKLOG, bind, serve, serve_admin};
 
 /// Runs the front's header parsers (Host, Origin, Accept, Content-Type,
 /// `Mcp-Session-Id`, `MCP-Protocol-Version`, `Last-Event-ID`, repeated headers) on

@@ -15,6 +15,25 @@ use tokio::net::TcpListener;
 /// does not hold the process.
 const CONNECTION_CLOSE_WAIT: Duration = Duration::from_secs(2);
 
+/// Connections the kernel may hold for Lodge before it accepts them (Linux caps it at
+/// `net.core.somaxconn`). Tokio's `TcpListener::bind` asks for 1,024: a thousand clients
+/// connecting at once while Lodge is busy overflowed that queue, and the kernel reset
+/// connections the clients already thought open.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` for [`serve`] / [`serve_admin`], with [`LISTEN_BACKLOG`].
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std and tokio do on Unix: a restarted Lodge rebinds past TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves the MCP endpoint ([`crate::router`]) on `listener` until `shutdown` resolves,
 /// then: stops accepting connections, drains the runtime (no new sessions; calls in
 /// flight get [`FrontConfig::shutdown_grace`] to finish; then every session ends), waits
@@ -94,6 +113,29 @@ async fn serve_until(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    /// 1,500 clients connect at once and Lodge has accepted none yet: the kernel holds
+    /// them all (Tokio's default queue of 1,024 would leave the rest unanswered).
+    #[tokio::test]
+    async fn the_listen_queue_holds_a_crowd_of_new_connections() {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        const CROWD: u64 = 1500;
+        let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+        assert!(hard >= CROWD + 100, "this test needs {CROWD} descriptors");
+        setrlimit(Resource::RLIMIT_NOFILE, soft.max(CROWD + 100), hard).unwrap();
+        let listener = super::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut crowd = Vec::new();
+        for i in 0..CROWD {
+            let connect = tokio::net::TcpStream::connect(addr);
+            let stream = tokio::time::timeout(Duration::from_secs(2), connect)
+                .await
+                .unwrap_or_else(|_| panic!("connection {i} was not queued"))
+                .unwrap();
+            crowd.push(stream);
+        }
+        drop(listener);
+    }
+
     use super::*;
     use lodge_runtime::SessionConfig;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

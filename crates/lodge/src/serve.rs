@@ -4,7 +4,6 @@
 use anyhow::Context;
 use lodge::config::{Env, ServeArgs, Settings};
 use lodge_runtime::{Protocol, Runtime, ServerSpec};
-use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
@@ -28,14 +27,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings, servers: Vec<ServerSpec>) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(settings.listen)
-        .await
+    let listener = lodge_http::bind(settings.listen)
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
     let admin = match settings.admin_listen {
         Some(admin_addr) => Some(
-            TcpListener::bind(admin_addr)
-                .await
+            lodge_http::bind(admin_addr)
                 .with_context(|| format!("cannot listen on {admin_addr} (admin)"))?,
         ),
         None => None,
