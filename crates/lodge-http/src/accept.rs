@@ -1,8 +1,10 @@
 //! The accept loop: Lodge runs it itself (rather than `axum::serve`) for what a
-//! listener facing untrusted clients needs: a header read deadline (slowloris), a cap
+//! listener facing untrusted clients needs: a header read deadline (slowloris) apart
+//! from the keep-alive idle limit (see [`crate::phase`]), a cap
 //! on connections per client address, TCP_NODELAY, and a graceful stop that lets
 //! streams still open finish while the runtime drains.
 
+use crate::phase::{Deadline, Marked, Phase, Watched};
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -13,11 +15,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 /// What every connection on one listener is held to.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConnectionLimits {
     pub header_read_timeout: Duration,
+    pub keep_alive_timeout: Duration,
     pub max_per_client: usize,
 }
 
@@ -25,6 +29,7 @@ impl ConnectionLimits {
     pub fn of(front: &crate::FrontConfig) -> Self {
         ConnectionLimits {
             header_read_timeout: front.header_read_timeout,
+            keep_alive_timeout: front.keep_alive_timeout,
             max_per_client: front.max_connections_per_client,
         }
     }
@@ -164,14 +169,28 @@ async fn serve_connection(
     if let Err(e) = tcp.set_nodelay(true) {
         tracing::debug!(error = %e, "cannot set TCP_NODELAY");
     }
+    // Lodge holds the connection to its header and keep-alive deadlines itself
+    // (`crate::phase`): hyper's header timeout would also end idle kept-alive ones.
+    let phase = Phase::new();
+    let io = Watched {
+        tcp,
+        phase: phase.clone(),
+    };
+    let service = Marked {
+        app: TowerToHyperService::new(app),
+        phase: phase.clone(),
+    };
     let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    let connection = builder.serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app));
+    builder.timer(TokioTimer::new()).header_read_timeout(None);
+    let connection = builder.serve_connection(TokioIo::new(io), service);
     let mut connection = std::pin::pin!(connection);
     let mut stopping = false;
     loop {
+        let deadline = match phase.deadline(limits.header_read_timeout, limits.keep_alive_timeout) {
+            _ if stopping => None,
+            Deadline::Head(at) | Deadline::Idle(at) => Some(at),
+            Deadline::None => None,
+        };
         tokio::select! {
             ended = connection.as_mut() => {
                 if let Err(e) = ended {
@@ -184,7 +203,28 @@ async fn serve_connection(
                 stopping = true;
                 connection.as_mut().graceful_shutdown();
             }
+            () = phase.changed.notified() => {}
+            () = sleep_until(deadline), if deadline.is_some() => {
+                // The phase may have moved on since the deadline was read.
+                match phase.deadline(limits.header_read_timeout, limits.keep_alive_timeout) {
+                    Deadline::Head(at) if at <= Instant::now() => {
+                        tracing::debug!("no complete request head within header_read_timeout: closing");
+                        return;
+                    }
+                    Deadline::Idle(at) if at <= Instant::now() => {
+                        stopping = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    _ => {}
+                }
+            }
         }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    if let Some(at) = deadline {
+        tokio::time::sleep_until(at).await;
     }
 }
 

@@ -16,10 +16,15 @@ pub struct FrontConfig {
     /// On shutdown, how long calls in flight may run before every session is ended
     /// ([`crate::serve`] passes it to [`lodge_runtime::Runtime::shutdown`]).
     pub shutdown_grace: Duration,
-    /// Time a client has to send a request's headers, counted from the first read of
-    /// them (on a kept-alive connection: from the end of the previous response, so it is
-    /// also the idle timeout). Past it the connection is closed.
+    /// Time a client has to send a request's headers: from the connection's start, or
+    /// on a kept-alive connection from the first byte of the next request. Past it the
+    /// connection is closed.
     pub header_read_timeout: Duration,
+    /// How long a kept-alive connection may wait, idle, for its next request. Longer
+    /// than common clients' own pool idle time (90 s in reqwest and hyper's client), so
+    /// that the client, not Lodge, closes it: a server closing first races the client
+    /// reusing the connection, and the request it sends then is lost.
+    pub keep_alive_timeout: Duration,
     /// Time a client has to send a whole request body; past it the request is answered
     /// 408 and the connection closed. A whole-body deadline catches a stalled and a
     /// dripping body alike.
@@ -37,6 +42,7 @@ impl Default for FrontConfig {
             max_body_bytes: 4 << 20,
             shutdown_grace: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(120),
             body_read_timeout: Duration::from_secs(30),
             max_connections_per_client: 256,
         }

@@ -18,6 +18,7 @@ mod errors;
 mod guard;
 mod mcp;
 mod modern;
+mod phase;
 mod serve;
 mod sse;
 mod unanswered;

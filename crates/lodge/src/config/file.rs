@@ -23,6 +23,8 @@ pub(super) struct FileConfig {
     #[serde(default, with = "humantime_serde")]
     pub header_read_timeout: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
+    pub keep_alive_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
     pub body_read_timeout: Option<Duration>,
     pub max_connections_per_client: Option<usize>,
     #[serde(default)]

@@ -227,11 +227,19 @@ impl Settings {
         let body_read_timeout = file
             .body_read_timeout
             .unwrap_or(front_defaults.body_read_timeout);
+        let keep_alive_timeout = file
+            .keep_alive_timeout
+            .unwrap_or(front_defaults.keep_alive_timeout);
         let max_connections_per_client = file
             .max_connections_per_client
             .unwrap_or(front_defaults.max_connections_per_client);
-        if header_read_timeout.is_zero() || body_read_timeout.is_zero() {
-            bail!("header_read_timeout and body_read_timeout must be longer than 0s");
+        if header_read_timeout.is_zero()
+            || body_read_timeout.is_zero()
+            || keep_alive_timeout.is_zero()
+        {
+            bail!(
+                "header_read_timeout, body_read_timeout and keep_alive_timeout must be longer than 0s"
+            );
         }
         if max_connections_per_client == 0 {
             bail!("max_connections_per_client must be at least 1");
@@ -258,6 +266,7 @@ impl Settings {
                     .shutdown_grace
                     .unwrap_or(FrontConfig::default().shutdown_grace),
                 header_read_timeout,
+                keep_alive_timeout,
                 body_read_timeout,
                 max_connections_per_client,
             },

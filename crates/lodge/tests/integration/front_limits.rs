@@ -80,10 +80,48 @@ async fn headers_that_never_end_are_cut_off_at_the_header_deadline() {
         after >= Duration::from_millis(800),
         "closed too soon: {after:?}"
     );
-    // An idle kept-alive connection is held to the same deadline.
+    // So is a new connection that sends nothing.
     let mut idle = connect_from_other_address(addr(&lodge)).await;
     read_until_closed(&mut idle, Duration::from_secs(5)).await;
     still_healthy(&raw, 2).await;
+}
+
+/// A kept-alive connection waiting for its client's next request is not held to the
+/// header deadline (closing it then races the client's reuse and loses that request),
+/// only to `keep_alive_timeout`; the next request's head has the header deadline again.
+#[tokio::test]
+async fn kept_alive_connections_idle_past_the_header_deadline_and_close_at_keep_alive() {
+    let lodge = limits_lodge("keep_alive_timeout = \"3s\"");
+    // Any complete exchange will do: a path Lodge does not serve is a quick 404.
+    let health = b"GET /nothing-here HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut tcp = TcpStream::connect(addr(&lodge)).await.unwrap();
+    let mut buf = [0u8; 4096];
+    for round in 0..2 {
+        tcp.write_all(health).await.unwrap();
+        let n = tcp.read(&mut buf).await.unwrap();
+        let reply = String::from_utf8_lossy(&buf[..n]);
+        assert!(reply.starts_with("HTTP/1.1 404"), "round {round}: {reply}");
+        // Idle for twice the header deadline: still open.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    let (_, after) = read_until_closed(&mut tcp, Duration::from_secs(5)).await;
+    assert!(
+        after >= Duration::from_millis(500),
+        "closed before keep_alive_timeout: {after:?}"
+    );
+    // On a kept-alive connection, a head that never ends is cut at the header deadline.
+    let mut tcp = TcpStream::connect(addr(&lodge)).await.unwrap();
+    tcp.write_all(health).await.unwrap();
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 404"));
+    tcp.write_all(b"GET /nothing-here HTTP/1.1\r\nHost: local")
+        .await
+        .unwrap();
+    let (_, after) = read_until_closed(&mut tcp, Duration::from_secs(2)).await;
+    assert!(
+        after >= Duration::from_millis(800),
+        "closed too soon: {after:?}"
+    );
 }
 
 #[tokio::test]
