@@ -79,6 +79,35 @@ impl Drop for ClientSlot {
     }
 }
 
+/// Connections refused over the per-client cap, said in the log at most every ten
+/// seconds: an operator must see a legitimate client that hits it, and an attacker
+/// must not flood the log.
+#[derive(Default)]
+struct Refusals {
+    since_said: u64,
+    said_at: Option<tokio::time::Instant>,
+}
+
+impl Refusals {
+    fn refused(&mut self, client: IpAddr, limit: usize) {
+        self.since_said += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .said_at
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(10))
+        {
+            return;
+        }
+        tracing::warn!(
+            %client,
+            refused = self.since_said,
+            "refused connections over max_connections_per_client ({limit}); raise it if this client is legitimate"
+        );
+        self.said_at = Some(now);
+        self.since_said = 0;
+    }
+}
+
 /// A running accept loop and the connections it started.
 pub(crate) struct Accepting {
     task: tokio::task::JoinHandle<()>,
@@ -119,6 +148,7 @@ async fn accept_loop(
         open: Mutex::new(HashMap::new()),
         max: limits.max_per_client,
     });
+    let mut refusals = Refusals::default();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -132,7 +162,7 @@ async fn accept_loop(
             }
         };
         let Some(slot) = per_client.claim(peer.ip().to_canonical()) else {
-            tracing::debug!(client = %peer.ip(), limit = limits.max_per_client, "closing a connection over the per-client limit");
+            refusals.refused(peer.ip(), limits.max_per_client);
             continue; // dropping the stream closes it
         };
         let connection = serve_connection(tcp, app.clone(), limits, stopped.clone());
@@ -192,6 +222,9 @@ async fn serve_connection(
             Deadline::None => None,
         };
         tokio::select! {
+            // The connection first: bytes already here are read (and a head parsed)
+            // before a deadline that passed while Lodge was busy can close it.
+            biased;
             ended = connection.as_mut() => {
                 if let Err(e) = ended {
                     tracing::debug!(error = %e, "connection ended");

@@ -64,11 +64,12 @@ async fn declined_trip(http: &McpHttp, session: &str, id: u64) {
 async fn sessions_side_by_side_get_every_response_exactly_once() {
     let sessions = setting("LODGE_LOAD_SESSIONS", 40);
     let calls = setting("LODGE_LOAD_CALLS", 25) as u64;
-    // One test client holds a connection per session at once: past the default
-    // max_connections_per_client (256), Lodge would rightly refuse the rest.
+    // All sessions come from one test client, whose connection pool opens as many
+    // connections as it has requests in flight (up to two per session, plus idle ones):
+    // past max_connections_per_client Lodge would rightly refuse the rest.
     let lodge = Lodge::start(&format!(
         "max_connections_per_client = {}\n{}\n[session]\nmax_sessions = {}\n",
-        2 * sessions + 16,
+        8 * sessions + 64,
         crate::common::demo_server_toml(),
         sessions + 8
     ));
