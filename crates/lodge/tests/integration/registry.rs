@@ -149,7 +149,7 @@ impl Server {
             }
             _ => "",
         };
-        // Node and the Python servers with their imports need more than the defaults.
+        // Bounded like the other sandbox tests; enough for Node and FastMCP's imports.
         format!(
             "[[server]]\nname = {:?}\ncommand = {command}\n{extra}[server.sandbox]\nmemory = \"512MiB\"\npids = 256\n",
             self.name()
