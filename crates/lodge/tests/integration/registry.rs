@@ -475,14 +475,21 @@ async fn server_memory_keeps_its_graph_within_a_session_and_not_across_sessions(
         calls: vec![graph("[]")],
         ..Outcome::default()
     };
+    // Each client's two sessions one after the other; the clients side by side.
+    let mut runs = tokio::task::JoinSet::new();
     for client in EVERY_SERVER {
-        assert_eq!(
-            client.run(&url, &first, None).await,
-            want_first,
-            "{client:?}"
-        );
-        // A second session of the same client: a fresh server with an empty graph.
-        let second = client.run(&url, &[("read_graph", json!({}))], None).await;
+        let (url, first) = (url.clone(), first.clone());
+        runs.spawn(async move {
+            let got = client.run(&url, &first, None).await;
+            // A second session of the same client: a fresh server with an empty graph.
+            let second = client.run(&url, &[("read_graph", json!({}))], None).await;
+            (client, got, second)
+        });
+    }
+    while let Some(done) = runs.join_next().await {
+        let (client, got, second) =
+            done.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+        assert_eq!(got, want_first, "{client:?}");
         assert_eq!(
             second, want_second,
             "{client:?}: the second session sees the first's graph"
