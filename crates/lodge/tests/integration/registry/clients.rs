@@ -381,16 +381,17 @@ async fn rmcp_client(
 }
 
 /// rmcp hands notifications to the handler on their own tasks, so a call's progress can be
-/// handled just after its result: wait until no new one has come for a moment.
+/// handled just after its result: wait until none has come for 300 ms (the suite runs
+/// beside builds on a loaded machine; one 100 ms window once let a notification slip to the
+/// next call).
 async fn settle(seen: &Mutex<Seen>) {
-    let mut last = usize::MAX;
-    loop {
-        let now = seen.lock().unwrap().progress.len();
-        if now == last {
-            return;
-        }
-        last = now;
+    let mut last = seen.lock().unwrap().progress.len();
+    let mut quiet = 0;
+    while quiet < 3 {
         tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = seen.lock().unwrap().progress.len();
+        quiet = if now == last { quiet + 1 } else { 0 };
+        last = now;
     }
 }
 
