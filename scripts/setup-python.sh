@@ -69,6 +69,9 @@ python3 -m venv "$VENV" >&2
 log "installing pins from ${REQS#"$REPO"/}"
 "$VPY" -m pip install --quiet --disable-pip-version-check --no-input -r "$REQS" >&2
 "$VPY" -c 'import mcp' || die "mcp does not import in the new venv"
+# The registry servers of crates/lodge/tests/integration/registry.rs.
+"$VPY" -c 'import fastmcp, mcp_server_time, mcp_server_git' ||
+    die "fastmcp, mcp_server_time or mcp_server_git does not import in the new venv"
 echo "$WANT" >"$STAMP"
 log "ready: $("$VPY" -m pip --disable-pip-version-check freeze 2>/dev/null | grep -i '^mcp==' || true)"
 

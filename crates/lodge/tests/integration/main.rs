@@ -20,5 +20,6 @@ mod lifecycle;
 mod load;
 mod malformed;
 mod modern;
+mod registry;
 mod relay;
 mod soak;

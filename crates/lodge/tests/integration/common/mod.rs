@@ -251,19 +251,26 @@ pub fn start_namespaces_in(dir: tempfile::TempDir, config: &str) -> Option<Lodge
     Some(Lodge::launch(launch.args(["--backend", "namespaces"])))
 }
 
-/// `@modelcontextprotocol/server-everything` from npm: (node binary, its dist/index.js),
-/// installed on first use by `scripts/setup-node-everything.sh`.
+/// The pinned npm packages: `scripts/setup-node-packages.sh` (run once per test process)
+/// installs them; the returned lookup gives a `KEY=` line of its output (`NODE`,
+/// `EVERYTHING`, `FILESYSTEM`, `MEMORY`, `SDK`), and panics naming a key it did not print.
+pub fn node_package_paths() -> impl Fn(&str) -> String {
+    static OUT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let out = OUT.get_or_init(|| run_setup_script("setup-node-packages.sh", &[]));
+    move |key: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("setup-node-packages.sh printed no {key}=: {out}"))
+            .to_string()
+    }
+}
+
+/// `@modelcontextprotocol/server-everything` from npm: (node binary, its dist/index.js).
 pub fn node_everything() -> &'static (String, String) {
     static PATHS: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
     PATHS.get_or_init(|| {
-        let out = run_setup_script("setup-node-everything.sh", &[]);
-        let get = |key: &str| {
-            out.lines()
-                .find_map(|l| l.strip_prefix(key))
-                .unwrap_or_else(|| panic!("setup-node-everything.sh printed no {key}: {out}"))
-                .to_string()
-        };
-        (get("NODE="), get("EVERYTHING="))
+        let get = node_package_paths();
+        (get("NODE"), get("EVERYTHING"))
     })
 }
 
