@@ -574,7 +574,7 @@ async fn socket_buffers_are_held_inside_the_memory_limit() {
         &raw,
         1,
         "socket_hoard",
-        json!({"pairs": 600, "target_mib": 1024}),
+        json!({"pairs": 300, "unix_pairs": 0, "target_mib": 1024}),
     )
     .await;
     assert_eq!(hoard["result"], "ok", "{hoard}");
