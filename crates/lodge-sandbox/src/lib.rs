@@ -37,7 +37,7 @@
 //! | user namespace | the server is uid/gid 1000 inside, an unprivileged host id outside; its namespace owns none of the sandbox's other namespaces, so even "root" inside could not change them | required: the backend is unavailable, `lodge serve` falls back to `process` and says why |
 //! | pid, mount, network, ipc, uts namespaces | own process tree (a tiny init as pid 1), own root filesystem, loopback-only network (`network = "none"`), own SysV IPC and host name | required (as above) |
 //! | cgroup namespace | `/proc/self/cgroup` shows `/` | the host cgroup path is visible; nothing else changes |
-//! | minimal read-only root | only system dirs, a few `/etc` files and the server's own install dirs, read-only; writable: `/session` (the scratch dir), tmpfs `/tmp` and `/dev/shm` | — (always built) |
+//! | minimal read-only root | only system dirs, a few `/etc` files and the server's own install dirs, read-only; writable: `/session` (the scratch dir: a tmpfs of its own, `disk` bytes and `inodes` files, unless `disk = "unlimited"`), tmpfs `/tmp` and `/dev/shm` | — (always built) |
 //! | cgroups v1 or v2 | `memory` (OOM kills end the session with "ran out of memory"), `cpus` (CFS quota), `pids` (fork bombs) | servers that configure a limit the host cannot enforce refuse to start; without limits they run |
 //! | no_new_privs | setuid/file-capability binaries cannot raise privileges | required |
 //! | capabilities | bounding, ambient, effective, permitted and inheritable sets emptied | — (always) |
