@@ -266,3 +266,50 @@ fn disk_limits(
     }
     Ok((disk, inodes))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn disk_and_inodes_parse_with_defaults_and_fit_in_memory() {
+        let limits = |disk, inodes, memory| disk_limits("s", disk, inodes, memory);
+        let (disk, inodes) = limits(None, None, Some(256 << 20)).unwrap();
+        let default = Limits {
+            memory: Some(256 << 20),
+            disk,
+            inodes,
+            ..Limits::default()
+        };
+        assert_eq!(default.scratch_limits(), Some((128 << 20, 65_536)));
+        assert_eq!(
+            Limits::default().scratch_limits(),
+            Some((1 << 30, 65_536)),
+            "no memory limit"
+        );
+        assert_eq!(
+            limits(Some("64MiB"), Some(100), Some(256 << 20)).unwrap(),
+            (Disk::Limited(64 << 20), Some(100))
+        );
+        assert_eq!(
+            limits(Some("unlimited"), None, None).unwrap(),
+            (Disk::Unlimited, None)
+        );
+        for (disk, inodes, memory, says) in [
+            (
+                Some("1GiB"),
+                None,
+                Some(256 << 20),
+                "larger than sandbox.memory",
+            ),
+            (Some("0"), None, None, "more than 0 bytes"),
+            (Some("unlimited"), Some(10), None, "drop one of them"),
+            (None, Some(0), None, "at least 1"),
+            (Some("lots"), None, None, "invalid sandbox.disk"),
+        ] {
+            let error = format!("{:#}", limits(disk, inodes, memory).unwrap_err());
+            assert!(error.contains(says), "{error}");
+        }
+    }
+}
