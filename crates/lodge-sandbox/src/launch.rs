@@ -3,8 +3,8 @@
 //! path every session takes works.
 //!
 //! [`prepare_plan`] turns a server command into the helper's [`Plan`] (once per command).
-//! [`launch`] then does the per-session work: make the scratch dir and give it to the
-//! session's host uid, make the cgroup and write the limits, encode the [`SessionPlan`],
+//! [`launch`] then does the per-session work: make the scratch dir (a limited tmpfs) and
+//! give it to the session's host uid, make the cgroup and write the limits, encode the [`SessionPlan`],
 //! and start the sandbox helper with both plans in its environment, stdin/stdout/stderr
 //! piped, in its own process group. The caller chooses how the helper process is spawned
 //! (a Tokio child for sessions, a plain one for the probe, which runs before any runtime)
@@ -128,20 +128,18 @@ pub(crate) fn launch<C>(
     request: &LaunchRequest<'_>,
     spawn: impl FnOnce(Command) -> io::Result<C>,
 ) -> Result<Launched<C>, SandboxError> {
-    let scratch = ScratchDir::create(
-        request.scratch_root,
-        &ScratchName::for_sandbox(&request.sandbox_id),
-    )?;
     // Before anything runs as it; held until the sandbox is gone.
     let host_id = host_ids()
         .allocate()
         .map_err(|source| SandboxError::HostIds { source })?;
     let host_ids = (host_id.uid(), host_id.uid());
-    std::os::unix::fs::chown(scratch.path(), Some(host_ids.0), Some(host_ids.1)).map_err(
-        |source| SandboxError::Scratch {
-            path: scratch.path().to_path_buf(),
-            source,
-        },
+    // The scratch dir, given to the session's host uid: a size- and inode-limited tmpfs
+    // of its own unless `disk = "unlimited"` (`scratch` module docs).
+    let scratch = ScratchDir::create_limited(
+        request.scratch_root,
+        &ScratchName::for_sandbox(&request.sandbox_id),
+        request.limits.scratch_limits(),
+        host_ids,
     )?;
     let cgroup = SessionCgroup::create(
         &host.cgroups,

@@ -37,7 +37,7 @@
 //! | user namespace | the server is uid/gid 1000 inside, an unprivileged host id outside; its namespace owns none of the sandbox's other namespaces, so even "root" inside could not change them | required: the backend is unavailable, `lodge serve` falls back to `process` and says why |
 //! | pid, mount, network, ipc, uts namespaces | own process tree (a tiny init as pid 1), own root filesystem, loopback-only network (`network = "none"`), own SysV IPC and host name | required (as above) |
 //! | cgroup namespace | `/proc/self/cgroup` shows `/` | the host cgroup path is visible; nothing else changes |
-//! | minimal read-only root | only system dirs, a few `/etc` files and the server's own install dirs, read-only; writable: `/session` (the scratch dir), tmpfs `/tmp` and `/dev/shm` | — (always built) |
+//! | minimal read-only root | only system dirs, a few `/etc` files and the server's own install dirs, read-only; writable: `/session` (the scratch dir: a tmpfs of its own, `disk` bytes and `inodes` files, unless `disk = "unlimited"`), tmpfs `/tmp` and `/dev/shm` | — (always built) |
 //! | cgroups v1 or v2 | `memory` (OOM kills end the session with "ran out of memory"), `cpus` (CFS quota), `pids` (fork bombs) | servers that configure a limit the host cannot enforce refuse to start; without limits they run |
 //! | no_new_privs | setuid/file-capability binaries cannot raise privileges | required |
 //! | capabilities | bounding, ambient, effective, permitted and inheritable sets emptied | — (always) |
@@ -104,7 +104,7 @@ pub use options::{BindMount, HelperCommand, NamespacesOptions, Network};
 pub use plan::SANDBOX_PID_VAR;
 pub use probe::{Feature, Host, HostReport};
 pub use process::ProcessBackend;
-pub use scratch::default_scratch_root;
+pub use scratch::{default_scratch_root, unmount_stale};
 pub use stderr::log_server_stdout;
 pub use supervise::SandboxProcess;
 
@@ -147,10 +147,54 @@ pub struct Limits {
     /// The largest file the server may write, bytes (`RLIMIT_FSIZE`; unlimited if unset).
     /// Writing past it fails with EFBIG (the server's SIGXFSZ is ignored).
     pub file_size: Option<u64>,
+    /// The size of `/session` (`namespaces` backend). See [`Disk`].
+    #[serde(default)]
+    pub disk: Disk,
+    /// How many files and directories `/session` may hold (`namespaces` backend), or
+    /// [`DEFAULT_INODES`]. Ignored with [`Disk::Unlimited`].
+    pub inodes: Option<u64>,
 }
 
 /// The open-file limit servers get when none is configured.
 pub const DEFAULT_OPEN_FILES: u64 = 1024;
+
+/// `/session`'s size when none is configured and no memory limit is set.
+pub const DEFAULT_DISK: u64 = 1 << 30;
+/// `/session`'s inode limit when none is configured.
+pub const DEFAULT_INODES: u64 = 65_536;
+
+/// The size limit of a `namespaces` sandbox's `/session`.
+///
+/// `/session` is a tmpfs of its own (mounted on the host at the scratch dir, so the host
+/// still sees the files), sized `size=` and `nr_inodes=`: past either, the server's
+/// writes fail with ENOSPC and nothing else notices. Its pages are the session's memory
+/// (charged to its memory cgroup, like `/tmp`), which is why `disk` may not exceed
+/// `memory`: a full `/session` must be ENOSPC, not an out-of-memory kill.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+pub enum Disk {
+    /// Half the memory limit, at most [`DEFAULT_DISK`]; [`DEFAULT_DISK`] without one.
+    #[default]
+    Default,
+    /// This many bytes.
+    Limited(u64),
+    /// No limit of its own: `/session` is a plain directory on the scratch root's
+    /// filesystem (the behaviour before limits existed; an explicit choice).
+    Unlimited,
+}
+
+impl Limits {
+    /// `/session`'s `(bytes, inodes)` limits, or `None` for a plain directory.
+    pub fn scratch_limits(&self) -> Option<(u64, u64)> {
+        let bytes = match self.disk {
+            Disk::Unlimited => return None,
+            Disk::Limited(bytes) => bytes,
+            Disk::Default => self
+                .memory
+                .map_or(DEFAULT_DISK, |m| (m / 2).min(DEFAULT_DISK)),
+        };
+        Some((bytes, self.inodes.unwrap_or(DEFAULT_INODES)))
+    }
+}
 
 impl Limits {
     /// Whether any cgroup limit (memory, cpus, pids) is set. The rlimits

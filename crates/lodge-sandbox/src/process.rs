@@ -14,12 +14,15 @@ use crate::{Backend, Sandbox, SandboxError, SandboxIo, SandboxProcess, SandboxSp
 
 /// Runs the server as a plain child process: own process group, own scratch dir, cleared
 /// environment (`PATH` copied from Lodge, `HOME` and `TMPDIR` = scratch dir,
-/// `LANG=C.UTF-8`, then the configured variables). No isolation and no cgroup limits; the
-/// rlimits (open files, file size, no core dumps) are set.
+/// `LANG=C.UTF-8`, then the configured variables). No isolation, no cgroup limits, and
+/// the scratch dir is a plain directory (`disk` and `inodes` are not enforced: an
+/// explicit setting is warned about once); the rlimits (open files, file size, no core
+/// dumps) are set.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ProcessBackend;
 
 static LIMITS_IGNORED: Once = Once::new();
+static DISK_IGNORED: Once = Once::new();
 
 impl Backend for ProcessBackend {
     fn name(&self) -> &'static str {
@@ -56,6 +59,13 @@ impl Backend for ProcessBackend {
             });
         }
 
+        if matches!(spec.limits.disk, crate::Disk::Limited(_)) || spec.limits.inodes.is_some() {
+            DISK_IGNORED.call_once(|| {
+                tracing::warn!(
+                    "the `process` backend does not limit the scratch dir (disk, inodes): it is a plain directory"
+                );
+            });
+        }
         let search_path = host_path();
         let resolved = resolve_program(program, &search_path)?;
         let scratch = ScratchDir::create(

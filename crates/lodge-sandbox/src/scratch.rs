@@ -10,6 +10,10 @@ use nix::unistd::{AccessFlags, Uid, access, geteuid};
 
 use crate::{SandboxError, SandboxId};
 
+mod tmpfs;
+
+pub use tmpfs::unmount_stale;
+
 /// The default root for scratch directories: `$XDG_RUNTIME_DIR/lodge` if that variable
 /// names an absolute, writable directory, else `<temp dir>/lodge-<uid>`.
 pub fn default_scratch_root() -> PathBuf {
@@ -77,6 +81,28 @@ impl ScratchDir {
         Ok(dir)
     }
 
+    /// [`create`](Self::create), then, with `limits = Some((bytes, inodes))`, a tmpfs of
+    /// that size mounted on it ([`tmpfs`] docs), its root owned by `owner` (uid, gid).
+    /// Without limits the directory is given to `owner` as it is.
+    pub(crate) fn create_limited(
+        root: &Path,
+        name: &ScratchName,
+        limits: Option<(u64, u64)>,
+        (uid, gid): (u32, u32),
+    ) -> Result<Self, SandboxError> {
+        let dir = Self::create(root, name)?;
+        let result = match limits {
+            Some((bytes, inodes)) => tmpfs::mount_on(&dir.path, bytes, inodes, uid, gid),
+            None => std::os::unix::fs::chown(&dir.path, Some(uid), Some(gid)),
+        };
+        // On error `dir` is dropped, which removes it.
+        result.map_err(|source| SandboxError::Scratch {
+            path: dir.path.clone(),
+            source,
+        })?;
+        Ok(dir)
+    }
+
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -117,10 +143,12 @@ pub(crate) fn remove_tree_logged(path: &Path) {
     }
 }
 
-/// Remove a directory tree; a missing tree is not an error. The tree is the server's
-/// work: it may be very deep, read-only, full of symlinks, or hold a mount point;
-/// [`crate::remove_tree`] copes with each.
+/// Remove a directory tree; a missing tree is not an error. A scratch tmpfs mounted
+/// there is unmounted first (lazily: constant time, its pages freed with it). The tree
+/// is otherwise the server's work: it may be very deep, read-only, full of symlinks, or
+/// hold a mount point; [`crate::remove_tree`] copes with each.
 pub(crate) fn remove_tree(path: &Path) -> io::Result<()> {
+    tmpfs::unmount(path)?;
     crate::remove_tree::remove_tree(path)
 }
 

@@ -246,5 +246,22 @@ impl Drop for Lodge {
             }
             OnDrop::Stop => self.stop(),
         }
+        unmount_beneath(self.dir.path());
+    }
+}
+
+/// Lazily unmounts every mount beneath `dir`: the scratch tmpfs mounts of sessions a
+/// killed Lodge could not end (the next Lodge would unmount them too), so the temp dir
+/// can be removed now.
+fn unmount_beneath(dir: &Path) {
+    let Ok(text) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    for point in text.lines().filter_map(|l| l.split(' ').nth(4)) {
+        // Temp dir paths have no characters mountinfo escapes.
+        let point = Path::new(point);
+        if point.starts_with(dir) && point != dir {
+            let _ = nix::mount::umount2(point, nix::mount::MntFlags::MNT_DETACH);
+        }
     }
 }

@@ -14,6 +14,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let mut settings = Settings::load(args, &Env::from_process())?;
+    // Scratch tmpfs mounts a killed Lodge left behind (a running Lodge's are kept).
+    lodge_sandbox::unmount_stale();
     // Before the async runtime starts its threads: the host probe may fork and move
     // Lodge into a cgroup.
     let servers = lodge::config::build_servers(&settings, lodge::config::probe_host)?;

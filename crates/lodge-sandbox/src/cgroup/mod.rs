@@ -11,7 +11,7 @@
 //!
 //! | limit    | v1 file(s)                                         | v2 file(s)                 |
 //! |----------|----------------------------------------------------|----------------------------|
-//! | memory   | `memory.limit_in_bytes` (+ `memory.memsw.limit_in_bytes`: no swap) | `memory.max`, `memory.swap.max = 0` |
+//! | memory   | `memory.limit_in_bytes` (+ `memory.memsw.limit_in_bytes`: no swap; + `memory.kmem.tcp.limit_in_bytes` = ¼ of it: socket buffers, which v1 counts apart) | `memory.max` (socket buffers included), `memory.swap.max = 0` |
 //! | cpus     | `cpu.cfs_period_us`, `cpu.cfs_quota_us`            | `cpu.max`                  |
 //! | pids     | `pids.max`                                         | `pids.max`                 |
 //!

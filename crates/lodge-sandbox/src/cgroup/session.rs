@@ -25,6 +25,15 @@ impl CgroupName {
     }
 }
 
+/// v1's limit on a cgroup's socket buffers (TCP and UDP).
+const TCP_LIMIT_V1: &str = "memory.kmem.tcp.limit_in_bytes";
+
+/// The socket-buffer limit on v1 for a memory limit of `memory` bytes: a quarter of it.
+/// (v2 counts socket buffers in `memory.current`, inside `memory.max`.)
+pub(crate) fn socket_buffers_v1(memory: u64) -> u64 {
+    memory / 4
+}
+
 /// One session's cgroup directories (one per hierarchy a limit needs).
 #[derive(Debug)]
 pub(crate) struct SessionCgroup {
@@ -57,6 +66,13 @@ impl SessionCgroup {
                     // Count swap too, so the limit cannot be dodged by swapping.
                     if dir.join("memory.memsw.limit_in_bytes").exists() {
                         write(&dir, "memory.memsw.limit_in_bytes", bytes)?;
+                    }
+                    // v1 keeps socket buffers out of `memory.usage_in_bytes`: a session
+                    // could hold GiBs of TCP and UDP buffers under a 256 MiB limit. Their
+                    // own counter (TCP and UDP both charge it) gets a quarter of the limit;
+                    // it must be set before any socket exists, i.e. now.
+                    if dir.join(TCP_LIMIT_V1).exists() {
+                        write(&dir, TCP_LIMIT_V1, socket_buffers_v1(bytes))?;
                     }
                 }
                 CgroupVersion::V2 => {

@@ -94,6 +94,11 @@ pub(super) struct SandboxSection {
     pub open_files: Option<u64>,
     /// The server's RLIMIT_FSIZE, e.g. "1GiB" (default unlimited), every backend.
     pub file_size: Option<String>,
+    /// `/session`'s size, e.g. "256MiB", or "unlimited" (default: half of `memory`, at
+    /// most 1GiB), namespaces backend.
+    pub disk: Option<String>,
+    /// How many files and directories `/session` may hold (default 65536).
+    pub inodes: Option<u64>,
     pub network: Option<String>,
     /// A directory to use as the sandbox's root (an unpacked container image).
     pub rootfs: Option<PathBuf>,

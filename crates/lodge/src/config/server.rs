@@ -5,7 +5,7 @@ use super::backend::{self, BackendKind};
 use super::file::ServerSection;
 use anyhow::{Context, bail};
 use lodge_runtime::{Anonymous, Protocol, ServerSpec, Transport};
-use lodge_sandbox::{Backend, BindMount, Limits, NamespacesOptions, Network};
+use lodge_sandbox::{Backend, BindMount, Disk, Limits, NamespacesOptions, Network};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -87,12 +87,15 @@ impl ServerConfig {
         if sandbox.open_files == Some(0) {
             bail!("server {name:?}: sandbox.open_files must be at least 1");
         }
+        let (disk, inodes) = disk_limits(&name, sandbox.disk.as_deref(), sandbox.inodes, memory)?;
         let limits = Limits {
             memory,
             cpus: sandbox.cpus,
             pids: sandbox.pids,
             open_files: sandbox.open_files,
             file_size,
+            disk,
+            inodes,
         };
         let own_backend = sandbox
             .backend
@@ -227,4 +230,86 @@ pub(super) fn parse_bytes(text: &str) -> anyhow::Result<u64> {
     number
         .checked_mul(factor)
         .with_context(|| format!("{text:?} is too large"))
+}
+
+/// `sandbox.disk` and `sandbox.inodes`, checked against `memory`: `/session` is a tmpfs
+/// held in the session's memory, so a `disk` above `memory` would end in an
+/// out-of-memory kill where the server should see ENOSPC.
+fn disk_limits(
+    name: &str,
+    disk: Option<&str>,
+    inodes: Option<u64>,
+    memory: Option<u64>,
+) -> anyhow::Result<(Disk, Option<u64>)> {
+    let disk = match disk {
+        None => Disk::Default,
+        Some("unlimited") => Disk::Unlimited,
+        Some(text) => Disk::Limited(
+            parse_bytes(text).with_context(|| format!("server {name:?}: invalid sandbox.disk"))?,
+        ),
+    };
+    match (disk, memory) {
+        (Disk::Limited(0), _) => bail!("server {name:?}: sandbox.disk must be more than 0 bytes"),
+        (Disk::Limited(bytes), Some(memory)) if bytes > memory => bail!(
+            "server {name:?}: sandbox.disk ({bytes} bytes) is larger than sandbox.memory \
+             ({memory} bytes); /session is held in the session's memory, so lower \
+             sandbox.disk or raise sandbox.memory"
+        ),
+        (Disk::Unlimited, _) if inodes.is_some() => bail!(
+            "server {name:?}: sandbox.inodes limits /session, which sandbox.disk = \"unlimited\" \
+             leaves a plain directory; drop one of them"
+        ),
+        _ => {}
+    }
+    if inodes == Some(0) {
+        bail!("server {name:?}: sandbox.inodes must be at least 1");
+    }
+    Ok((disk, inodes))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn disk_and_inodes_parse_with_defaults_and_fit_in_memory() {
+        let limits = |disk, inodes, memory| disk_limits("s", disk, inodes, memory);
+        let (disk, inodes) = limits(None, None, Some(256 << 20)).unwrap();
+        let default = Limits {
+            memory: Some(256 << 20),
+            disk,
+            inodes,
+            ..Limits::default()
+        };
+        assert_eq!(default.scratch_limits(), Some((128 << 20, 65_536)));
+        assert_eq!(
+            Limits::default().scratch_limits(),
+            Some((1 << 30, 65_536)),
+            "no memory limit"
+        );
+        assert_eq!(
+            limits(Some("64MiB"), Some(100), Some(256 << 20)).unwrap(),
+            (Disk::Limited(64 << 20), Some(100))
+        );
+        assert_eq!(
+            limits(Some("unlimited"), None, None).unwrap(),
+            (Disk::Unlimited, None)
+        );
+        for (disk, inodes, memory, says) in [
+            (
+                Some("1GiB"),
+                None,
+                Some(256 << 20),
+                "larger than sandbox.memory",
+            ),
+            (Some("0"), None, None, "more than 0 bytes"),
+            (Some("unlimited"), Some(10), None, "drop one of them"),
+            (None, Some(0), None, "at least 1"),
+            (Some("lots"), None, None, "invalid sandbox.disk"),
+        ] {
+            let error = format!("{:#}", limits(disk, inodes, memory).unwrap_err());
+            assert!(error.contains(says), "{error}");
+        }
+    }
 }

@@ -499,3 +499,139 @@ async fn dotfiles_and_sockets_beside_the_script_are_masked() {
     }
     h.assert_contained(watch).await;
 }
+
+/// Mount points beneath `dir`, from this process's mountinfo.
+fn mounts_beneath(dir: &std::path::Path) -> Vec<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(PathBuf::from))
+        .filter(|p| p.starts_with(dir))
+        .collect()
+}
+
+/// A size- and inode-limited `/session` (issue 13, finding 2): writing past `disk` and
+/// creating past `inodes` fail with the session's own ENOSPC; the host sees the files but
+/// its disk never does (the scratch dir is the session's own tmpfs); the session goes on,
+/// and so do a session alongside and Lodge.
+#[tokio::test]
+async fn a_full_session_disk_is_the_sessions_own_enospc() {
+    let Some(h) = hostile("memory = \"256MiB\"\ndisk = \"32MiB\"\ninodes = 2000") else {
+        return;
+    };
+    let watch = h.watch().await;
+    let before = dirs(&h.lodge.scratch_root());
+    let raw = h.session().await;
+    let scratch = new_scratch_dir(&h.lodge.scratch_root(), &before);
+
+    let fill = attempt(&raw, 1, "fill_disk", json!({"limit_mib": 256})).await;
+    assert_eq!(fill["result"], "ENOSPC", "{fill}");
+    let written = fill["written"].as_u64().unwrap();
+    assert!((28 << 20..=32 << 20).contains(&written), "{fill}");
+    // The host sees the file, on the session's own file system, not the scratch root's.
+    assert_eq!(
+        std::fs::metadata(scratch.join("fill")).unwrap().len(),
+        written
+    );
+    assert!(mounts_beneath(&h.lodge.scratch_root()).contains(&scratch));
+
+    let flood = attempt(&raw, 2, "inode_flood", json!({})).await;
+    assert_eq!(flood["result"], "ENOSPC", "{flood}");
+    assert!(flood["created"].as_u64().unwrap() < 2000, "{flood}");
+
+    // Its own failure, and a recoverable one: after removing the file it writes again.
+    let removed = attempt(&raw, 3, "remove_file", json!({"path": "/session/fill"})).await;
+    assert_eq!(removed["result"], "ok", "{removed}");
+    let again = attempt(&raw, 4, "fill_disk", json!({"limit_mib": 4})).await;
+    assert_eq!(again["result"], "none", "{again}");
+    h.assert_contained(watch).await;
+
+    // Ending the session unmounts its tmpfs and removes the dir.
+    let del = Raw::send(
+        raw.http
+            .delete(h.lodge.url())
+            .header("mcp-session-id", raw.session.clone().unwrap()),
+    )
+    .await;
+    assert_eq!(del.status, 204);
+    assert!(!scratch.exists());
+    assert!(!mounts_beneath(&h.lodge.scratch_root()).contains(&scratch));
+}
+
+/// No scratch mount outlives its Lodge (issue 13, finding 2): a Lodge that drains
+/// (SIGTERM) unmounts its sessions' tmpfs; one killed with SIGKILL leaves them, and the
+/// next Lodge to start on the host unmounts them, never those of a Lodge still running.
+#[tokio::test]
+async fn scratch_mounts_do_not_outlive_their_lodge() {
+    let Some(mut killed) = hostile("") else {
+        return;
+    };
+    let Some(mut running) = hostile("") else {
+        return;
+    };
+    let _a = killed.session().await;
+    let _b = running.session().await;
+    let killed_root = killed.lodge.scratch_root();
+    let running_root = running.lodge.scratch_root();
+    assert_eq!(mounts_beneath(&killed_root).len(), 1);
+    assert_eq!(mounts_beneath(&running_root).len(), 1);
+
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &killed.lodge.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    crate::common::eventually(Duration::from_secs(10), "Lodge to die", async || {
+        !crate::common::process_alive(killed.lodge.pid())
+    })
+    .await;
+    assert_eq!(
+        mounts_beneath(&killed_root).len(),
+        1,
+        "left by the killed Lodge"
+    );
+
+    let Some(next) = hostile("") else { return };
+    assert_eq!(mounts_beneath(&killed_root), Vec::<PathBuf>::new());
+    assert_eq!(
+        mounts_beneath(&running_root).len(),
+        1,
+        "a live Lodge's stays"
+    );
+    drop(next);
+
+    running.lodge.terminate();
+    assert_eq!(mounts_beneath(&running_root), Vec::<PathBuf>::new());
+    // (`killed` is reaped on drop.)
+    let _ = &mut killed;
+}
+
+/// Socket buffers count against the memory limit (issue 13, finding 3): a session that
+/// fills TCP, UDP and AF_UNIX buffers nobody reads holds less than its memory limit in
+/// them (v1: `memory.kmem.tcp.limit_in_bytes`, a quarter of it; v2: inside
+/// `memory.max`), gets EAGAIN rather than more, and goes on; a session alongside and
+/// Lodge's own front are unaffected.
+#[tokio::test]
+async fn socket_buffers_are_held_inside_the_memory_limit() {
+    let Some(h) = hostile("memory = \"256MiB\"\nopen_files = 4096") else {
+        return;
+    };
+    let watch = h.watch().await;
+    let raw = h.session().await;
+    let hoard = attempt(
+        &raw,
+        1,
+        "socket_hoard",
+        json!({"pairs": 300, "unix_pairs": 0, "target_mib": 1024}),
+    )
+    .await;
+    assert_eq!(hoard["result"], "ok", "{hoard}");
+    let held = hoard["tcp"].as_u64().unwrap() + hoard["udp"].as_u64().unwrap();
+    assert!(
+        held < 256 << 20,
+        "held {} MiB in socket buffers: {hoard}",
+        held >> 20
+    );
+    assert_eq!(result(&raw, 2, "whoami", json!({})).await, "ok");
+    h.assert_contained(watch).await;
+}
