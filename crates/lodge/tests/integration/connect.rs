@@ -167,14 +167,7 @@ async fn plan_trip_one_shot_with_answers_and_openai_sampling_modern_era() {
 /// With `--protocol auto` the client speaks 2026-07-28; before Lodge initialized such
 /// servers first, the call failed with "this transport context has no back-channel".
 async fn book_table_on_the_python_sdk_server(protocol: &str) {
-    let server = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/python/server.py"
-    );
-    let lodge = Lodge::start(&format!(
-        "[[server]]\nname = \"py\"\ncommand = [{:?}, {server:?}]\n",
-        crate::common::python()
-    ));
+    let lodge = Lodge::start(&crate::common::python_sdk_server_toml("py"));
     let dir = tempfile::tempdir().unwrap();
     let answers = answers_file(&dir, "answers.json", r#"{"guests": 4, "time": "19:30"}"#);
     let out = connect(

@@ -440,14 +440,7 @@ async fn an_rmcp_2026_client_completes_plan_trip_on_a_legacy_server_via_mrtr() {
 
 #[tokio::test]
 async fn a_dual_era_python_sdk_server_keeps_its_state_for_a_2026_client() {
-    let server = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/python/server.py"
-    );
-    let lodge = Lodge::start(&format!(
-        "[[server]]\nname = \"py\"\ncommand = [{:?}, {server:?}]\n",
-        crate::common::python()
-    ));
+    let lodge = Lodge::start(&crate::common::python_sdk_server_toml("py"));
     let mut m = Modern::new(format!("{}/mcp/py", lodge.base));
     let discover = m.send(1, "server/discover", json!({})).await;
     assert_eq!(discover.status, 200, "{}", discover.body);

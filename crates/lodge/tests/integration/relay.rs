@@ -312,14 +312,7 @@ async fn cancellation_reaches_the_server() {
 
 #[tokio::test]
 async fn a_python_sdk_server_elicits_samples_and_reports_progress_through_lodge() {
-    let server = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/fixtures/python/server.py"
-    );
-    let lodge = Lodge::start(&format!(
-        "[[server]]\nname = \"py\"\ncommand = [{:?}, {server:?}]\n",
-        crate::common::python()
-    ));
+    let lodge = Lodge::start(&crate::common::python_sdk_server_toml("py"));
     let handler = TestClient::new(json!({"guests": 4, "time": "19:30"}), "See you soon!");
     let client = handler
         .clone()

@@ -193,6 +193,19 @@ pub fn venv_python() -> &'static str {
     })
 }
 
+/// `[[server]]` entry named `name` hosting the PyPI `mcp` SDK fixture
+/// (tests/fixtures/python/server.py).
+pub fn python_sdk_server_toml(name: &str) -> String {
+    let server = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/python/server.py"
+    );
+    format!(
+        "[[server]]\nname = {name:?}\ncommand = [{:?}, {server:?}]\n",
+        python()
+    )
+}
+
 /// `[[server]]` entry hosting the conformance server (stdio).
 pub fn conformance_server_toml() -> String {
     format!(
