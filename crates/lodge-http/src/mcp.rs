@@ -15,7 +15,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use lodge_proto::headers::{LAST_EVENT_ID, LODGE_SESSION_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use lodge_proto::{Message, parse_batch, version};
-use lodge_runtime::{EventId, EventStream, Lookup, Runtime, Server, SessionError, SessionHandle};
+use lodge_runtime::{
+    EventId, EventStream, Lookup, Principal, Runtime, Server, SessionError, SessionHandle,
+};
 use std::sync::Arc;
 
 struct App {
@@ -80,10 +82,11 @@ async fn handle(
             .collect();
         return Err(FrontError::UnknownServer(names).into());
     };
+    let who = Principal::anonymous();
     match method {
-        Method::POST => post(app, &server, &headers, body).await,
-        Method::GET => get(app, &server, &headers).await,
-        Method::DELETE => delete(app, &server, &headers).await,
+        Method::POST => post(app, &server, &who, &headers, body).await,
+        Method::GET => get(app, &server, &who, &headers).await,
+        Method::DELETE => delete(app, &server, &who, &headers).await,
         _ => Err(FrontError::MethodNotAllowed(method).into()),
     }
 }
@@ -168,12 +171,18 @@ fn session_id(headers: &HeaderMap) -> Result<Option<&str>, FrontError> {
         .transpose()
 }
 
-/// The live session the request names, or the error the spec prescribes.
-fn resolve(app: &App, server: &Server, headers: &HeaderMap) -> Result<SessionHandle, FrontError> {
+/// The live session the request names, or the error the spec prescribes. Another
+/// principal's session is unknown, exactly as a made-up id.
+fn resolve(
+    app: &App,
+    server: &Server,
+    who: &Principal,
+    headers: &HeaderMap,
+) -> Result<SessionHandle, FrontError> {
     let Some(id) = session_id(headers)? else {
         return Err(FrontError::MissingSessionId);
     };
-    match app.runtime.lookup(id) {
+    match app.runtime.lookup_as(id, who) {
         Lookup::Live(session) if session.server() == server.spec.name => Ok(session),
         Lookup::Ended(reason) => Err(FrontError::SessionEnded(reason)),
         Lookup::Live(_) | Lookup::Unknown => Err(FrontError::UnknownSession),
@@ -241,6 +250,7 @@ fn parse(bytes: Bytes) -> Result<Message, HttpError> {
 async fn post(
     app: &App,
     server: &Arc<Server>,
+    who: &Principal,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
@@ -254,7 +264,7 @@ async fn post(
     let body = read_body(app, headers, body).await?;
     if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         check_protocol_version(headers)?;
-        return post_batch(app, server, headers, &body, accept.sse).await;
+        return post_batch(app, server, who, headers, &body, accept.sse).await;
     }
     let message = parse(body)?;
     // One endpoint, two eras: initialize or an Mcp-Session-Id means a legacy session;
@@ -266,12 +276,12 @@ async fn post(
     // An initialize that names 2026-07-28 is a modern request for a removed method.
     let is_initialize = message.method() == Some("initialize") && message.is_request() && !modern;
     if !is_initialize && !headers.contains_key(MCP_SESSION_ID) && modern {
-        return crate::modern::post(&app.runtime, server, headers, message, accept.sse).await;
+        return crate::modern::post(&app.runtime, server, who, headers, message, accept.sse).await;
     }
     if is_initialize {
         let session = app
             .runtime
-            .create_session(server)
+            .create_session(server, who)
             .await
             .map_err(|e| HttpError::from(e).with_id(message.request_id()))?;
         // From here until the client has the initialize result, its going away (or a
@@ -292,7 +302,8 @@ async fn post(
         return Ok(response);
     }
     check_protocol_version(headers).map_err(|e| e.with_id(message.request_id()))?;
-    let session = resolve(app, server, headers).map_err(|e| e.with_id(message.request_id()))?;
+    let session =
+        resolve(app, server, who, headers).map_err(|e| e.with_id(message.request_id()))?;
     if message.is_request() {
         let id = message.request_id().cloned();
         let events = session
@@ -313,13 +324,14 @@ async fn post(
 async fn post_batch(
     app: &App,
     server: &Server,
+    who: &Principal,
     headers: &HeaderMap,
     body: &Bytes,
     sse: bool,
 ) -> Result<Response, HttpError> {
     // Not JSON is -32700 whoever sends it: read the batch before the session.
     let items = parse_batch(body)?;
-    let session = resolve(app, server, headers).map_err(|e| match e {
+    let session = resolve(app, server, who, headers).map_err(|e| match e {
         FrontError::MissingSessionId => FrontError::BatchWithoutSession,
         e => e,
     })?;
@@ -393,12 +405,17 @@ async fn respond(
     response
 }
 
-async fn get(app: &App, server: &Server, headers: &HeaderMap) -> Result<Response, HttpError> {
+async fn get(
+    app: &App,
+    server: &Server,
+    who: &Principal,
+    headers: &HeaderMap,
+) -> Result<Response, HttpError> {
     if !accepts(headers).sse {
         return Err(FrontError::GetNotAcceptable.into());
     }
     check_protocol_version(headers)?;
-    let session = resolve(app, server, headers)?;
+    let session = resolve(app, server, who, headers)?;
     let last_event_id = last_event_id(headers)?;
     let events = session
         .listen(last_event_id)
@@ -409,14 +426,19 @@ async fn get(app: &App, server: &Server, headers: &HeaderMap) -> Result<Response
 
 /// Ends a legacy session (`Mcp-Session-Id`) or a 2026-07-28 runtime session
 /// (`Lodge-Session-Id`): the explicit stop.
-async fn delete(app: &App, server: &Server, headers: &HeaderMap) -> Result<Response, HttpError> {
+async fn delete(
+    app: &App,
+    server: &Server,
+    who: &Principal,
+    headers: &HeaderMap,
+) -> Result<Response, HttpError> {
     let runtime_session = headers.get(LODGE_SESSION_ID).and_then(|v| v.to_str().ok());
     let session = match runtime_session {
-        Some(id) if !headers.contains_key(MCP_SESSION_ID) => match app.runtime.lookup(id) {
+        Some(id) if !headers.contains_key(MCP_SESSION_ID) => match app.runtime.lookup_as(id, who) {
             Lookup::Live(session) if session.server() == server.spec.name => session,
             other => return Err(FrontError::runtime_session_missing(other).into()),
         },
-        _ => resolve(app, server, headers)?,
+        _ => resolve(app, server, who, headers)?,
     };
     session.stop(lodge_runtime::EndReason::Deleted).await;
     Ok(StatusCode::NO_CONTENT.into_response())
