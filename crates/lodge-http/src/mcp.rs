@@ -29,10 +29,47 @@ struct App {
 /// the first also at `/mcp`.
 pub fn router(runtime: Arc<Runtime>, front: FrontConfig) -> Router {
     let app = Arc::new(App { runtime, front });
-    Router::new()
+    let mut router = Router::new()
         .route("/mcp", any(default_server))
-        .route("/mcp/{server}", any(named_server))
-        .with_state(app)
+        .route("/mcp/{server}", any(named_server));
+    if app.front.auth.is_some() {
+        // RFC 9728: at the root, and suffixed with each endpoint's path.
+        router = router
+            .route(METADATA, axum::routing::get(default_metadata))
+            .route(
+                &format!("{METADATA}/mcp"),
+                axum::routing::get(default_metadata),
+            )
+            .route(
+                &format!("{METADATA}/mcp/{{server}}"),
+                axum::routing::get(named_metadata),
+            );
+    }
+    router.with_state(app)
+}
+
+const METADATA: &str = "/.well-known/oauth-protected-resource";
+
+async fn default_metadata(State(app): State<Arc<App>>) -> Response {
+    metadata(&app, None)
+}
+
+async fn named_metadata(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    metadata(&app, Some(&name))
+}
+
+fn metadata(app: &App, server: Option<&str>) -> Response {
+    let Some(auth) = &app.front.auth else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if server.is_some_and(|name| app.runtime.server(name).is_none()) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        auth.metadata(server).to_string(),
+    )
+        .into_response()
 }
 
 async fn default_server(
@@ -42,7 +79,7 @@ async fn default_server(
     body: Body,
 ) -> Response {
     let server = app.runtime.servers().first().cloned();
-    handle(&app, server, method, headers, body)
+    handle(&app, server, None, method, headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -55,7 +92,7 @@ async fn named_server(
     body: Body,
 ) -> Response {
     let server = app.runtime.server(&name).cloned();
-    handle(&app, server, method, headers, body)
+    handle(&app, server, Some(&name), method, headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -63,6 +100,7 @@ async fn named_server(
 async fn handle(
     app: &App,
     server: Option<Arc<Server>>,
+    path_name: Option<&str>,
     method: Method,
     headers: HeaderMap,
     body: Body,
@@ -73,6 +111,9 @@ async fn handle(
     {
         return Err(FrontError::RepeatedHeader(name).into());
     }
+    // Who is asking comes first: nothing, not even which servers exist, is told to
+    // a request without a valid token.
+    let who = authenticate(app, path_name, &headers).await?;
     let Some(server) = server else {
         let names: Vec<_> = app
             .runtime
@@ -82,13 +123,30 @@ async fn handle(
             .collect();
         return Err(FrontError::UnknownServer(names).into());
     };
-    let who = Principal::anonymous();
     match method {
         Method::POST => post(app, &server, &who, &headers, body).await,
         Method::GET => get(app, &server, &who, &headers).await,
         Method::DELETE => delete(app, &server, &who, &headers).await,
         _ => Err(FrontError::MethodNotAllowed(method).into()),
     }
+}
+
+/// The principal a request comes from: anonymous without `[auth]`.
+async fn authenticate(
+    app: &App,
+    path_name: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Principal, FrontError> {
+    let Some(auth) = &app.front.auth else {
+        return Ok(Principal::anonymous());
+    };
+    auth.authenticate(headers, path_name)
+        .await
+        .map_err(|refusal| {
+            let path = path_name.map_or("/mcp".to_string(), |n| format!("/mcp/{n}"));
+            let challenge = auth.challenge(&refusal, &path);
+            FrontError::Auth { refusal, challenge }
+        })
 }
 
 /// What the client's `Accept` allows for a response to a request.

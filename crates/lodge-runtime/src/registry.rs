@@ -83,6 +83,8 @@ pub struct Runtime {
     /// principal: every authenticated principal's own, and with `anonymous = shared`
     /// the one unauthenticated requests share.
     default_sessions: tokio::sync::Mutex<HashMap<(String, Principal), SessionHandle>>,
+    /// What each principal uses of each server's quota.
+    quotas: Mutex<crate::quota::Ledger>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -123,6 +125,7 @@ impl Runtime {
             state_codec: Arc::new(StateCodec::new(keys)),
             budget,
             default_sessions: tokio::sync::Mutex::default(),
+            quotas: Mutex::default(),
         })
     }
 
@@ -270,6 +273,14 @@ impl Runtime {
         // Freed on drop: if this request is cancelled while the sandbox starts, or
         // the session's actor ends however it does.
         let mut slot = Slot::new(self.clone());
+        let quota = server.spec.quota;
+        if quota != crate::Quota::default() {
+            let name: Arc<str> = server.spec.name.as_str().into();
+            lock(&self.quotas)
+                .admit(&name, owner, quota, Instant::now())
+                .map_err(RuntimeError::Quota)?;
+            slot.counts_for(name, owner.clone());
+        }
         // A pooled sandbox was started before anyone asked for it, so it cannot know
         // its user: an authenticated principal's session gets a sandbox of its own.
         let pooled = owner.is_anonymous().then(|| server.take_pooled()).flatten();
@@ -430,6 +441,11 @@ impl Runtime {
         ended.reasons.insert(id.clone(), (reason, owner));
     }
 
+    /// Called when a session counted against a quota is gone.
+    pub(crate) fn release_quota(&self, server: &Arc<str>, principal: &Principal) {
+        lock(&self.quotas).release(server, principal, Instant::now());
+    }
+
     /// Called when a session's sandbox is gone.
     pub(crate) fn release(&self) {
         self.live.fetch_sub(1, Ordering::AcqRel);
@@ -483,6 +499,7 @@ mod tests {
             anonymous: Anonymous::Fresh,
             warm_pool: 0,
             transport: Transport::Stdio,
+            quota: crate::Quota::default(),
         };
         let config = SessionConfig {
             max_sessions: 1,
