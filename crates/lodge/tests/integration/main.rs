@@ -23,3 +23,4 @@ mod modern;
 mod registry;
 mod relay;
 mod soak;
+mod tenancy;
