@@ -1,6 +1,7 @@
 //! Quotas per principal and the admin listener's own authentication, against the real
 //! `lodge` (without `[auth]` every client is the one anonymous principal, which is
 //! enough to prove the quota's counting and answers; auth.rs proves them per user).
+#![allow(clippy::unwrap_used)]
 
 use crate::common::{LODGE, Lodge, Raw, demo_server_toml};
 use serde_json::{Value, json};
