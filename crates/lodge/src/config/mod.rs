@@ -529,6 +529,19 @@ quota = { max_sessions = 1 }
         assert_eq!((quota.max_sessions, quota.sessions_per_minute), (1, 10));
     }
 
+    /// The README's example configuration is one Lodge accepts, as written.
+    #[test]
+    fn the_readme_configuration_block_is_valid() {
+        let readme = include_str!("../../../../README.md");
+        let section = readme.split("## Configuration").nth(1).unwrap();
+        let block = section.split("```toml\n").nth(1).unwrap();
+        let block = block.split("```").next().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        if let Err(e) = Settings::from_text(block, dir.path()) {
+            panic!("{e:#}");
+        }
+    }
+
     #[test]
     fn auth_mistakes_are_named() {
         let dir = tempfile::tempdir().unwrap();
