@@ -160,6 +160,17 @@ impl McpHttp {
         Reply::successful(request).await
     }
 
+    /// POSTs with `Authorization: Bearer token` on this request alone.
+    pub async fn post_as(
+        &self,
+        token: &str,
+        session: Option<&str>,
+        body: String,
+    ) -> anyhow::Result<Reply> {
+        let request = legacy_post(&self.client, &self.url, Accept::Both, session, body);
+        Reply::successful(request.bearer_auth(token)).await
+    }
+
     /// POSTs and reads the whole answer, whatever its status; returns the status.
     pub async fn post_status(
         &self,

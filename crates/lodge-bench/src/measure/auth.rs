@@ -31,25 +31,34 @@ pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
     let guarded = start_lodge(ctx, Some(&issuer.url))?;
     let off = McpHttp::new(open.url())?;
     let also_off = McpHttp::new(also_open.url())?;
-    let jwt = McpHttp::with_bearer(guarded.url(), Some(&issuer.jwt))?;
+    let jwt = McpHttp::with_bearer(guarded.url(), Some(&issuer.jwt(0)?))?;
+    // Each request with a JWT never seen before: the signature is checked every time.
+    let fresh = McpHttp::with_bearer(guarded.url(), Some(&issuer.jwt(1)?))?;
     let opaque = McpHttp::with_bearer(guarded.url(), Some(OPAQUE))?;
-    let clients = [&off, &jwt, &opaque, &also_off];
+    let clients = [&off, &jwt, &opaque, &also_off, &fresh];
     let mut sessions = Vec::new();
     for client in clients {
         sessions.push(client.open_session().await?);
     }
-    let mut took: [Vec<Duration>; 4] = Default::default();
+    let mut took: [Vec<Duration>; 5] = Default::default();
     let mut next_id = 1u64;
     for round in 0..counts.warmup + counts.iterations {
         for k in 0..clients.len() {
             let which = (round + k) % clients.len();
             let id = next_id;
             next_id += 1;
+            let body = mcp::echo(id, TEXT);
+            let new_token = match which {
+                4 => Some(issuer.jwt(id)?),
+                _ => None,
+            };
             let start = Instant::now();
-            let mut reply = clients[which]
-                .post(Some(&sessions[which]), mcp::echo(id, TEXT))
-                .await
-                .with_context(|| format!("round {round}, client {which}"))?;
+            let session = Some(sessions[which].as_str());
+            let reply = match &new_token {
+                Some(token) => clients[which].post_as(token, session, body).await,
+                None => clients[which].post(session, body).await,
+            };
+            let mut reply = reply.with_context(|| format!("round {round}, client {which}"))?;
             let response = reply.response_to(id).await?;
             let elapsed = start.elapsed();
             reply.finish().await?;
@@ -65,8 +74,13 @@ pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
     const OFF: &str = "same call, Lodge without [auth]";
     Ok(vec![
         Row::new(
-            "auth: same call with a JWT (signature checked, keys cached)",
+            "auth: same call with a JWT (verified once, then trusted by digest)",
             &took[1],
+            Some((OFF, &took[0])),
+        )?,
+        Row::new(
+            "auth: same call with a new JWT each time (signature checked, keys cached)",
+            &took[4],
             Some((OFF, &took[0])),
         )?,
         Row::new(
@@ -103,7 +117,7 @@ fn start_lodge(ctx: &Ctx, issuer: Option<&str>) -> anyhow::Result<LodgeServer> {
 
 struct Issuer {
     url: String,
-    jwt: String,
+    pkcs8: Vec<u8>,
 }
 
 impl Issuer {
@@ -116,20 +130,14 @@ impl Issuer {
         let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
             .map_err(|_| anyhow::anyhow!("cannot read the Ed25519 key"))?;
         let x = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(pair.public_key());
-        let exp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 3600;
-        let claims = json!({"iss": url, "aud": "http://lodge.bench/mcp", "sub": "bench",
-                            "exp": exp, "scope": "mcp"});
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-        header.kid = Some("bench".into());
-        let jwt = jsonwebtoken::encode(
-            &header,
-            &claims,
-            &jsonwebtoken::EncodingKey::from_ed_der(pkcs8.as_ref()),
-        )?;
+        let issuer = Issuer {
+            url: url.clone(),
+            pkcs8: pkcs8.as_ref().to_vec(),
+        };
+        let mut active = issuer.claims(0)?;
+        active["active"] = json!(true);
         let metadata = json!({"issuer": url, "jwks_uri": format!("{url}/jwks")});
         let jwks = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": x, "kid": "bench", "alg": "EdDSA"}]});
-        let mut active = claims.clone();
-        active["active"] = json!(true);
         let app = axum::Router::new()
             .route(
                 "/.well-known/oauth-authorization-server",
@@ -149,6 +157,22 @@ impl Issuer {
                 }),
             );
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Ok(Issuer { url, jwt })
+        Ok(issuer)
+    }
+
+    fn claims(&self, n: u64) -> anyhow::Result<serde_json::Value> {
+        let exp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 3600;
+        Ok(
+            json!({"iss": self.url, "aud": "http://lodge.bench/mcp", "sub": "bench",
+                  "exp": exp, "scope": "mcp", "jti": n.to_string()}),
+        )
+    }
+
+    /// A JWT for the bench user; `n` makes it unlike any other.
+    fn jwt(&self, n: u64) -> anyhow::Result<String> {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+        header.kid = Some("bench".into());
+        let key = jsonwebtoken::EncodingKey::from_ed_der(&self.pkcs8);
+        Ok(jsonwebtoken::encode(&header, &self.claims(n)?, &key)?)
     }
 }
