@@ -32,6 +32,7 @@ async fn serve(settings: Settings, servers: Vec<ServerSpec>) -> anyhow::Result<(
     let listener = lodge_http::bind(settings.listen)
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
+    let settings = settings.bound(addr);
     let access = lodge_http::AdminAccess {
         token: settings.admin.token.clone(),
         oauth: settings

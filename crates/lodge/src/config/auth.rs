@@ -39,9 +39,14 @@ pub(super) fn auth(
     if let Some(jwks) = &section.jwks_url {
         url("[auth] jwks_url", jwks)?;
     }
-    let resource = section
-        .resource
-        .unwrap_or_else(|| format!("http://{listen}/mcp"));
+    let resource = match section.resource {
+        Some(resource) => resource,
+        None if listen.ip().is_unspecified() => bail!(
+            "[auth] resource: set it to the URL clients reach Lodge at (e.g. \"https://lodge.example/mcp\"); listening on {listen} names no host a token could be for"
+        ),
+        // Made again from the bound address when the port is 0 (see `Settings`).
+        None => default_resource(listen),
+    };
     url("[auth] resource", &resource)?;
     if resource.contains(['?', '#']) {
         bail!("[auth] resource {resource:?} must not have a query or fragment (RFC 8707)");
@@ -83,6 +88,11 @@ pub(super) fn auth(
         leeway,
         introspection_cache,
     }))
+}
+
+/// The resource a Lodge listening on `listen` is, unless `[auth] resource` says.
+pub fn default_resource(listen: SocketAddr) -> String {
+    format!("http://{listen}/mcp")
 }
 
 fn url(key: &str, value: &str) -> anyhow::Result<()> {

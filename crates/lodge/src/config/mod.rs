@@ -65,8 +65,11 @@ pub struct Settings {
     pub front: FrontConfig,
     pub session: SessionConfig,
     pub servers: Vec<ServerConfig>,
-    /// `[auth]`: `None` when authentication is off.
+    /// `[auth]`: `None` when authentication is off. [`Settings::bound`] builds the
+    /// front's validator from it once the listener's address is known.
     pub auth: Option<AuthConfig>,
+    /// `[auth] resource` was not set: it is this Lodge's own address.
+    pub resource_from_listen: bool,
     /// `[admin]`: who may use the admin listener.
     pub admin: AdminSettings,
     /// The config file, as an absolute path: no sandbox may read it.
@@ -259,6 +262,7 @@ impl Settings {
             file.listen,
             default_listen,
         );
+        let resource_from_listen = file.auth.resource.is_none();
         let auth_config = auth::auth(file.auth, listen, file_dir)?;
         let admin = auth::admin(file.admin, auth_config.as_ref(), file_dir)?;
         Ok(Settings {
@@ -280,14 +284,29 @@ impl Settings {
                 keep_alive_timeout,
                 body_read_timeout,
                 max_connections_per_client,
-                auth: auth_config.clone().map(lodge_http::auth::Auth::new),
+                auth: None,
             },
             session,
             servers,
             auth: auth_config,
+            resource_from_listen,
             admin,
             config_file: config_path.map(|p| std::path::absolute(&p).unwrap_or(p)),
         })
+    }
+}
+
+impl Settings {
+    /// Settings for a Lodge whose MCP listener is bound to `addr` (port 0 resolved):
+    /// the default resource names that address, and the front gets its validator.
+    pub fn bound(mut self, addr: SocketAddr) -> Settings {
+        if let Some(auth) = &mut self.auth {
+            if self.resource_from_listen {
+                auth.resource = auth::default_resource(addr);
+            }
+            self.front.auth = Some(lodge_http::auth::Auth::new(auth.clone()));
+        }
+        self
     }
 }
 
@@ -522,7 +541,12 @@ quota = { max_sessions = 1 }
         assert_eq!(auth.leeway, Duration::from_secs(60));
         assert_eq!(auth.introspection_cache, Duration::from_secs(30));
         assert_eq!(auth.introspection.as_ref().unwrap().client_secret, "s3cret");
+        let s = s.bound("127.0.0.1:9001".parse().unwrap());
         assert!(s.front.auth.is_some());
+        assert_eq!(
+            s.auth.as_ref().unwrap().resource,
+            "http://127.0.0.1:9001/mcp"
+        );
         assert_eq!(s.admin.token.as_deref(), Some("0123456789abcdef0123"));
         assert_eq!(s.admin.scope.as_deref(), Some("mcp:admin"));
         let quota = s.servers[0].quota;
@@ -562,6 +586,8 @@ quota = { max_sessions = 1 }
             err("[auth]\nmode = \"oauth\"\nissuers = [\"idp\"]").contains("not an http(s) URL")
         );
         assert!(err("[admin]\nscope = \"admin\"").contains("needs [auth]"));
+        let anywhere = format!("listen = \"0.0.0.0:8787\"\n{oauth}");
+        assert!(err(&anywhere).contains("set it to the URL clients reach Lodge at"));
         std::fs::write(dir.path().join("short"), "abc").unwrap();
         assert!(err("[admin]\ntoken_file = \"short\"").contains("shorter than 16"));
         assert!(
