@@ -75,9 +75,19 @@ impl Mint {
     }
 }
 
+/// A child process killed (and reaped) on drop, so no panic leaves a node behind.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A running IdP, killed on drop.
 pub struct Idp {
-    child: Child,
+    _child: KillOnDrop,
     issuer: String,
     control: String,
     http: reqwest::Client,
@@ -91,7 +101,7 @@ impl Idp {
         super::install_tls_provider();
         let paths = node_package_paths();
         let script = repo_root().join("tests/fixtures/node/idp.mjs");
-        let mut child = Command::new(paths("NODE"))
+        let child = Command::new(paths("NODE"))
             .arg(&script)
             .arg(paths("OIDC_PROVIDER"))
             .stdin(Stdio::null())
@@ -99,7 +109,8 @@ impl Idp {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap_or_else(|e| panic!("starting node {}: {e}", script.display()));
-        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut child = KillOnDrop(child);
+        let stdout = child.0.stdout.take().expect("stdout is piped");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut line = String::new();
@@ -109,8 +120,6 @@ impl Idp {
         let line = match rx.recv_timeout(READY_WITHIN) {
             Ok(line) if !line.trim().is_empty() => line,
             other => {
-                let _ = child.kill();
-                let _ = child.wait();
                 panic!("idp.mjs printed no ready line within {READY_WITHIN:?}: {other:?}");
             }
         };
@@ -131,7 +140,7 @@ impl Idp {
         Idp {
             issuer: field("issuer"),
             control: field("control"),
-            child,
+            _child: child,
             http: reqwest::Client::new(),
             dir,
         }
@@ -254,13 +263,6 @@ impl Idp {
         } else {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url}: not JSON ({e}): {text}"))
         }
-    }
-}
-
-impl Drop for Idp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
