@@ -1,20 +1,88 @@
-//! The admin listener: health, readiness, and the session list with a stop button.
-//! Bind it to loopback or a private network: it has no authentication of its own yet.
+//! The admin listener: health and readiness (open, for load balancers and probes),
+//! and the session list with a stop button (behind [`AdminAccess`]).
 
+use crate::auth::{Auth, bearer_token};
 use axum::Router;
-use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use lodge_runtime::{EndReason, Lookup, Runtime, SessionHandle};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-pub fn admin_router(runtime: Arc<Runtime>) -> Router {
+/// Who may use the admin API: the holder of the `[admin] token_file` token, or of an
+/// `[auth]` token with the admin scope. With neither, anyone who reaches the listener
+/// (which `lodge serve` then binds only to loopback).
+#[derive(Clone, Debug, Default)]
+pub struct AdminAccess {
+    pub token: Option<String>,
+    pub oauth: Option<(Arc<Auth>, String)>,
+}
+
+impl AdminAccess {
+    pub fn is_open(&self) -> bool {
+        self.token.is_none() && self.oauth.is_none()
+    }
+
+    async fn admits(&self, headers: &HeaderMap) -> Result<(), String> {
+        if self.is_open() {
+            return Ok(());
+        }
+        let presented = bearer_token(headers)
+            .map_err(|e| e.to_string())?
+            .ok_or("the admin API needs Authorization: Bearer TOKEN")?;
+        if let Some(token) = &self.token
+            && same_secret(presented, token)
+        {
+            return Ok(());
+        }
+        if let Some((auth, scope)) = &self.oauth {
+            let audience = [auth.config().resource.clone()];
+            return match auth
+                .validate(presented, &audience, std::slice::from_ref(scope))
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            };
+        }
+        Err("the admin token is not valid".into())
+    }
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+async fn guard(State(access): State<Arc<AdminAccess>>, request: Request, next: Next) -> Response {
+    match access.admits(request.headers()).await {
+        Ok(()) => next.run(request).await,
+        Err(why) => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, r#"Bearer realm="lodge-admin""#)],
+            json(serde_json::json!({ "error": why })),
+        )
+            .into_response(),
+    }
+}
+
+pub fn admin_router(runtime: Arc<Runtime>, access: AdminAccess) -> Router {
+    let access = Arc::new(access);
+    let api = Router::new()
+        .route("/admin/sessions", get(list))
+        .route("/admin/sessions/{id}", get(show).delete(stop))
+        .route_layer(middleware::from_fn_with_state(access, guard));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/admin/sessions", get(list))
-        .route("/admin/sessions/{id}", get(show).delete(stop))
+        .merge(api)
         .with_state(runtime)
 }
 

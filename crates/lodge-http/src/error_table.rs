@@ -2,12 +2,13 @@
 //! code, extra headers, and the label error metrics and logs count it under. No other
 //! place in the front picks a status and code for an error.
 
+use crate::auth::AuthRefusal;
 use crate::errors::FrontError;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use lodge_proto::ParseError;
 use lodge_proto::codes;
 use lodge_proto::modern::ModernError;
-use lodge_runtime::{ErrorSource, RuntimeError, SessionError};
+use lodge_runtime::{ErrorSource, QuotaExceeded, RuntimeError, SessionError};
 
 /// What an error is counted as: whose fault, and a short reason that stays the same
 /// from release to release (a metric label value, so never a message).
@@ -34,7 +35,7 @@ impl FrontError {
     // One line per failure, so the table reads as a table.
     #[rustfmt::skip]
     pub(crate) fn answer(&self) -> Answer {
-        use ErrorSource::Client;
+        use ErrorSource::{Auth, Client, Lodge};
         use StatusCode as S;
         let (status, code, source, reason) = match self {
             FrontError::HostNotAllowed(_) => (S::FORBIDDEN, codes::INVALID_REQUEST, Client, "host_not_allowed"),
@@ -64,6 +65,13 @@ impl FrontError {
             FrontError::Modern(ModernError::HeaderMismatch(_)) => (S::BAD_REQUEST, codes::HEADER_MISMATCH, Client, "header_mismatch"),
             FrontError::Modern(ModernError::Removed(_)) => (S::NOT_FOUND, codes::METHOD_NOT_FOUND, Client, "removed_method"),
             FrontError::BadRequestState(_) => (S::BAD_REQUEST, codes::INVALID_PARAMS, Client, "bad_request_state"),
+            FrontError::Auth { refusal, .. } => match refusal {
+                AuthRefusal::Missing => (S::UNAUTHORIZED, codes::UNAUTHORIZED, Auth, "token_missing"),
+                AuthRefusal::Invalid(_) => (S::UNAUTHORIZED, codes::UNAUTHORIZED, Auth, "token_invalid"),
+                AuthRefusal::InsufficientScope(_) => (S::FORBIDDEN, codes::FORBIDDEN, Auth, "insufficient_scope"),
+                AuthRefusal::ClientNotAllowed(_) => (S::FORBIDDEN, codes::FORBIDDEN, Auth, "client_not_allowed"),
+                AuthRefusal::Unavailable(_) => (S::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, Lodge, "issuer_unavailable"),
+            },
             FrontError::Runtime(e) => {
                 let (status, code, reason) = match e {
                     RuntimeError::AtCapacity(_) => (S::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, "at_capacity"),
@@ -71,6 +79,8 @@ impl FrontError {
                     RuntimeError::HostExhausted(_) => (S::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, "host_exhausted"),
                     RuntimeError::Spawn(_) => (S::BAD_GATEWAY, codes::SERVER_START_FAILED, "server_start_failed"),
                     RuntimeError::Prepare(_) => (S::BAD_GATEWAY, codes::SERVER_START_FAILED, "server_prepare_failed"),
+                    RuntimeError::Quota(QuotaExceeded::Sessions { .. }) => (S::TOO_MANY_REQUESTS, codes::QUOTA_EXCEEDED, "quota_max_sessions"),
+                    RuntimeError::Quota(QuotaExceeded::Rate { .. }) => (S::TOO_MANY_REQUESTS, codes::QUOTA_EXCEEDED, "quota_sessions_per_minute"),
                 };
                 (status, code, e.source(), reason)
             }
@@ -93,6 +103,8 @@ impl FrontError {
             FrontError::MethodNotAllowed(_) => vec![(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS))],
             // The rest of the body may still come: the connection cannot carry another request.
             FrontError::BodyTimeout { .. } => vec![(header::CONNECTION, HeaderValue::from_static("close"))],
+            FrontError::Runtime(RuntimeError::Quota(q)) => vec![(header::RETRY_AFTER, HeaderValue::from(q.retry_after().as_secs().max(1)))],
+            FrontError::Auth { challenge: Some(c), .. } => HeaderValue::from_str(c).map(|v| vec![(header::WWW_AUTHENTICATE, v)]).unwrap_or_default(),
             _ => Vec::new(),
         };
         Answer {

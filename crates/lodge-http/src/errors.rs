@@ -65,6 +65,11 @@ pub(crate) enum FrontError {
     BadRequestState(StateError),
     Runtime(RuntimeError),
     Session(SessionError),
+    /// The request's credentials were refused; `challenge` is its `WWW-Authenticate`.
+    Auth {
+        refusal: crate::auth::AuthRefusal,
+        challenge: Option<String>,
+    },
 }
 
 impl FrontError {
@@ -193,6 +198,7 @@ impl fmt::Display for FrontError {
             ),
             FrontError::Modern(e) => write!(f, "{e}"),
             FrontError::BadRequestState(e) => write!(f, "{e}"),
+            FrontError::Auth { refusal, .. } => write!(f, "{refusal}"),
             FrontError::Runtime(e) => write!(f, "{e}"),
             FrontError::Session(e) => write!(f, "{e}"),
         }

@@ -32,6 +32,9 @@ pub struct FrontConfig {
     /// Connections one client IP address may hold open at once; more are closed as
     /// they arrive, so one address cannot take every descriptor.
     pub max_connections_per_client: usize,
+    /// OAuth (`[auth] mode = "oauth"`): every MCP request needs a valid token, and
+    /// sessions belong to its principal. `None`: no authentication.
+    pub auth: Option<std::sync::Arc<crate::auth::Auth>>,
 }
 
 impl Default for FrontConfig {
@@ -45,6 +48,7 @@ impl Default for FrontConfig {
             keep_alive_timeout: Duration::from_secs(120),
             body_read_timeout: Duration::from_secs(30),
             max_connections_per_client: 256,
+            auth: None,
         }
     }
 }

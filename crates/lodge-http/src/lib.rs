@@ -13,6 +13,7 @@
 
 mod accept;
 mod admin;
+pub mod auth;
 mod error_table;
 mod errors;
 mod guard;
@@ -23,7 +24,7 @@ mod serve;
 mod sse;
 mod unanswered;
 
-pub use admin::admin_router;
+pub use admin::{AdminAccess, admin_router};
 pub use guard::FrontConfig;
 pub use mcp::router;
 pub use serve::{LISTEN_BACKLOG, bind, serve, serve_admin};

@@ -15,7 +15,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use lodge_proto::headers::{LAST_EVENT_ID, LODGE_SESSION_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use lodge_proto::{Message, parse_batch, version};
-use lodge_runtime::{EventId, EventStream, Lookup, Runtime, Server, SessionError, SessionHandle};
+use lodge_runtime::{
+    EventId, EventStream, Lookup, Principal, Runtime, Server, SessionError, SessionHandle,
+};
 use std::sync::Arc;
 
 struct App {
@@ -27,10 +29,47 @@ struct App {
 /// the first also at `/mcp`.
 pub fn router(runtime: Arc<Runtime>, front: FrontConfig) -> Router {
     let app = Arc::new(App { runtime, front });
-    Router::new()
+    let mut router = Router::new()
         .route("/mcp", any(default_server))
-        .route("/mcp/{server}", any(named_server))
-        .with_state(app)
+        .route("/mcp/{server}", any(named_server));
+    if app.front.auth.is_some() {
+        // RFC 9728: at the root, and suffixed with each endpoint's path.
+        router = router
+            .route(METADATA, axum::routing::get(default_metadata))
+            .route(
+                &format!("{METADATA}/mcp"),
+                axum::routing::get(default_metadata),
+            )
+            .route(
+                &format!("{METADATA}/mcp/{{server}}"),
+                axum::routing::get(named_metadata),
+            );
+    }
+    router.with_state(app)
+}
+
+const METADATA: &str = "/.well-known/oauth-protected-resource";
+
+async fn default_metadata(State(app): State<Arc<App>>) -> Response {
+    metadata(&app, None)
+}
+
+async fn named_metadata(State(app): State<Arc<App>>, Path(name): Path<String>) -> Response {
+    metadata(&app, Some(&name))
+}
+
+fn metadata(app: &App, server: Option<&str>) -> Response {
+    let Some(auth) = &app.front.auth else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    if server.is_some_and(|name| app.runtime.server(name).is_none()) {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        auth.metadata(server).to_string(),
+    )
+        .into_response()
 }
 
 async fn default_server(
@@ -40,7 +79,7 @@ async fn default_server(
     body: Body,
 ) -> Response {
     let server = app.runtime.servers().first().cloned();
-    handle(&app, server, method, headers, body)
+    handle(&app, server, None, method, headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -53,7 +92,7 @@ async fn named_server(
     body: Body,
 ) -> Response {
     let server = app.runtime.server(&name).cloned();
-    handle(&app, server, method, headers, body)
+    handle(&app, server, Some(&name), method, headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response)
 }
@@ -61,6 +100,7 @@ async fn named_server(
 async fn handle(
     app: &App,
     server: Option<Arc<Server>>,
+    path_name: Option<&str>,
     method: Method,
     headers: HeaderMap,
     body: Body,
@@ -71,6 +111,9 @@ async fn handle(
     {
         return Err(FrontError::RepeatedHeader(name).into());
     }
+    // Who is asking comes first: nothing, not even which servers exist, is told to
+    // a request without a valid token.
+    let who = authenticate(app, path_name, &headers).await?;
     let Some(server) = server else {
         let names: Vec<_> = app
             .runtime
@@ -81,11 +124,29 @@ async fn handle(
         return Err(FrontError::UnknownServer(names).into());
     };
     match method {
-        Method::POST => post(app, &server, &headers, body).await,
-        Method::GET => get(app, &server, &headers).await,
-        Method::DELETE => delete(app, &server, &headers).await,
+        Method::POST => post(app, &server, &who, &headers, body).await,
+        Method::GET => get(app, &server, &who, &headers).await,
+        Method::DELETE => delete(app, &server, &who, &headers).await,
         _ => Err(FrontError::MethodNotAllowed(method).into()),
     }
+}
+
+/// The principal a request comes from: anonymous without `[auth]`.
+async fn authenticate(
+    app: &App,
+    path_name: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Principal, FrontError> {
+    let Some(auth) = &app.front.auth else {
+        return Ok(Principal::anonymous());
+    };
+    auth.authenticate(headers, path_name)
+        .await
+        .map_err(|refusal| {
+            let path = path_name.map_or("/mcp".to_string(), |n| format!("/mcp/{n}"));
+            let challenge = auth.challenge(&refusal, &path);
+            FrontError::Auth { refusal, challenge }
+        })
 }
 
 /// What the client's `Accept` allows for a response to a request.
@@ -168,12 +229,18 @@ fn session_id(headers: &HeaderMap) -> Result<Option<&str>, FrontError> {
         .transpose()
 }
 
-/// The live session the request names, or the error the spec prescribes.
-fn resolve(app: &App, server: &Server, headers: &HeaderMap) -> Result<SessionHandle, FrontError> {
+/// The live session the request names, or the error the spec prescribes. Another
+/// principal's session is unknown, exactly as a made-up id.
+fn resolve(
+    app: &App,
+    server: &Server,
+    who: &Principal,
+    headers: &HeaderMap,
+) -> Result<SessionHandle, FrontError> {
     let Some(id) = session_id(headers)? else {
         return Err(FrontError::MissingSessionId);
     };
-    match app.runtime.lookup(id) {
+    match app.runtime.lookup_as(id, who) {
         Lookup::Live(session) if session.server() == server.spec.name => Ok(session),
         Lookup::Ended(reason) => Err(FrontError::SessionEnded(reason)),
         Lookup::Live(_) | Lookup::Unknown => Err(FrontError::UnknownSession),
@@ -241,6 +308,7 @@ fn parse(bytes: Bytes) -> Result<Message, HttpError> {
 async fn post(
     app: &App,
     server: &Arc<Server>,
+    who: &Principal,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
@@ -254,7 +322,7 @@ async fn post(
     let body = read_body(app, headers, body).await?;
     if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         check_protocol_version(headers)?;
-        return post_batch(app, server, headers, &body, accept.sse).await;
+        return post_batch(app, server, who, headers, &body, accept.sse).await;
     }
     let message = parse(body)?;
     // One endpoint, two eras: initialize or an Mcp-Session-Id means a legacy session;
@@ -266,12 +334,12 @@ async fn post(
     // An initialize that names 2026-07-28 is a modern request for a removed method.
     let is_initialize = message.method() == Some("initialize") && message.is_request() && !modern;
     if !is_initialize && !headers.contains_key(MCP_SESSION_ID) && modern {
-        return crate::modern::post(&app.runtime, server, headers, message, accept.sse).await;
+        return crate::modern::post(&app.runtime, server, who, headers, message, accept.sse).await;
     }
     if is_initialize {
         let session = app
             .runtime
-            .create_session(server)
+            .create_session(server, who)
             .await
             .map_err(|e| HttpError::from(e).with_id(message.request_id()))?;
         // From here until the client has the initialize result, its going away (or a
@@ -292,7 +360,8 @@ async fn post(
         return Ok(response);
     }
     check_protocol_version(headers).map_err(|e| e.with_id(message.request_id()))?;
-    let session = resolve(app, server, headers).map_err(|e| e.with_id(message.request_id()))?;
+    let session =
+        resolve(app, server, who, headers).map_err(|e| e.with_id(message.request_id()))?;
     if message.is_request() {
         let id = message.request_id().cloned();
         let events = session
@@ -313,13 +382,14 @@ async fn post(
 async fn post_batch(
     app: &App,
     server: &Server,
+    who: &Principal,
     headers: &HeaderMap,
     body: &Bytes,
     sse: bool,
 ) -> Result<Response, HttpError> {
     // Not JSON is -32700 whoever sends it: read the batch before the session.
     let items = parse_batch(body)?;
-    let session = resolve(app, server, headers).map_err(|e| match e {
+    let session = resolve(app, server, who, headers).map_err(|e| match e {
         FrontError::MissingSessionId => FrontError::BatchWithoutSession,
         e => e,
     })?;
@@ -393,12 +463,17 @@ async fn respond(
     response
 }
 
-async fn get(app: &App, server: &Server, headers: &HeaderMap) -> Result<Response, HttpError> {
+async fn get(
+    app: &App,
+    server: &Server,
+    who: &Principal,
+    headers: &HeaderMap,
+) -> Result<Response, HttpError> {
     if !accepts(headers).sse {
         return Err(FrontError::GetNotAcceptable.into());
     }
     check_protocol_version(headers)?;
-    let session = resolve(app, server, headers)?;
+    let session = resolve(app, server, who, headers)?;
     let last_event_id = last_event_id(headers)?;
     let events = session
         .listen(last_event_id)
@@ -409,14 +484,19 @@ async fn get(app: &App, server: &Server, headers: &HeaderMap) -> Result<Response
 
 /// Ends a legacy session (`Mcp-Session-Id`) or a 2026-07-28 runtime session
 /// (`Lodge-Session-Id`): the explicit stop.
-async fn delete(app: &App, server: &Server, headers: &HeaderMap) -> Result<Response, HttpError> {
+async fn delete(
+    app: &App,
+    server: &Server,
+    who: &Principal,
+    headers: &HeaderMap,
+) -> Result<Response, HttpError> {
     let runtime_session = headers.get(LODGE_SESSION_ID).and_then(|v| v.to_str().ok());
     let session = match runtime_session {
-        Some(id) if !headers.contains_key(MCP_SESSION_ID) => match app.runtime.lookup(id) {
+        Some(id) if !headers.contains_key(MCP_SESSION_ID) => match app.runtime.lookup_as(id, who) {
             Lookup::Live(session) if session.server() == server.spec.name => session,
             other => return Err(FrontError::runtime_session_missing(other).into()),
         },
-        _ => resolve(app, server, headers)?,
+        _ => resolve(app, server, who, headers)?,
     };
     session.stop(lodge_runtime::EndReason::Deleted).await;
     Ok(StatusCode::NO_CONTENT.into_response())

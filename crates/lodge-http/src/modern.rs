@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use lodge_proto::Message;
 use lodge_proto::headers::{LODGE_SESSION_ID, MCP_METHOD, MCP_NAME, MCP_PROTOCOL_VERSION};
 use lodge_proto::modern::{self, MirroredHeaders, ModernError};
-use lodge_runtime::{Lookup, ModernCall, Runtime, Server, SessionError, SessionHandle};
+use lodge_runtime::{Lookup, ModernCall, Principal, Runtime, Server, SessionError, SessionHandle};
 use std::sync::Arc;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -16,7 +16,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// The runtime session a modern request runs in: the one its Lodge `requestState`
-/// or `Lodge-Session-Id` names, or a new one.
+/// or `Lodge-Session-Id` names (if its principal owns it), or the principal's default.
 async fn session_for(
     runtime: &Arc<Runtime>,
     server: &Arc<Server>,
@@ -27,9 +27,12 @@ async fn session_for(
     let named = resume_session.or_else(|| header(headers, LODGE_SESSION_ID));
     let Some(id) = named else {
         let capabilities = call.request.client_capabilities.clone();
-        return Ok(runtime.anonymous_session(server, capabilities).await?);
+        let session = runtime
+            .anonymous_session(server, capabilities, &call.principal)
+            .await?;
+        return Ok(session);
     };
-    match runtime.lookup(id) {
+    match runtime.lookup_as(id, &call.principal) {
         Lookup::Live(session) if session.server() != server.spec.name => {
             Err(FrontError::UnknownRuntimeSession.into())
         }
@@ -59,6 +62,7 @@ fn no_response(runtime: &Runtime, session: &SessionHandle) -> HttpError {
 pub(crate) async fn post(
     runtime: &Arc<Runtime>,
     server: &Arc<Server>,
+    who: &Principal,
     headers: &HeaderMap,
     message: Message,
     accepts_sse: bool,
@@ -88,7 +92,16 @@ pub(crate) async fn post(
             .map_err(|e| FrontError::BadRequestState(e).with_id(id.as_ref()))?,
         None => None,
     };
-    let call = ModernCall::new(message, request);
+    // A state continues its call only in the session it came from, for its own
+    // principal: a retry sent elsewhere must not touch the waiting call.
+    if let Some(state) = &resume
+        && !state.issued_to(header(headers, LODGE_SESSION_ID), who)
+    {
+        let e = FrontError::BadRequestState(lodge_runtime::StateError::Misdirected);
+        return Err(e.with_id(id.as_ref()));
+    }
+    let mut call = ModernCall::new(message, request);
+    call.principal = who.clone();
     let resume_session = resume.as_ref().map(|s| s.session.clone());
     let session = session_for(runtime, server, headers, &call, resume_session.as_deref())
         .await

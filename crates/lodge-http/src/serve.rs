@@ -75,12 +75,13 @@ pub async fn serve(
 pub async fn serve_admin(
     listener: TcpListener,
     runtime: Arc<Runtime>,
+    access: crate::AdminAccess,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = ConnectionLimits::of(&FrontConfig::default());
     serve_until(
         listener,
-        crate::admin_router(runtime),
+        crate::admin_router(runtime, access),
         limits,
         shutdown,
         async {},
@@ -195,9 +196,14 @@ mod tests {
         let runtime = Runtime::new(Vec::new(), SessionConfig::default());
         let (listener, addr) = listener().await;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let served = tokio::spawn(serve_admin(listener, runtime, async move {
-            let _ = stopped.await;
-        }));
+        let served = tokio::spawn(serve_admin(
+            listener,
+            runtime,
+            Default::default(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         let answer = exchange(
             addr,
             "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",

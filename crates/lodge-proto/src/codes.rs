@@ -17,6 +17,12 @@ pub const UNAVAILABLE: i64 = -32002;
 pub const SERVER_START_FAILED: i64 = -32003;
 /// The MCP server did not answer the request in time (`[session] request_timeout`).
 pub const REQUEST_TIMED_OUT: i64 = -32004;
+/// No valid access token (HTTP 401; `WWW-Authenticate` says how to get one).
+pub const UNAUTHORIZED: i64 = -32005;
+/// A valid token that may not do this (HTTP 403: missing scope, client not allowed).
+pub const FORBIDDEN: i64 = -32006;
+/// A per-principal quota is used up (HTTP 429 with `Retry-After`).
+pub const QUOTA_EXCEEDED: i64 = -32007;
 
 /// 2026-07-28: mirrored HTTP headers missing or not matching the body.
 pub const HEADER_MISMATCH: i64 = -32020;

@@ -77,6 +77,8 @@ pub struct ServerSpec {
     /// Sandboxes kept started and waiting, so a new session skips the spawn.
     pub warm_pool: usize,
     pub transport: Transport,
+    /// What one principal may start of this server.
+    pub quota: crate::Quota,
 }
 
 /// How Lodge speaks to a hosted server.

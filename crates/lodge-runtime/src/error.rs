@@ -117,12 +117,15 @@ pub enum RuntimeError {
     HostExhausted(lodge_sandbox::SandboxError),
     #[error("could not set up the MCP server for a 2026-07-28 client: {0}")]
     Prepare(String),
+    #[error("{0}")]
+    Quota(crate::QuotaExceeded),
 }
 
 impl RuntimeError {
     pub fn source(&self) -> ErrorSource {
         match self {
             RuntimeError::AtCapacity(_) | RuntimeError::ShuttingDown => ErrorSource::Lodge,
+            RuntimeError::Quota(_) => ErrorSource::Client,
             // Out of descriptors, processes or memory: the host is full, whichever
             // server was about to start.
             RuntimeError::HostExhausted(_) => ErrorSource::Lodge,

@@ -16,6 +16,8 @@
 
 mod config;
 mod error;
+mod principal;
+mod quota;
 mod registry;
 mod session;
 mod session_id;
@@ -26,6 +28,8 @@ pub use config::{Anonymous, ServerSpec, SessionConfig, Transport};
 pub use error::{EndReason, ErrorSource, RuntimeError, SessionError};
 pub use lodge_proto::Message;
 pub use lodge_proto::seal::KeyRing;
+pub use principal::Principal;
+pub use quota::{Quota, QuotaExceeded};
 pub use registry::{Lookup, Runtime, Server};
 pub use session::{
     BridgeState, BudgetLimits, CallStream, Charge, Event, EventId, EventStream, Hosting,

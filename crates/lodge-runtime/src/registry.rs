@@ -3,6 +3,7 @@
 use crate::config::Transport;
 use crate::config::{ServerSpec, SessionConfig};
 use crate::error::{EndReason, RuntimeError};
+use crate::principal::Principal;
 use crate::session::{Actor, ServerHosting, SessionHandle, Shared, Slot};
 use crate::session::{BridgeState, StateCodec, StateError};
 use crate::session_id::SessionId;
@@ -51,7 +52,8 @@ impl Server {
     }
 }
 
-/// What a session id refers to.
+/// What a session id refers to, as its owner sees it (to anyone else a session is
+/// [`Lookup::Unknown`], live or ended: no one learns another's session ids exist).
 pub enum Lookup {
     Live(SessionHandle),
     Ended(EndReason),
@@ -60,7 +62,7 @@ pub enum Lookup {
 
 #[derive(Default)]
 struct Ended {
-    reasons: HashMap<SessionId, EndReason>,
+    reasons: HashMap<SessionId, (EndReason, Principal)>,
     order: VecDeque<SessionId>,
 }
 
@@ -77,8 +79,12 @@ pub struct Runtime {
     state_codec: Arc<StateCodec>,
     /// The byte budgets for unread server messages, with the count all sessions share.
     budget: crate::session::BudgetLimits,
-    /// Per server with `anonymous = shared`: the runtime session such requests share.
-    shared_sessions: tokio::sync::Mutex<HashMap<String, SessionHandle>>,
+    /// The runtime session 2026-07-28 requests naming none share, per server and
+    /// principal: every authenticated principal's own, and with `anonymous = shared`
+    /// the one unauthenticated requests share.
+    default_sessions: tokio::sync::Mutex<HashMap<(String, Principal), SessionHandle>>,
+    /// What each principal uses of each server's quota.
+    quotas: Mutex<crate::quota::Ledger>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -118,7 +124,8 @@ impl Runtime {
             released: Notify::new(),
             state_codec: Arc::new(StateCodec::new(keys)),
             budget,
-            shared_sessions: tokio::sync::Mutex::default(),
+            default_sessions: tokio::sync::Mutex::default(),
+            quotas: Mutex::default(),
         })
     }
 
@@ -146,13 +153,29 @@ impl Runtime {
         lock(&self.sessions).values().cloned().collect()
     }
 
+    /// The session `id` names, whoever owns it: for operators, and for a session's
+    /// own actor. Requests use [`Runtime::lookup_as`].
     pub fn lookup(&self, id: &str) -> Lookup {
         if let Some(handle) = lock(&self.sessions).get(id) {
             return Lookup::Live(handle.clone());
         }
         match lock(&self.ended).reasons.get(id) {
-            Some(reason) => Lookup::Ended(reason.clone()),
+            Some((reason, _)) => Lookup::Ended(reason.clone()),
             None => Lookup::Unknown,
+        }
+    }
+
+    /// The session `id` names, if `principal` owns it; [`Lookup::Unknown`] otherwise.
+    pub fn lookup_as(&self, id: &str, principal: &Principal) -> Lookup {
+        if let Some(handle) = lock(&self.sessions).get(id) {
+            return match handle.owner() == principal {
+                true => Lookup::Live(handle.clone()),
+                false => Lookup::Unknown,
+            };
+        }
+        match lock(&self.ended).reasons.get(id) {
+            Some((reason, owner)) if owner == principal => Lookup::Ended(reason.clone()),
+            _ => Lookup::Unknown,
         }
     }
 
@@ -177,8 +200,9 @@ impl Runtime {
         self: &Arc<Self>,
         server: &Arc<Server>,
         capabilities: serde_json::Value,
+        owner: &Principal,
     ) -> Result<SessionHandle, RuntimeError> {
-        let session = self.start_session(server, true).await?;
+        let session = self.start_session(server, true, owner).await?;
         if let Err(e) = session
             .prepare_modern(capabilities, server.spec.protocol)
             .await
@@ -189,35 +213,45 @@ impl Runtime {
         Ok(session)
     }
 
-    /// The runtime session for a 2026-07-28 request that names none: a new one, or
-    /// the server's shared one (`anonymous = shared`), started on first use.
+    /// The runtime session for a 2026-07-28 request that names none: an
+    /// authenticated principal's own default session of `server`; without
+    /// authentication a new one, or the server's shared one (`anonymous = shared`).
+    /// Default sessions start on first use and are started again once ended.
     pub async fn anonymous_session(
         self: &Arc<Self>,
         server: &Arc<Server>,
         capabilities: serde_json::Value,
+        principal: &Principal,
     ) -> Result<SessionHandle, RuntimeError> {
-        if server.spec.anonymous == crate::Anonymous::Fresh {
-            return self.create_modern_session(server, capabilities).await;
+        if principal.is_anonymous() && server.spec.anonymous == crate::Anonymous::Fresh {
+            return self
+                .create_modern_session(server, capabilities, principal)
+                .await;
         }
-        // An async lock: concurrent first requests must not start two shared sandboxes.
-        let mut shared = self.shared_sessions.lock().await;
-        if let Some(session) = shared.get(&server.spec.name)
+        // An async lock: concurrent first requests must not start two sandboxes.
+        let mut defaults = self.default_sessions.lock().await;
+        let key = (server.spec.name.clone(), principal.clone());
+        if let Some(session) = defaults.get(&key)
             && matches!(self.lookup(session.id()), Lookup::Live(_))
         {
             return Ok(session.clone());
         }
-        let session = self.create_modern_session(server, capabilities).await?;
+        let session = self
+            .create_modern_session(server, capabilities, principal)
+            .await?;
         session.adopt();
-        shared.insert(server.spec.name.clone(), session.clone());
+        defaults.insert(key, session.clone());
         Ok(session)
     }
 
-    /// Starts a new legacy session of `server` (for an `initialize` request).
+    /// Starts a new legacy session of `server` (for an `initialize` request) owned
+    /// by `owner`.
     pub async fn create_session(
         self: &Arc<Self>,
         server: &Arc<Server>,
+        owner: &Principal,
     ) -> Result<SessionHandle, RuntimeError> {
-        self.start_session(server, false).await
+        self.start_session(server, false, owner).await
     }
 
     /// Starts a session: its sandbox, its relay tasks and its actor.
@@ -225,6 +259,7 @@ impl Runtime {
         self: &Arc<Self>,
         server: &Arc<Server>,
         modern: bool,
+        owner: &Principal,
     ) -> Result<SessionHandle, RuntimeError> {
         if self.is_draining() {
             return Err(RuntimeError::ShuttingDown);
@@ -238,7 +273,17 @@ impl Runtime {
         // Freed on drop: if this request is cancelled while the sandbox starts, or
         // the session's actor ends however it does.
         let mut slot = Slot::new(self.clone());
-        let pooled = server.take_pooled();
+        let quota = server.spec.quota;
+        if quota != crate::Quota::default() {
+            let name: Arc<str> = server.spec.name.as_str().into();
+            lock(&self.quotas)
+                .admit(&name, owner, quota, Instant::now())
+                .map_err(RuntimeError::Quota)?;
+            slot.counts_for(name, owner.clone());
+        }
+        // A pooled sandbox was started before anyone asked for it, so it cannot know
+        // its user: an authenticated principal's session gets a sandbox of its own.
+        let pooled = owner.is_anonymous().then(|| server.take_pooled()).flatten();
         let from_pool = pooled.is_some();
         let sandbox = match pooled {
             Some(pooled) => pooled,
@@ -246,8 +291,8 @@ impl Runtime {
             // the threads that relay everyone else's messages.
             None => {
                 let spawned = tokio::task::spawn_blocking({
-                    let (runtime, server) = (self.clone(), server.clone());
-                    move || runtime.spawn_sandbox(&server)
+                    let (runtime, server, owner) = (self.clone(), server.clone(), owner.clone());
+                    move || runtime.spawn_sandbox(&server, &owner)
                 })
                 .await;
                 match spawned {
@@ -273,8 +318,11 @@ impl Runtime {
                 tokio::spawn(upstream_http::http_link(
                     id.shared(),
                     sandbox.process.tcp_connector(),
-                    *port,
-                    path.clone(),
+                    upstream_http::HttpTarget {
+                        port: *port,
+                        path: path.clone(),
+                        principal: owner.clone(),
+                    },
                     self.config.max_message_bytes,
                     write_queue,
                     from_server_tx.clone(),
@@ -297,6 +345,7 @@ impl Runtime {
             server.spec.name.as_str().into(),
             modern,
             server.hosting.clone(),
+            owner.clone(),
         ));
         let handle = SessionHandle::new(id.clone(), commands_tx, shared.clone());
         lock(&self.sessions).insert(id.clone(), handle.clone());
@@ -317,12 +366,20 @@ impl Runtime {
         Ok(handle)
     }
 
-    /// Starts a sandbox for a future session of `server`.
-    fn spawn_sandbox(&self, server: &Server) -> Result<Sandbox, SandboxError> {
+    /// Starts a sandbox for a session of `server` owned by `owner` (anonymous for
+    /// the warm pool); the server finds its user in its environment.
+    fn spawn_sandbox(&self, server: &Server, owner: &Principal) -> Result<Sandbox, SandboxError> {
+        let mut env = server.spec.env.clone();
+        env.extend(
+            owner
+                .environment()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v)),
+        );
         let spec = SandboxSpec {
             sandbox_id: SandboxId::mint(),
             command: server.spec.command.clone(),
-            env: server.spec.env.clone(),
+            env,
             scratch_root: self.config.scratch_root.clone(),
             stderr_cap: self.config.stderr_cap,
             limits: server.spec.limits.clone(),
@@ -343,7 +400,7 @@ impl Runtime {
                     {
                         let spawned = tokio::task::spawn_blocking({
                             let (runtime, server) = (runtime.clone(), server.clone());
-                            move || runtime.spawn_sandbox(&server)
+                            move || runtime.spawn_sandbox(&server, &Principal::anonymous())
                         })
                         .await;
                         match spawned {
@@ -370,7 +427,10 @@ impl Runtime {
 
     /// Called by an ending actor: the id now answers 404 with `reason`.
     pub(crate) fn retire(&self, id: &SessionId, reason: EndReason) {
-        lock(&self.sessions).remove(id);
+        let owner = lock(&self.sessions)
+            .remove(id)
+            .map(|s| s.owner().clone())
+            .unwrap_or_default();
         let mut ended = lock(&self.ended);
         if ended.order.len() >= ENDED_REMEMBERED
             && let Some(old) = ended.order.pop_front()
@@ -378,7 +438,12 @@ impl Runtime {
             ended.reasons.remove(&old);
         }
         ended.order.push_back(id.clone());
-        ended.reasons.insert(id.clone(), reason);
+        ended.reasons.insert(id.clone(), (reason, owner));
+    }
+
+    /// Called when a session counted against a quota is gone.
+    pub(crate) fn release_quota(&self, server: &Arc<str>, principal: &Principal) {
+        lock(&self.quotas).release(server, principal, Instant::now());
     }
 
     /// Called when a session's sandbox is gone.
@@ -434,6 +499,7 @@ mod tests {
             anonymous: Anonymous::Fresh,
             warm_pool: 0,
             transport: Transport::Stdio,
+            quota: crate::Quota::default(),
         };
         let config = SessionConfig {
             max_sessions: 1,
@@ -457,10 +523,15 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let runtime = runtime(scratch.path());
         let server = runtime.servers()[0].clone();
-        let session = runtime.create_session(&server).await.unwrap();
+        let session = runtime
+            .create_session(&server, &Principal::anonymous())
+            .await
+            .unwrap();
         assert_eq!(runtime.live_sessions(), 1);
         assert!(matches!(
-            runtime.create_session(&server).await,
+            runtime
+                .create_session(&server, &Principal::anonymous())
+                .await,
             Err(RuntimeError::AtCapacity(1))
         ));
         session.panic().await;
@@ -472,7 +543,10 @@ mod tests {
         let reason = EndReason::Failed.to_string();
         assert_eq!(reason, "Lodge hit an internal error in this session");
         // The freed slot takes a new session.
-        let again = runtime.create_session(&server).await.unwrap();
+        let again = runtime
+            .create_session(&server, &Principal::anonymous())
+            .await
+            .unwrap();
         again.stop(EndReason::Deleted).await;
         assert_eq!(runtime.live_sessions(), 0);
     }
@@ -487,7 +561,8 @@ mod tests {
         // poll may finish the start: that session is ended, and the start tried again.
         let mut cancelled = false;
         for _ in 0..20 {
-            let mut start = Box::pin(runtime.create_session(&server));
+            let anonymous = Principal::anonymous();
+            let mut start = Box::pin(runtime.create_session(&server, &anonymous));
             let first = std::future::poll_fn(|cx| {
                 std::task::Poll::Ready(std::future::Future::poll(start.as_mut(), cx))
             })
@@ -506,7 +581,10 @@ mod tests {
             "no start was still under way after its first poll"
         );
         eventually("the slot is free", || runtime.live_sessions() == 0).await;
-        let session = runtime.create_session(&server).await.unwrap();
+        let session = runtime
+            .create_session(&server, &Principal::anonymous())
+            .await
+            .unwrap();
         session.stop(EndReason::Deleted).await;
     }
 }

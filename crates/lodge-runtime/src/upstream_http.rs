@@ -19,7 +19,9 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::client::conn::http1;
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header};
 use hyper_util::rt::TokioIo;
-use lodge_proto::headers::{MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
+use lodge_proto::headers::{
+    LODGE_PRINCIPAL, LODGE_PRINCIPAL_ISSUER, MCP_PROTOCOL_VERSION, MCP_SESSION_ID,
+};
 use lodge_proto::{Message, codes, error_body};
 use lodge_sandbox::TcpConnector;
 use std::io;
@@ -42,14 +44,26 @@ struct Link {
     to_actor: mpsc::Sender<FromServer>,
     /// The server's `Mcp-Session-Id` and negotiated version, once `initialize` is done.
     server_session: Mutex<Option<(String, String)>>,
+    /// The session's user, told to the server on every request (never the token).
+    principal: crate::Principal,
+}
+
+/// Where a session's HTTP server listens inside its sandbox, and for whom it works.
+pub(crate) struct HttpTarget {
+    pub port: u16,
+    pub path: String,
+    pub principal: crate::Principal,
 }
 
 /// Relays queued messages to the server, one POST each, until the queue closes.
 pub(crate) async fn http_link(
     session: Arc<str>,
     connector: TcpConnector,
-    port: u16,
-    path: String,
+    HttpTarget {
+        port,
+        path,
+        principal,
+    }: HttpTarget,
     max_message: usize,
     mut queue: mpsc::Receiver<Bytes>,
     to_actor: mpsc::Sender<FromServer>,
@@ -62,6 +76,7 @@ pub(crate) async fn http_link(
         path,
         to_actor,
         server_session: Mutex::new(None),
+        principal,
     });
     while let Some(message) = queue.recv().await {
         tokio::spawn(link.clone().post(message));
@@ -106,6 +121,18 @@ impl Link {
             .header(header::HOST, format!("127.0.0.1:{}", self.port))
             .header(header::ACCEPT, "application/json, text/event-stream")
             .header(header::CONTENT_TYPE, "application/json");
+        if !self.principal.is_anonymous() {
+            // The front admits only printable principals, so these always parse.
+            let value = |v: &str| header::HeaderValue::from_str(v).ok();
+            if let (Some(subject), Some(issuer)) = (
+                value(self.principal.subject()),
+                value(self.principal.issuer()),
+            ) {
+                builder = builder
+                    .header(LODGE_PRINCIPAL, subject)
+                    .header(LODGE_PRINCIPAL_ISSUER, issuer);
+            }
+        }
         if let Some((id, version)) = self.session_headers() {
             builder = builder
                 .header(MCP_SESSION_ID, id)
@@ -334,8 +361,11 @@ mod tests {
         tokio::spawn(http_link(
             "s".into(),
             TcpConnector::host(),
-            port,
-            "/mcp".into(),
+            HttpTarget {
+                port,
+                path: "/mcp".into(),
+                principal: crate::Principal::anonymous(),
+            },
             1 << 20,
             queue,
             to_actor,

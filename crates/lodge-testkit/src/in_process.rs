@@ -49,6 +49,7 @@ impl InProcess {
             anonymous: Anonymous::Fresh,
             warm_pool: 0,
             transport: Transport::Stdio,
+            quota: Default::default(),
         };
         let runtime = Runtime::new(vec![spec], session);
         let listener = TcpListener::bind("127.0.0.1:0")

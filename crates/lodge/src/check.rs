@@ -22,7 +22,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         let mut failed = 0;
         for server in runtime.servers() {
             let name = &server.spec.name;
-            let probe = runtime.create_modern_session(server, Default::default());
+            let anonymous = lodge_runtime::Principal::anonymous();
+            let probe = runtime.create_modern_session(server, Default::default(), &anonymous);
             match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
                 Ok(Ok(session)) => {
                     match session.hosting() {

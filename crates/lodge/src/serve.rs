@@ -32,7 +32,20 @@ async fn serve(settings: Settings, servers: Vec<ServerSpec>) -> anyhow::Result<(
     let listener = lodge_http::bind(settings.listen)
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
+    let access = lodge_http::AdminAccess {
+        token: settings.admin.token.clone(),
+        oauth: settings
+            .admin
+            .scope
+            .clone()
+            .and_then(|scope| settings.front.auth.clone().map(|auth| (auth, scope))),
+    };
     let admin = match settings.admin_listen {
+        Some(admin_addr) if access.is_open() && !admin_addr.ip().is_loopback() => {
+            anyhow::bail!(
+                "the admin listener {admin_addr} would let anyone who reaches it stop sessions: set [admin] token_file (or [admin] scope with [auth]), or listen on loopback"
+            )
+        }
         Some(admin_addr) => Some(
             lodge_http::bind(admin_addr)
                 .with_context(|| format!("cannot listen on {admin_addr} (admin)"))?,
@@ -49,8 +62,12 @@ async fn serve(settings: Settings, servers: Vec<ServerSpec>) -> anyhow::Result<(
     let admin = match admin {
         Some(admin) => {
             println!(
-                "  admin: http://{}/admin/sessions, /healthz, /readyz",
-                admin.local_addr()?
+                "  admin: http://{}/admin/sessions, /healthz, /readyz ({})",
+                admin.local_addr()?,
+                match access.is_open() {
+                    true => "no authentication: loopback only",
+                    false => "bearer token required",
+                }
             );
             let stop = async move {
                 let _ = admin_stop.await;
@@ -58,6 +75,7 @@ async fn serve(settings: Settings, servers: Vec<ServerSpec>) -> anyhow::Result<(
             Some(tokio::spawn(lodge_http::serve_admin(
                 admin,
                 runtime.clone(),
+                access,
                 stop,
             )))
         }
@@ -122,6 +140,14 @@ fn announce(settings: &Settings, servers: &[ServerSpec], addr: std::net::SocketA
             server.backend.name()
         );
         println!("    protocol: {}", era_rule(server.protocol));
+    }
+    match &settings.auth {
+        Some(auth) => println!(
+            "  auth: OAuth, tokens from {} for {} (metadata: /.well-known/oauth-protected-resource)",
+            auth.issuers.join(", "),
+            auth.resource
+        ),
+        None => println!("  auth: none (anyone who reaches this port can use any session)"),
     }
     let mut backends: Vec<_> = servers.iter().map(|s| s.backend.name()).collect();
     backends.sort_unstable();

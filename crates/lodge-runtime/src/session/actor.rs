@@ -32,6 +32,8 @@ pub(crate) struct Slot {
     /// The session's id once it is registered; a session still registered when its
     /// slot goes was lost to a bug, and its id answers 404 saying so.
     registered: Option<SessionId>,
+    /// The server and principal whose quota counts this session.
+    quota: Option<(Arc<str>, crate::Principal)>,
 }
 
 impl Slot {
@@ -39,7 +41,13 @@ impl Slot {
         Slot {
             runtime,
             registered: None,
+            quota: None,
         }
+    }
+
+    /// This session counts against `principal`'s quota on `server` until it ends.
+    pub fn counts_for(&mut self, server: Arc<str>, principal: crate::Principal) {
+        self.quota = Some((server, principal));
     }
 
     pub fn register(&mut self, id: SessionId) {
@@ -59,6 +67,9 @@ impl Drop for Slot {
         if self.registered.is_some() {
             tracing::error!(session = ?self.registered, "session actor ended without finishing the session");
             self.retire(EndReason::Failed);
+        }
+        if let Some((server, principal)) = self.quota.take() {
+            self.runtime.release_quota(&server, &principal);
         }
         self.runtime.release();
     }

@@ -98,9 +98,9 @@ pub enum Protocol {
 pub struct ModernCall {
     pub message: Message,
     pub request: ModernRequest,
-    /// The authenticated principal (empty without authentication): a `requestState`
-    /// Lodge sealed for one principal opens only for the same one.
-    pub principal: String,
+    /// Who sent it (anonymous without authentication): a `requestState` Lodge
+    /// sealed for one principal opens only for the same one.
+    pub principal: crate::Principal,
 }
 
 impl ModernCall {
@@ -108,7 +108,7 @@ impl ModernCall {
         ModernCall {
             message,
             request,
-            principal: String::new(),
+            principal: crate::Principal::anonymous(),
         }
     }
 }
@@ -165,10 +165,17 @@ pub(crate) struct Shared {
     pub hosting: OnceLock<Hosting>,
     /// What this server's sessions learned before (to log each way once).
     pub server_hosting: ServerHosting,
+    /// Who created the session: nobody else may use it.
+    pub owner: crate::Principal,
 }
 
 impl Shared {
-    pub fn new(server: Arc<str>, modern: bool, server_hosting: ServerHosting) -> Self {
+    pub fn new(
+        server: Arc<str>,
+        modern: bool,
+        server_hosting: ServerHosting,
+        owner: crate::Principal,
+    ) -> Self {
         Shared {
             server,
             created: Instant::now(),
@@ -178,6 +185,7 @@ impl Shared {
             adopted: std::sync::atomic::AtomicBool::new(false),
             hosting: OnceLock::new(),
             server_hosting,
+            owner,
         }
     }
 
@@ -215,6 +223,11 @@ impl SessionHandle {
 
     pub fn server(&self) -> &str {
         &self.shared.server
+    }
+
+    /// Who created the session (anonymous without authentication).
+    pub fn owner(&self) -> &crate::Principal {
+        &self.shared.owner
     }
 
     pub fn created(&self) -> Instant {

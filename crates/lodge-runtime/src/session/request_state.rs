@@ -29,12 +29,22 @@ pub struct BridgeState {
     pub(crate) expires: u64,
 }
 
+impl BridgeState {
+    /// Whether this state may continue a call for `principal` in the runtime session
+    /// the request names (`None`: it names none, and the state's own is used).
+    pub fn issued_to(&self, session: Option<&str>, principal: &crate::Principal) -> bool {
+        session.is_none_or(|s| s == self.session) && self.principal == principal.key()
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum StateError {
     #[error("requestState failed verification: it was not issued by this Lodge or was altered")]
     Tampered,
     #[error("requestState has expired; send the original request again without it")]
     Expired,
+    #[error("requestState was issued for another session or user")]
+    Misdirected,
 }
 
 pub(crate) fn unix_now() -> u64 {

@@ -30,7 +30,62 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub session: SessionSection,
     #[serde(default)]
+    pub auth: AuthSection,
+    #[serde(default)]
+    pub quota: QuotaSection,
+    #[serde(default)]
+    pub admin: AdminSection,
+    #[serde(default)]
     pub server: Vec<ServerSection>,
+}
+
+/// `[auth]`: Lodge as an OAuth resource server.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuthSection {
+    /// none (default) | oauth
+    pub mode: Option<String>,
+    /// The canonical resource URI (RFC 8707); default `http://LISTEN/mcp`.
+    pub resource: Option<String>,
+    #[serde(default)]
+    pub issuers: Vec<String>,
+    pub jwks_url: Option<String>,
+    pub introspection: Option<IntrospectionSection>,
+    /// Required on every MCP request.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub allowed_clients: Vec<String>,
+    pub principal_claim: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub leeway: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub introspection_cache: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IntrospectionSection {
+    pub url: String,
+    pub client_id: String,
+    pub client_secret_file: PathBuf,
+}
+
+/// `[quota]`, and a `[[server]]`'s `quota`: per principal; 0 = unlimited.
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+pub(super) struct QuotaSection {
+    pub max_sessions: Option<u32>,
+    pub sessions_per_minute: Option<u32>,
+}
+
+/// `[admin]`: who may use the admin listener.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AdminSection {
+    pub token_file: Option<PathBuf>,
+    /// Or an `[auth]` token with this scope.
+    pub scope: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -78,6 +133,8 @@ pub(super) struct ServerSection {
     /// Sandboxes kept started ahead of demand.
     #[serde(default)]
     pub warm_pool: usize,
+    /// Overrides `[quota]` for this server.
+    pub quota: Option<QuotaSection>,
     #[serde(default)]
     pub sandbox: SandboxSection,
 }

@@ -5,9 +5,13 @@
 //! builds a sandbox backend, so it can be tested anywhere. [`build_servers`] is the
 //! step that does, when Lodge starts serving.
 
+mod auth;
 mod backend;
 mod file;
 mod server;
+
+pub use auth::AdminSettings;
+pub use lodge_http::auth::AuthConfig;
 
 pub use backend::{BackendKind, build_servers, probe_host, sandbox_helper};
 pub use server::ServerConfig;
@@ -61,6 +65,10 @@ pub struct Settings {
     pub front: FrontConfig,
     pub session: SessionConfig,
     pub servers: Vec<ServerConfig>,
+    /// `[auth]`: `None` when authentication is off.
+    pub auth: Option<AuthConfig>,
+    /// `[admin]`: who may use the admin listener.
+    pub admin: AdminSettings,
     /// The config file, as an absolute path: no sandbox may read it.
     pub config_file: Option<PathBuf>,
 }
@@ -147,17 +155,17 @@ impl Settings {
         let servers = if args.demo {
             let exe = std::env::current_exe().context("cannot find the lodge executable")?;
             let command = vec![exe.display().to_string(), "demo-server".into()];
-            vec![ServerConfig::plain("demo", command, every_server)]
+            vec![ServerConfig::plain("demo", command, every_server).with_quota(file.quota)]
         } else if !args.command.is_empty() {
             let command = server::absolutize_paths(args.command.clone(), &cwd);
             let name = Path::new(&command[0])
                 .file_stem()
                 .map_or("server".into(), |s| s.to_string_lossy().into_owned());
-            vec![ServerConfig::plain(&name, command, every_server)]
+            vec![ServerConfig::plain(&name, command, every_server).with_quota(file.quota)]
         } else {
             file.server
                 .into_iter()
-                .map(|s| ServerConfig::from_section(s, file_dir, every_server))
+                .map(|s| ServerConfig::from_section(s, file_dir, every_server, file.quota))
                 .collect::<anyhow::Result<_>>()?
         };
         if servers.is_empty() {
@@ -245,13 +253,16 @@ impl Settings {
             bail!("max_connections_per_client must be at least 1");
         }
         let default_listen = SocketAddr::from(([127, 0, 0, 1], 8787));
+        let listen = pick(
+            env.get("LODGE_LISTEN")?,
+            args.listen,
+            file.listen,
+            default_listen,
+        );
+        let auth_config = auth::auth(file.auth, listen, file_dir)?;
+        let admin = auth::admin(file.admin, auth_config.as_ref(), file_dir)?;
         Ok(Settings {
-            listen: pick(
-                env.get("LODGE_LISTEN")?,
-                args.listen,
-                file.listen,
-                default_listen,
-            ),
+            listen,
             admin_listen: env
                 .get("LODGE_ADMIN_LISTEN")?
                 .or(args.admin_listen)
@@ -269,9 +280,12 @@ impl Settings {
                 keep_alive_timeout,
                 body_read_timeout,
                 max_connections_per_client,
+                auth: auth_config.clone().map(lodge_http::auth::Auth::new),
             },
             session,
             servers,
+            auth: auth_config,
+            admin,
             config_file: config_path.map(|p| std::path::absolute(&p).unwrap_or(p)),
         })
     }

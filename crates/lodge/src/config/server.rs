@@ -2,9 +2,9 @@
 //! after `--`) checked and resolved, without touching the host.
 
 use super::backend::{self, BackendKind};
-use super::file::ServerSection;
+use super::file::{QuotaSection, ServerSection};
 use anyhow::{Context, bail};
-use lodge_runtime::{Anonymous, Protocol, ServerSpec, Transport};
+use lodge_runtime::{Anonymous, Protocol, Quota, ServerSpec, Transport};
 use lodge_sandbox::{Backend, BindMount, Disk, Limits, NamespacesOptions, Network};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,6 +21,8 @@ pub struct ServerConfig {
     pub anonymous: Anonymous,
     pub warm_pool: usize,
     pub transport: Transport,
+    /// What one principal may start of it.
+    pub quota: Quota,
     /// The backend it runs in, after `--backend` / `LODGE_BACKEND`; `None`: the host's
     /// default (namespaces where it can run, else process).
     pub backend: Option<BackendKind>,
@@ -40,17 +42,26 @@ impl ServerConfig {
             anonymous: Anonymous::Fresh,
             warm_pool: 0,
             transport: Transport::Stdio,
+            quota: Quota::default(),
             backend,
             sandbox: NamespacesOptions::default(),
         }
     }
 
+    /// With `[quota]` applied.
+    pub(super) fn with_quota(mut self, quota: QuotaSection) -> Self {
+        self.quota = super::auth::quota(quota, None);
+        self
+    }
+
     /// Checks a `[[server]]` section; relative paths in its command resolve from
-    /// `config_dir`. `every_server` is `--backend` / `LODGE_BACKEND`.
+    /// `config_dir`. `every_server` is `--backend` / `LODGE_BACKEND`; its own
+    /// `quota` keys override `[quota]`'s.
     pub(super) fn from_section(
         section: ServerSection,
         config_dir: &Path,
         every_server: Option<BackendKind>,
+        quota: QuotaSection,
     ) -> anyhow::Result<Self> {
         let name = section.name;
         if name.is_empty()
@@ -128,6 +139,7 @@ impl ServerConfig {
             protocol: section.protocol,
             anonymous: section.anonymous,
             warm_pool: section.warm_pool,
+            quota: super::auth::quota(quota, section.quota),
             transport,
             backend,
             sandbox: NamespacesOptions {
@@ -152,6 +164,7 @@ impl ServerConfig {
             anonymous: self.anonymous,
             warm_pool: self.warm_pool,
             transport: self.transport.clone(),
+            quota: self.quota,
         }
     }
 }

@@ -141,7 +141,7 @@ impl Bridge {
             parked_until: None,
             progress_as: progress_token.clone(),
             next_key: 0,
-            principal: call.principal.clone(),
+            principal: call.principal.key(),
         };
         let pending = Pending::new(stream, progress_token, CallState::Bridged(Box::new(state)));
         ctx.core.insert(upstream_id, pending);
@@ -156,7 +156,7 @@ impl Bridge {
         call: ModernCall,
         state: BridgeState,
     ) -> Result<(u32, EventStream), SessionError> {
-        if state.session != ctx.env.session.as_str() || state.principal != call.principal {
+        if state.session != ctx.env.session.as_str() || state.principal != call.principal.key() {
             return Err(SessionError::StaleState(
                 "requestState belongs to another session or user".into(),
             ));

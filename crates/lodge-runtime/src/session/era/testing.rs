@@ -90,7 +90,12 @@ pub fn only_json(rx: &mut EventStream) -> Value {
 
 impl Session {
     fn with(modern: bool, adapter: Adapter) -> Session {
-        let shared = Arc::new(Shared::new("test".into(), modern, Default::default()));
+        let shared = Arc::new(Shared::new(
+            "test".into(),
+            modern,
+            Default::default(),
+            crate::Principal::anonymous(),
+        ));
         Session {
             core: Core::new(
                 8,
@@ -217,7 +222,7 @@ impl Session {
         };
         let request = lodge_proto::modern::validate(&message, headers).unwrap();
         let mut call = ModernCall::new(message, request);
-        call.principal = principal.to_string();
+        call.principal = crate::Principal::new("", principal);
         call
     }
 
