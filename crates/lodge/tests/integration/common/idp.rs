@@ -113,9 +113,13 @@ impl Idp {
         let stdout = child.0.stdout.take().expect("stdout is piped");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next().and_then(Result::ok).unwrap_or_default();
+            let _ = tx.send(first);
+            // Keep reading (and showing) whatever else it prints, so node never gets EPIPE.
+            for line in lines.map_while(Result::ok) {
+                eprintln!("idp: {line}");
+            }
         });
         let line = match rx.recv_timeout(READY_WITHIN) {
             Ok(line) if !line.trim().is_empty() => line,
