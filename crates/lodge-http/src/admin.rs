@@ -101,6 +101,9 @@ fn describe(session: &SessionHandle) -> serde_json::Value {
         "age_seconds": session.created().elapsed().as_secs(),
         "in_flight": session.in_flight(),
         "protocol_version": session.protocol_version(),
+        // Who owns it (null without authentication).
+        "principal": (!session.owner().is_anonymous()).then(|| session.owner().subject()),
+        "issuer": (!session.owner().is_anonymous()).then(|| session.owner().issuer()),
     })
 }
 

@@ -103,7 +103,7 @@ impl FrontError {
             FrontError::MethodNotAllowed(_) => vec![(header::ALLOW, HeaderValue::from_static(ALLOWED_METHODS))],
             // The rest of the body may still come: the connection cannot carry another request.
             FrontError::BodyTimeout { .. } => vec![(header::CONNECTION, HeaderValue::from_static("close"))],
-            FrontError::Runtime(RuntimeError::Quota(q)) => vec![(header::RETRY_AFTER, HeaderValue::from(q.retry_after().as_secs().max(1)))],
+            FrontError::Runtime(RuntimeError::Quota(q)) => vec![(header::RETRY_AFTER, HeaderValue::from(q.retry_after_secs()))],
             FrontError::Auth { challenge: Some(c), .. } => HeaderValue::from_str(c).map(|v| vec![(header::WWW_AUTHENTICATE, v)]).unwrap_or_default(),
             _ => Vec::new(),
         };
@@ -138,10 +138,20 @@ mod tests {
     use lodge_proto::Id;
     use lodge_runtime::{EndReason, StateError};
     use lodge_sandbox::SandboxError;
+    use std::time::Duration;
+
+    fn auth(refusal: AuthRefusal) -> FrontError {
+        let challenge = (!matches!(refusal, AuthRefusal::Unavailable(_))).then(|| {
+            r#"Bearer resource_metadata="http://l/.well-known/oauth-protected-resource""#
+                .to_string()
+        });
+        FrontError::Auth { refusal, challenge }
+    }
 
     /// Every failure with the exact status, code, source and reason it must get.
+    #[rustfmt::skip]
     fn table() -> Vec<(FrontError, u16, i64, ErrorSource, &'static str)> {
-        use ErrorSource::{Client, Lodge, Server};
+        use ErrorSource::{Auth, Client, Lodge, Server};
         let ended = || EndReason::Deleted;
         vec![
             (
@@ -392,6 +402,31 @@ mod tests {
                 "server_prepare_failed",
             ),
             (
+                FrontError::Runtime(RuntimeError::Quota(QuotaExceeded::Sessions {
+                    limit: 2,
+                    retry_after: Duration::from_secs(60),
+                })),
+                429,
+                -32007,
+                Client,
+                "quota_max_sessions",
+            ),
+            (
+                FrontError::Runtime(RuntimeError::Quota(QuotaExceeded::Rate {
+                    limit: 5,
+                    retry_after: Duration::from_millis(1500),
+                })),
+                429,
+                -32007,
+                Client,
+                "quota_sessions_per_minute",
+            ),
+            (auth(AuthRefusal::Missing), 401, -32005, Auth, "token_missing"),
+            (auth(AuthRefusal::Invalid("expired".into())), 401, -32005, Auth, "token_invalid"),
+            (auth(AuthRefusal::InsufficientScope("mcp".into())), 403, -32006, Auth, "insufficient_scope"),
+            (auth(AuthRefusal::ClientNotAllowed("app".into())), 403, -32006, Auth, "client_not_allowed"),
+            (auth(AuthRefusal::Unavailable("down".into())), 503, -32002, Lodge, "issuer_unavailable"),
+            (
                 FrontError::Session(SessionError::Gone),
                 404,
                 -32001,
@@ -483,10 +518,28 @@ mod tests {
     }
 
     #[test]
-    fn only_405_and_408_carry_headers_allow_and_connection_close() {
+    fn only_405_408_401_403_and_429_carry_headers() {
         for (error, ..) in table() {
             let headers = error.answer().headers;
-            if matches!(error, FrontError::MethodNotAllowed(_)) {
+            if let FrontError::Auth { challenge, .. } = &error {
+                let expected: Vec<_> = challenge
+                    .iter()
+                    .map(|c| (header::WWW_AUTHENTICATE, HeaderValue::from_str(c).unwrap()))
+                    .collect();
+                assert_eq!(headers, expected, "{error:?}");
+            } else if let FrontError::Runtime(RuntimeError::Quota(q)) = &error {
+                // Whole seconds rounded up (1.5 s is 2), never 0 (that would say "now").
+                let secs = if matches!(q, QuotaExceeded::Rate { .. }) {
+                    2
+                } else {
+                    60
+                };
+                assert_eq!(q.retry_after_secs(), secs);
+                assert_eq!(
+                    headers,
+                    vec![(header::RETRY_AFTER, HeaderValue::from(secs))]
+                );
+            } else if matches!(error, FrontError::MethodNotAllowed(_)) {
                 assert_eq!(
                     headers,
                     vec![(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"))]

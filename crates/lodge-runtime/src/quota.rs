@@ -27,17 +27,24 @@ pub enum QuotaExceeded {
         "you already have {limit} live sessions of this server (quota max_sessions); end one or try again later"
     )]
     Sessions { limit: u32, retry_after: Duration },
-    #[error("you started {limit} sessions of this server in the last minute (quota sessions_per_minute); try again in {}s", retry_after.as_secs().max(1))]
+    #[error("you started {limit} sessions of this server in the last minute (quota sessions_per_minute); try again in {}s", whole_seconds(*retry_after))]
     Rate { limit: u32, retry_after: Duration },
 }
 
 impl QuotaExceeded {
-    pub fn retry_after(&self) -> Duration {
-        match self {
-            QuotaExceeded::Sessions { retry_after, .. }
-            | QuotaExceeded::Rate { retry_after, .. } => *retry_after,
-        }
+    /// Whole seconds to wait (`Retry-After`), rounded up and at least 1: a client
+    /// that waits exactly this long is admitted.
+    pub fn retry_after_secs(&self) -> u64 {
+        let (QuotaExceeded::Sessions { retry_after, .. } | QuotaExceeded::Rate { retry_after, .. }) =
+            self;
+        whole_seconds(*retry_after)
     }
+}
+
+fn whole_seconds(d: Duration) -> u64 {
+    u64::try_from(d.as_millis().div_ceil(1000))
+        .unwrap_or(u64::MAX)
+        .max(1)
 }
 
 type Key = (Arc<str>, Principal);

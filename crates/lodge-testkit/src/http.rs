@@ -103,10 +103,23 @@ pub struct McpHttp {
 
 impl McpHttp {
     pub fn new(url: String) -> anyhow::Result<Self> {
+        Self::with_bearer(url, None)
+    }
+
+    /// A client that sends `Authorization: Bearer TOKEN` on every request.
+    pub fn with_bearer(url: String, token: Option<&str>) -> anyhow::Result<Self> {
         install_tls_provider();
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = token {
+            let value = format!("Bearer {token}")
+                .parse()
+                .context("the token is not a header value")?;
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         // No proxy, no TLS, keep-alive and TCP_NODELAY (reqwest's defaults).
         let client = reqwest::Client::builder()
             .no_proxy()
+            .default_headers(headers)
             .build()
             .context("cannot build the HTTP client")?;
         Ok(McpHttp { client, url })

@@ -5,6 +5,7 @@
 //! a module with `async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>>`,
 //! a variant in [`Which`], and its counts in [`Which::counts`].
 
+mod auth;
 mod backends;
 mod churn;
 mod cold_start;
@@ -64,10 +65,14 @@ pub enum Which {
     /// Lodge's own memory and host memory per idle session; `iterations` is the most
     /// sessions opened (a tenth first), `warmup` sessions are opened and ended first.
     Memory,
+    /// tools/call echo round trips through a Lodge with `[auth]` (a JWT verified on
+    /// every request with cached keys; an opaque token from a warm introspection cache)
+    /// vs. the main Lodge with auth off.
+    Auth,
 }
 
 impl Which {
-    pub const ALL: [Which; 8] = [
+    pub const ALL: [Which; 9] = [
         Which::ColdStart,
         Which::WarmPool,
         Which::Relay,
@@ -76,6 +81,7 @@ impl Which {
         Which::Throughput,
         Which::Churn,
         Which::Memory,
+        Which::Auth,
     ];
 
     pub fn name(self) -> &'static str {
@@ -88,6 +94,7 @@ impl Which {
             Which::Throughput => "throughput",
             Which::Churn => "churn",
             Which::Memory => "memory",
+            Which::Auth => "auth",
         }
     }
 
@@ -101,11 +108,11 @@ impl Which {
                 warmup: 2,
                 iterations: 20,
             },
-            (Which::Relay, false) => Counts {
+            (Which::Relay | Which::Auth, false) => Counts {
                 warmup: 50,
                 iterations: 2000,
             },
-            (Which::Relay, true) => Counts {
+            (Which::Relay | Which::Auth, true) => Counts {
                 warmup: 10,
                 iterations: 50,
             },
@@ -173,6 +180,7 @@ impl Which {
             Which::Throughput => throughput::run(ctx, counts).await,
             Which::Churn => churn::run(ctx, counts).await,
             Which::Memory => memory::run(ctx, counts).await,
+            Which::Auth => auth::run(ctx, counts).await,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Each issuer's signing keys: found through its metadata (RFC 8414, else OpenID
 //! Connect discovery) or `jwks_url`, cached, and fetched again when a token names a
 //! key Lodge does not know (the issuer rotated), at most once a second per issuer so
-//! that tokens naming made-up keys cannot make Lodge hammer the issuer.
+//! that tokens naming made-up keys cannot make Lodge hammer the issuer: such a token
+//! waits out the second, and one fetch answers every token waiting for it.
 
 use super::{AuthRefusal, fetch};
 use jsonwebtoken::jwk::Jwk;
@@ -21,12 +22,15 @@ pub(crate) struct IssuerKeys {
     issuer: String,
     /// `jwks_url` from the configuration, else learned from discovery.
     jwks_url: Option<String>,
-    state: Mutex<State>,
+    /// What tokens are checked against; never held across a fetch, so tokens whose
+    /// key is known never wait for one.
+    cached: std::sync::Mutex<Cached>,
+    /// Held by the one request fetching the keys; the others wait for its result.
+    fetching: Mutex<Option<String>>,
 }
 
-#[derive(Default)]
-struct State {
-    jwks_url: Option<String>,
+#[derive(Default, Clone)]
+struct Cached {
     keys: Vec<Jwk>,
     fetched: Option<Instant>,
 }
@@ -36,12 +40,20 @@ impl IssuerKeys {
         IssuerKeys {
             issuer,
             jwks_url,
-            state: Mutex::default(),
+            cached: std::sync::Mutex::default(),
+            fetching: Mutex::new(None),
         }
     }
 
     pub fn issuer(&self) -> &str {
         &self.issuer
+    }
+
+    fn cached(&self) -> Cached {
+        self.cached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The key `kid` names (or, for a token without `kid`, the issuer's only key
@@ -52,8 +64,6 @@ impl IssuerKeys {
         kid: Option<&str>,
         accepts: impl Fn(&Jwk) -> bool,
     ) -> Result<Jwk, AuthRefusal> {
-        // One fetch at a time: requests that arrive during it wait for its keys.
-        let mut state = self.state.lock().await;
         let pick = |keys: &[Jwk]| -> Option<Jwk> {
             let mut usable = keys.iter().filter(|k| accepts(k));
             match kid {
@@ -66,25 +76,38 @@ impl IssuerKeys {
                 }
             }
         };
-        let stale = state.fetched.is_none_or(|t| t.elapsed() >= MAX_AGE);
-        if !stale && let Some(key) = pick(&state.keys) {
+        let fresh = |c: &Cached| c.fetched.is_some_and(|t| t.elapsed() < MAX_AGE);
+        let cached = self.cached();
+        if fresh(&cached)
+            && let Some(key) = pick(&cached.keys)
+        {
             return Ok(key);
         }
-        let may_fetch = state.fetched.is_none_or(|t| t.elapsed() >= MIN_REFRESH);
-        if may_fetch {
-            match self.fetch(http, &mut state).await {
+        // The slow path: one fetch at a time, and at most one a second, however many
+        // tokens name keys the issuer does not have.
+        let asked = Instant::now();
+        let mut jwks_url = self.fetching.lock().await;
+        let cached = self.cached();
+        let fetched_since = cached.fetched.is_some_and(|t| t >= asked);
+        if !fetched_since {
+            if let Some(last) = cached.fetched {
+                tokio::time::sleep_until(last + MIN_REFRESH).await;
+            }
+            match self.fetch(http, &mut jwks_url).await {
                 Ok(keys) => {
-                    state.keys = keys;
-                    state.fetched = Some(Instant::now());
+                    *self.cached.lock().unwrap_or_else(|p| p.into_inner()) = Cached {
+                        keys,
+                        fetched: Some(Instant::now()),
+                    };
                 }
                 // Keep serving with the keys Lodge has; say why none was found if none is.
-                Err(e) if state.keys.is_empty() => return Err(AuthRefusal::Unavailable(e)),
+                Err(e) if cached.keys.is_empty() => return Err(AuthRefusal::Unavailable(e)),
                 Err(e) => {
-                    tracing::warn!(issuer = %self.issuer, error = %e, "cannot refresh the issuer's keys; using the ones cached")
+                    tracing::warn!(issuer = %self.issuer, error = %e, "cannot refresh the issuer's keys; using the ones cached");
                 }
             }
         }
-        pick(&state.keys).ok_or_else(|| {
+        pick(&self.cached().keys).ok_or_else(|| {
             AuthRefusal::Invalid(match kid {
                 Some(kid) => format!("the issuer has no key {kid:?} for this token"),
                 None => "the token names no key and the issuer has none or several".to_string(),
@@ -92,12 +115,16 @@ impl IssuerKeys {
         })
     }
 
-    async fn fetch(&self, http: &reqwest::Client, state: &mut State) -> Result<Vec<Jwk>, String> {
-        let url = match (&self.jwks_url, &state.jwks_url) {
+    async fn fetch(
+        &self,
+        http: &reqwest::Client,
+        learned: &mut Option<String>,
+    ) -> Result<Vec<Jwk>, String> {
+        let url = match (&self.jwks_url, &*learned) {
             (Some(url), _) | (None, Some(url)) => url.clone(),
             (None, None) => {
                 let url = discover_jwks_url(http, &self.issuer).await?;
-                state.jwks_url = Some(url.clone());
+                *learned = Some(url.clone());
                 url
             }
         };

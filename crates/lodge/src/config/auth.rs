@@ -2,7 +2,7 @@
 //! steer it, and how much one principal may start.
 
 use super::file::{AdminSection, AuthSection, QuotaSection};
-use anyhow::{Context, bail};
+use anyhow::bail;
 use lodge_http::auth::{AuthConfig, IntrospectionConfig};
 use lodge_runtime::Quota;
 use std::net::SocketAddr;
@@ -13,8 +13,6 @@ use std::time::Duration;
 const MAX_INTROSPECTION_CACHE: Duration = Duration::from_secs(60);
 /// The most clock skew allowed.
 const MAX_LEEWAY: Duration = Duration::from_secs(300);
-/// A secret file holds a line: anything past this is not one.
-const SECRET_FILE_MAX_BYTES: u64 = 64 * 1024;
 
 /// `[auth]`: `None` for `mode = "none"` (the default).
 pub(super) fn auth(
@@ -144,17 +142,7 @@ pub(super) fn quota(global: QuotaSection, server: Option<QuotaSection>) -> Quota
 
 /// A one-line secret file, trimmed.
 fn read_secret(path: &Path, key: &str) -> anyhow::Result<String> {
-    use std::io::Read;
-    let mut text = String::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(SECRET_FILE_MAX_BYTES + 1).read_to_string(&mut text))
-        .with_context(|| format!("{key}: cannot read {}", path.display()))?;
-    if text.len() as u64 > SECRET_FILE_MAX_BYTES {
-        bail!(
-            "{key}: {} is over {SECRET_FILE_MAX_BYTES} bytes",
-            path.display()
-        );
-    }
+    let text = super::read_small_file(path, key)?;
     let secret = text.trim();
     if secret.is_empty() || secret.contains(char::is_whitespace) {
         bail!("{key}: {} must hold one word", path.display());

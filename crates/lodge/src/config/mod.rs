@@ -308,24 +308,30 @@ fn bytes_setting(key: &str, text: Option<&str>, default: usize) -> anyhow::Resul
     }
 }
 
-/// Reads the keys that seal `requestState`s (several nodes share one file, so a
-/// client's retry opens on whichever node it reaches).
-/// A key file holds a line or two: anything past this is not one (`/dev/zero`, say).
+/// A key or secret file holds a line or two: anything past this is not one
+/// (`/dev/zero`, say).
 const KEY_FILE_MAX_BYTES: u64 = 64 * 1024;
 
-fn read_key_file(path: &Path) -> anyhow::Result<lodge_runtime::KeyRing> {
+/// A small file a setting names (`key` says which, in errors).
+fn read_small_file(path: &Path, key: &str) -> anyhow::Result<String> {
     use std::io::Read;
-    let cannot = || format!("cannot read request_state_key_file {}", path.display());
     let mut text = String::new();
     std::fs::File::open(path)
         .and_then(|f| f.take(KEY_FILE_MAX_BYTES + 1).read_to_string(&mut text))
-        .with_context(cannot)?;
+        .with_context(|| format!("cannot read {key} {}", path.display()))?;
     if text.len() as u64 > KEY_FILE_MAX_BYTES {
         bail!(
-            "request_state_key_file {} is over {KEY_FILE_MAX_BYTES} bytes: not a key file",
+            "{key} {} is over {KEY_FILE_MAX_BYTES} bytes: not a key file",
             path.display()
         );
     }
+    Ok(text)
+}
+
+/// Reads the keys that seal `requestState`s (several nodes share one file, so a
+/// client's retry opens on whichever node it reaches).
+fn read_key_file(path: &Path) -> anyhow::Result<lodge_runtime::KeyRing> {
+    let text = read_small_file(path, "request_state_key_file")?;
     lodge_runtime::KeyRing::parse(&text)
         .with_context(|| format!("invalid request_state_key_file {}", path.display()))
 }
@@ -484,6 +490,84 @@ command = ["cat"]
             &env(&[("LODGE_IDLE_TIMEOUT", "x")]),
         );
         assert!(format!("{:#}", bad_env.err().unwrap()).contains("LODGE_IDLE_TIMEOUT"));
+    }
+
+    #[test]
+    fn auth_admin_and_quota_resolve_with_their_defaults_and_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "s3cret\n").unwrap();
+        std::fs::write(dir.path().join("admin.token"), "0123456789abcdef0123\n").unwrap();
+        let text = r#"
+listen = "127.0.0.1:9000"
+[auth]
+mode = "oauth"
+issuers = ["https://idp.example"]
+scopes = ["mcp"]
+introspection = { url = "https://idp.example/introspect", client_id = "lodge", client_secret_file = "secret" }
+[quota]
+max_sessions = 3
+sessions_per_minute = 10
+[admin]
+token_file = "admin.token"
+scope = "mcp:admin"
+[[server]]
+name = "a"
+command = ["cat"]
+quota = { max_sessions = 1 }
+"#;
+        let s = Settings::from_text(text, dir.path()).unwrap();
+        let auth = s.auth.as_ref().unwrap();
+        assert_eq!(auth.resource, "http://127.0.0.1:9000/mcp");
+        assert_eq!(auth.principal_claim, "sub");
+        assert_eq!(auth.leeway, Duration::from_secs(60));
+        assert_eq!(auth.introspection_cache, Duration::from_secs(30));
+        assert_eq!(auth.introspection.as_ref().unwrap().client_secret, "s3cret");
+        assert!(s.front.auth.is_some());
+        assert_eq!(s.admin.token.as_deref(), Some("0123456789abcdef0123"));
+        assert_eq!(s.admin.scope.as_deref(), Some("mcp:admin"));
+        let quota = s.servers[0].quota;
+        assert_eq!((quota.max_sessions, quota.sessions_per_minute), (1, 10));
+    }
+
+    /// The README's example configuration is one Lodge accepts, as written.
+    #[test]
+    fn the_readme_configuration_block_is_valid() {
+        let readme = include_str!("../../../../README.md");
+        let section = readme.split("## Configuration").nth(1).unwrap();
+        let block = section.split("```toml\n").nth(1).unwrap();
+        let block = block.split("```").next().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        if let Err(e) = Settings::from_text(block, dir.path()) {
+            panic!("{e:#}");
+        }
+    }
+
+    #[test]
+    fn auth_mistakes_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = |text: &str| {
+            let text = format!("{text}\n[[server]]\nname = \"a\"\ncommand = [\"cat\"]\n");
+            format!(
+                "{:#}",
+                Settings::from_text(&text, dir.path()).err().unwrap()
+            )
+        };
+        assert!(err("[auth]\nmode = \"jwt\"").contains("expected \"none\" or \"oauth\""));
+        assert!(err("[auth]\nmode = \"oauth\"").contains("needs issuers"));
+        assert!(err("[auth]\nissuers = [\"https://i\"]").contains("mode is not \"oauth\""));
+        let oauth = "[auth]\nmode = \"oauth\"\nissuers = [\"https://i\"]\n";
+        assert!(err(&format!("{oauth}introspection_cache = \"5m\"")).contains("at most 60s"));
+        assert!(err(&format!("{oauth}leeway = \"1h\"")).contains("at most 5m"));
+        assert!(
+            err("[auth]\nmode = \"oauth\"\nissuers = [\"idp\"]").contains("not an http(s) URL")
+        );
+        assert!(err("[admin]\nscope = \"admin\"").contains("needs [auth]"));
+        std::fs::write(dir.path().join("short"), "abc").unwrap();
+        assert!(err("[admin]\ntoken_file = \"short\"").contains("shorter than 16"));
+        assert!(
+            err("[admin]\ntoken_file = \"missing\"").contains("cannot read [admin] token_file")
+        );
+        assert!(err("[quota]\nmax_session = 1").contains("unknown field `max_session`"));
     }
 
     #[test]

@@ -24,3 +24,4 @@ mod modern;
 mod registry;
 mod relay;
 mod soak;
+mod tenancy;

@@ -1,0 +1,178 @@
+//! Quotas per principal and the admin listener's own authentication, against the real
+//! `lodge` (without `[auth]` every client is the one anonymous principal, which is
+//! enough to prove the quota's counting and answers; auth.rs proves them per user).
+#![allow(clippy::unwrap_used)]
+
+use crate::common::{LODGE, Lodge, Raw, demo_server_toml};
+use serde_json::{Value, json};
+use std::process::{Command, Stdio};
+
+fn initialize() -> Value {
+    json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{
+        "protocolVersion":"2025-11-25","capabilities":{},
+        "clientInfo":{"name":"tenancy-test","version":"1"}}})
+}
+
+/// The JSON-RPC error of a refused initialize, after checking its 429 and Retry-After.
+fn quota_refusal(reply: &crate::common::Reply) -> (u64, String) {
+    assert_eq!(reply.status, 429, "{}", reply.body);
+    let retry: u64 = reply.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(body["error"]["code"], -32007, "{body}");
+    assert_eq!(body["id"], 0, "{body}");
+    (
+        retry,
+        body["error"]["message"].as_str().unwrap().to_string(),
+    )
+}
+
+#[tokio::test]
+async fn a_principal_at_its_live_session_quota_gets_429_until_one_ends() {
+    let lodge = Lodge::start(&format!(
+        "[quota]\nmax_sessions = 2\n{}",
+        demo_server_toml()
+    ));
+    let mut first = Raw::new(lodge.url());
+    first.initialize().await;
+    let mut second = Raw::new(lodge.url());
+    second.initialize().await;
+
+    let third = Raw::new(lodge.url());
+    let (retry, message) = quota_refusal(&third.post(initialize()).await);
+    assert_eq!(retry, 60);
+    assert!(
+        message.contains("2 live sessions") && message.contains("max_sessions"),
+        "{message}"
+    );
+
+    // Ending one frees its place at once.
+    let session = first.session.clone().unwrap();
+    let deleted = Raw::send(
+        reqwest::Client::new()
+            .delete(lodge.url())
+            .header("mcp-session-id", session),
+    )
+    .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    let mut again = Raw::new(lodge.url());
+    again.initialize().await;
+}
+
+#[tokio::test]
+async fn a_server_s_own_rate_quota_overrides_the_global_one_and_says_when_to_retry() {
+    let config = format!(
+        "[quota]\nsessions_per_minute = 100\n{}quota = {{ sessions_per_minute = 2 }}\n",
+        demo_server_toml()
+    );
+    let lodge = Lodge::start(&config);
+    for _ in 0..2 {
+        let mut client = Raw::new(lodge.url());
+        client.initialize().await;
+    }
+    let refused = Raw::new(lodge.url()).post(initialize()).await;
+    let (retry, message) = quota_refusal(&refused);
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    assert!(
+        message.contains("sessions_per_minute")
+            && message.contains(&format!("try again in {retry}s")),
+        "{message}"
+    );
+}
+
+/// A free loopback port for the admin listener (bound, then released).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn the_admin_api_needs_its_bearer_token_but_health_checks_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, "s3cret-admin-token-0123456789\n").unwrap();
+    let port = free_port();
+    let config = format!(
+        "[admin]\ntoken_file = {token_file:?}\n{}",
+        demo_server_toml()
+    );
+    let lodge = Lodge::start_under(
+        &[],
+        &config,
+        &["--admin-listen", &format!("127.0.0.1:{port}")],
+    );
+    let admin = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    crate::common::eventually(
+        std::time::Duration::from_secs(10),
+        "the admin listener answers",
+        async || http.get(format!("{admin}/healthz")).send().await.is_ok(),
+    )
+    .await;
+    let health = Raw::send(http.get(format!("{admin}/readyz"))).await;
+    assert_eq!((health.status, health.body.as_str()), (200, "ready\n"));
+
+    let sessions = format!("{admin}/admin/sessions");
+    for (auth, what) in [
+        (None, "no token"),
+        (Some("Bearer wrong-token-0123456789"), "a wrong token"),
+        (Some("Basic czNjcmV0"), "not a bearer token"),
+    ] {
+        let mut request = http.get(&sessions);
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        let reply = Raw::send(request).await;
+        assert_eq!(reply.status, 401, "{what}: {}", reply.body);
+        assert_eq!(
+            reply.headers["www-authenticate"], r#"Bearer realm="lodge-admin""#,
+            "{what}"
+        );
+        let stop = Raw::send(http.delete(format!("{sessions}/x"))).await;
+        assert_eq!(stop.status, 401, "{what}: DELETE {}", stop.body);
+    }
+    let mut client = Raw::new(lodge.url());
+    client.initialize().await;
+    let listed = Raw::send(
+        http.get(&sessions)
+            .bearer_auth("s3cret-admin-token-0123456789"),
+    )
+    .await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let listed: Value = serde_json::from_str(&listed.body).unwrap();
+    assert_eq!(
+        listed["sessions"][0]["id"],
+        client.session.clone().unwrap().as_str(),
+        "{listed}"
+    );
+}
+
+#[test]
+fn an_unauthenticated_admin_listener_is_refused_on_a_public_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("lodge.toml");
+    std::fs::write(&config, demo_server_toml()).unwrap();
+    let out = Command::new(LODGE)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "0.0.0.0:0",
+            "--config",
+        ])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("would let anyone who reaches it stop sessions")
+            && stderr.contains("[admin] token_file"),
+        "{stderr}"
+    );
+}
