@@ -627,6 +627,73 @@ async fn a_2026_request_needs_a_token() {
     assert_eq!(result["result"]["content"][0]["text"], "1", "{result}");
 }
 
+/// A 2026-07-28 tools/call as `token`'s principal (no Lodge-Session-Id: its default
+/// runtime session); `extra` params (requestState, inputResponses) are added.
+async fn modern_call(s: &Setup, token: &str, id: u64, tool: &str, extra: Value) -> (Reply, Value) {
+    let mut params = json!({"name": tool, "arguments": {}, "_meta": {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}, "sampling": {}}}});
+    if let Value::Object(extra) = extra {
+        params.as_object_mut().unwrap().extend(extra);
+    }
+    let raw = s.raw(Some(token));
+    let body = json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":params});
+    let request = lodge_testkit::http::modern_post(
+        &raw.http,
+        &raw.url,
+        None,
+        "tools/call",
+        Some(tool),
+        body.to_string(),
+    );
+    let reply = Raw::send(request).await;
+    let result = if reply.headers["content-type"] == "text/event-stream" {
+        reply.events().last().unwrap().json()
+    } else {
+        reply.json()
+    };
+    (reply, result)
+}
+
+#[tokio::test]
+async fn a_request_state_minted_for_one_user_does_not_continue_for_another() {
+    let s = Setup::start().await;
+    let alice = s.token("alice", Format::Jwt).await;
+    let bob = s.token("bob", Format::Jwt).await;
+    let (_, round1) = modern_call(&s, &alice, 1, "plan_trip", json!({})).await;
+    let r1 = &round1["result"];
+    assert_eq!(r1["resultType"], "input_required", "{round1}");
+    let key = r1["inputRequests"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    let state = r1["requestState"].as_str().unwrap().to_owned();
+    let answer = json!({key: {"action": "accept", "content": {"destination": "Lisbon", "days": 3, "flights": false}}});
+    let retry = json!({"requestState": state, "inputResponses": answer});
+
+    // Bob presents Alice's state: refused as invalid params, nothing continues.
+    let (reply, body) = modern_call(&s, &bob, 2, "plan_trip", retry.clone()).await;
+    assert_eq!(
+        (reply.status, body["error"]["code"].as_i64()),
+        (400, Some(-32602)),
+        "{body}"
+    );
+    // Alice's call still waits on her: her retry goes on to the sampling round.
+    let (_, round2) = modern_call(&s, &alice, 3, "plan_trip", retry).await;
+    let r2 = &round2["result"];
+    assert_eq!(r2["resultType"], "input_required", "{round2}");
+    let ask = r2["inputRequests"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    assert_eq!(ask["method"], "sampling/createMessage", "{round2}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Off-the-shelf clients sign in by themselves.
 
