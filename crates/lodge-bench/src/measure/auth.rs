@@ -1,6 +1,6 @@
 //! What validating an access token adds to a request: the same `tools/call echo`
-//! round trip as the relay row, through a second Lodge with `[auth] mode = "oauth"`,
-//! against the main Lodge (auth off), interleaved round by round.
+//! round trip as the relay row, through a Lodge with `[auth] mode = "oauth"`, against
+//! a Lodge started the same way without it, interleaved round by round.
 //!
 //! The issuer runs in this process (axum): RFC 8414 metadata, a JWKS with one Ed25519
 //! key, and an RFC 7662 introspection endpoint that knows one opaque token. Ed25519
@@ -25,21 +25,24 @@ const OPAQUE: &str = "opaque-bench-token-0123456789";
 
 pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
     let issuer = Issuer::start().await?;
-    let guarded = start_lodge(ctx, &issuer.url)?;
-    let url = guarded.url();
-    let jwt = McpHttp::with_bearer(url.clone(), Some(&issuer.jwt))?;
-    let opaque = McpHttp::with_bearer(url, Some(OPAQUE))?;
-    let sessions = [
-        ctx.http.open_session().await?,
-        jwt.open_session().await?,
-        opaque.open_session().await?,
-    ];
-    let clients = [&ctx.http, &jwt, &opaque];
-    let mut took: [Vec<Duration>; 3] = Default::default();
+    let open = start_lodge(ctx, None)?;
+    // A/A: two Lodges without auth differ by this much on their own.
+    let also_open = start_lodge(ctx, None)?;
+    let guarded = start_lodge(ctx, Some(&issuer.url))?;
+    let off = McpHttp::new(open.url())?;
+    let also_off = McpHttp::new(also_open.url())?;
+    let jwt = McpHttp::with_bearer(guarded.url(), Some(&issuer.jwt))?;
+    let opaque = McpHttp::with_bearer(guarded.url(), Some(OPAQUE))?;
+    let clients = [&off, &jwt, &opaque, &also_off];
+    let mut sessions = Vec::new();
+    for client in clients {
+        sessions.push(client.open_session().await?);
+    }
+    let mut took: [Vec<Duration>; 4] = Default::default();
     let mut next_id = 1u64;
     for round in 0..counts.warmup + counts.iterations {
-        for k in 0..3 {
-            let which = (round + k) % 3;
+        for k in 0..clients.len() {
+            let which = (round + k) % clients.len();
             let id = next_id;
             next_id += 1;
             let start = Instant::now();
@@ -59,7 +62,7 @@ pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
     for (client, session) in clients.iter().zip(&sessions) {
         client.delete(session).await?;
     }
-    const OFF: &str = "relay: tools/call echo via Lodge, auth off";
+    const OFF: &str = "same call, Lodge without [auth]";
     Ok(vec![
         Row::new(
             "auth: same call with a JWT (signature checked, keys cached)",
@@ -71,16 +74,25 @@ pub async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>> {
             &took[2],
             Some((OFF, &took[0])),
         )?,
+        Row::new(
+            "A/A: same call, a second Lodge without [auth]",
+            &took[3],
+            Some((OFF, &took[0])),
+        )?,
     ])
 }
 
-fn start_lodge(ctx: &Ctx, issuer: &str) -> anyhow::Result<LodgeServer> {
+/// A Lodge hosting the demo, with `[auth]` trusting `issuer` if there is one.
+fn start_lodge(ctx: &Ctx, issuer: Option<&str>) -> anyhow::Result<LodgeServer> {
     let dir = tempfile::tempdir().context("cannot make a temp dir")?;
     let secret = dir.path().join("introspection.secret");
     std::fs::write(&secret, "bench-secret").context("cannot write the client secret")?;
-    let toml = format!(
-        "[auth]\nmode = \"oauth\"\nresource = \"http://lodge.bench/mcp\"\nissuers = [{issuer:?}]\nscopes = [\"mcp\"]\nintrospection = {{ url = \"{issuer}/introspect\", client_id = \"lodge\", client_secret_file = {secret:?} }}\n"
-    );
+    let toml = match issuer {
+        Some(issuer) => format!(
+            "[auth]\nmode = \"oauth\"\nresource = \"http://lodge.bench/mcp\"\nissuers = [{issuer:?}]\nscopes = [\"mcp\"]\nintrospection = {{ url = \"{issuer}/introspect\", client_id = \"lodge\", client_secret_file = {secret:?} }}\n"
+        ),
+        None => String::new(),
+    };
     let server = Launch::in_dir(&ctx.lodge_bin, dir, &toml)
         .args(["--demo"])
         .log("warn")

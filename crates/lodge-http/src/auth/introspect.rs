@@ -2,16 +2,10 @@
 //! endpoint, with a short positive cache (a revoked token stays usable until its
 //! entry expires, at most `introspection_cache`, itself at most 60 s).
 
+use super::cache::TrustCache;
 use super::fetch;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
-use tokio::time::Instant;
-
-/// Tokens remembered at once; past it, expired entries go, then all of them.
-const MAX_CACHED: usize = 10_000;
 
 #[derive(Clone, Debug)]
 pub struct IntrospectionConfig {
@@ -22,9 +16,8 @@ pub struct IntrospectionConfig {
 
 pub(crate) struct Introspector {
     config: IntrospectionConfig,
-    ttl: Duration,
-    /// By the token's SHA-256 (the token itself is not kept): its active claims.
-    cache: Mutex<HashMap<[u8; 32], (Value, Instant)>>,
+    /// Tokens the issuer called active, with its answer.
+    cache: TrustCache,
 }
 
 /// What the issuer said of a token.
@@ -37,22 +30,13 @@ impl Introspector {
     pub fn new(config: IntrospectionConfig, ttl: Duration) -> Self {
         Introspector {
             config,
-            ttl,
-            cache: Mutex::default(),
+            cache: TrustCache::new(ttl),
         }
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Value, Instant)>> {
-        self.cache.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     pub async fn ask(&self, http: &reqwest::Client, token: &str) -> Result<Verdict, String> {
-        let key: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let now = Instant::now();
-        if let Some((claims, until)) = self.cache().get(&key)
-            && now < *until
-        {
-            return Ok(Verdict::Active(claims.clone()));
+        if let Some(claims) = self.cache.get(token) {
+            return Ok(Verdict::Active(claims));
         }
         let request = http
             .post(&self.config.url)
@@ -67,19 +51,7 @@ impl Introspector {
         if answer.get("active").and_then(Value::as_bool) != Some(true) {
             return Ok(Verdict::Inactive);
         }
-        let mut until = now + self.ttl;
-        if let Some(exp) = answer.get("exp").and_then(Value::as_u64) {
-            let left = exp.saturating_sub(super::unix_now());
-            until = until.min(now + Duration::from_secs(left));
-        }
-        let mut cache = self.cache();
-        if cache.len() >= MAX_CACHED {
-            cache.retain(|_, (_, t)| now < *t);
-            if cache.len() >= MAX_CACHED {
-                cache.clear();
-            }
-        }
-        cache.insert(key, (answer.clone(), until));
+        self.cache.put(token, &answer);
         Ok(Verdict::Active(answer))
     }
 }

@@ -7,6 +7,7 @@
 //! Tokens are read only from the header (never the query string), never logged, and
 //! never passed on to a sandboxed server.
 
+mod cache;
 mod claims;
 mod fetch;
 mod introspect;
@@ -22,6 +23,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The longest token accepted.
 const MAX_TOKEN: usize = 8 << 10;
+/// How long a JWT whose signature verified is trusted without checking it again
+/// (its claims are checked on every request). No longer than the keys themselves are
+/// trusted without fetching them again, so it opens no new window for a removed key.
+const VERIFIED_JWT_TTL: Duration = Duration::from_secs(60);
 
 /// `[auth]` with `mode = "oauth"`, as the `lodge` binary read it.
 #[derive(Clone, Debug)]
@@ -94,6 +99,8 @@ pub(crate) fn unix_now() -> u64 {
 pub struct Auth {
     config: AuthConfig,
     keys: Vec<keys::IssuerKeys>,
+    /// JWTs whose signature verified, with their claims.
+    verified: cache::TrustCache,
     introspector: Option<introspect::Introspector>,
     http: reqwest::Client,
 }
@@ -121,6 +128,7 @@ impl Auth {
         std::sync::Arc::new(Auth {
             config,
             keys,
+            verified: cache::TrustCache::new(VERIFIED_JWT_TTL),
             introspector,
             http: fetch::client(),
         })
@@ -221,6 +229,9 @@ impl Auth {
             require_exp: true,
         };
         if jwt::looks_like_jwt(token) {
+            if let Some(claims) = self.verified.get(token) {
+                return claims::check(&claims, &rules, None);
+            }
             let unverified = jwt::read(token).map_err(AuthRefusal::Invalid)?;
             let issuer = unverified.claims.get("iss").and_then(|i| i.as_str());
             let Some(keys) = self.keys.iter().find(|k| Some(k.issuer()) == issuer) else {
@@ -236,7 +247,9 @@ impl Auth {
                 })
                 .await?;
             let claims = jwt::verify(token, &key, alg).map_err(AuthRefusal::Invalid)?;
-            return claims::check(&claims, &rules, None);
+            let principal = claims::check(&claims, &rules, None)?;
+            self.verified.put(token, &claims);
+            return Ok(principal);
         }
         let Some(introspector) = &self.introspector else {
             return Err(AuthRefusal::Invalid(
