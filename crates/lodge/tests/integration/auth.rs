@@ -498,6 +498,48 @@ async fn client_credentials_tokens_are_accepted_and_their_principal_is_the_clien
     }
 }
 
+#[tokio::test]
+async fn the_server_learns_its_user_from_the_environment_and_never_sees_the_token() {
+    let idp = Idp::start();
+    // The process backend, so the server's pid is a host pid whose environment the test
+    // can read.
+    let lodge = Lodge::start_under(
+        &[],
+        &format!("{}{}", idp.auth_toml(""), demo_server_toml()),
+        &["--backend", "process"],
+    );
+    let metadata = get_json(&format!(
+        "{}/.well-known/oauth-protected-resource",
+        lodge.base
+    ))
+    .await;
+    let resource = metadata["resource"].as_str().unwrap().to_owned();
+    let token = idp.token(Mint::user("alice", Format::Jwt, &resource)).await;
+    let mut raw = as_bearer(lodge.url(), Some(&token));
+    raw.initialize().await;
+    let info: Value =
+        serde_json::from_str(&raw.call_text(1, "session_info", json!({})).await).unwrap();
+    let pid = info["pid"].as_u64().unwrap();
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let vars: Vec<String> = environ
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect();
+    assert!(
+        vars.contains(&"LODGE_PRINCIPAL=alice".to_owned()),
+        "{vars:?}"
+    );
+    assert!(
+        vars.contains(&format!("LODGE_PRINCIPAL_ISSUER={}", idp.issuer())),
+        "{vars:?}"
+    );
+    let signature = token.rsplit('.').next().unwrap();
+    assert!(
+        !vars.iter().any(|v| v.contains(signature)),
+        "the token reached the server's environment"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Sessions belong to their principal.
 
