@@ -9,6 +9,8 @@
 #       FILESYSTEM=<@modelcontextprotocol/server-filesystem's dist/index.js>
 #       MEMORY=<@modelcontextprotocol/server-memory's dist/index.js>
 #       SDK=<@modelcontextprotocol/sdk's package directory>
+#       OIDC_PROVIDER=<oidc-provider's package directory> (the authorization server of the
+#           OAuth tests, tests/fixtures/node/idp.mjs)
 #
 # Every package is pinned exactly and its dependencies resolved with `npm install --before`
 # (what the registry held at that date), into ${LODGE_CACHE_DIR:-<repo>/.cache}/node-packages.
@@ -24,6 +26,7 @@ PKGS=(
     "@modelcontextprotocol/server-filesystem@2026.8.31"
     "@modelcontextprotocol/server-memory@2026.8.31"
     "@modelcontextprotocol/sdk@1.32.2"
+    "oidc-provider@9.13.3"
 )
 NPM_BEFORE="2026-11-24T00:00:00Z"
 
@@ -43,6 +46,7 @@ declare -A ENTRY=(
     [FILESYSTEM]="$MODULES/@modelcontextprotocol/server-filesystem/dist/index.js"
     [MEMORY]="$MODULES/@modelcontextprotocol/server-memory/dist/index.js"
     [SDK]="$MODULES/@modelcontextprotocol/sdk"
+    [OIDC_PROVIDER]="$MODULES/oidc-provider"
 )
 
 node_bin() {
@@ -85,6 +89,6 @@ fi
 
 echo "NODE=$(node_bin)"
 echo "NODE_MODULES=$MODULES"
-for key in EVERYTHING FILESYSTEM MEMORY SDK; do
+for key in EVERYTHING FILESYSTEM MEMORY SDK OIDC_PROVIDER; do
     echo "$key=${ENTRY[$key]}"
 done

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod auth;
 mod backends;
 mod clients;
 mod conformance_exact;

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+pub mod idp;
+
 pub const LODGE: &str = env!("CARGO_BIN_EXE_lodge");
 
 /// A running `lodge serve` of this build, killed on drop.
