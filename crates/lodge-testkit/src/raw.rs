@@ -41,6 +41,20 @@ impl Raw {
         }
     }
 
+    /// A client whose every request carries `Authorization: Bearer token`.
+    pub fn signed_in(url: String, token: &str) -> Raw {
+        let mut raw = Raw::new(url);
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(value) = format!("Bearer {token}").parse() {
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        raw.http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap_or_default();
+        raw
+    }
+
     pub fn post_builder(&self, body: &Value) -> reqwest::RequestBuilder {
         legacy_post(
             &self.http,

@@ -176,3 +176,99 @@ fn an_unauthenticated_admin_listener_is_refused_on_a_public_address() {
         "{stderr}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// The same, per signed-in user, against the oidc-provider of common::idp.
+
+use crate::common::idp::{Format, Idp, Mint};
+
+fn signed_in(url: String, token: &str) -> Raw {
+    Raw::signed_in(url, token)
+}
+
+/// The resource a Lodge's tokens are for, from its metadata.
+async fn resource_of(lodge: &Lodge) -> String {
+    let url = format!("{}/.well-known/oauth-protected-resource", lodge.base);
+    let metadata: Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+    metadata["resource"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn quotas_count_each_user_on_their_own() {
+    let idp = Idp::start();
+    let config = format!(
+        "{}[quota]\nmax_sessions = 1\n{}",
+        idp.auth_toml(""),
+        demo_server_toml()
+    );
+    let lodge = Lodge::start(&config);
+    let resource = resource_of(&lodge).await;
+    let alice = idp.token(Mint::user("alice", Format::Jwt, &resource)).await;
+    let bob = idp
+        .token(Mint::user("bob", Format::Opaque, &resource))
+        .await;
+    signed_in(lodge.url(), &alice).initialize().await;
+    let (_, message) = quota_refusal(&signed_in(lodge.url(), &alice).post(initialize()).await);
+    assert!(message.contains("1 live sessions"), "{message}");
+    // Bob's allowance is his own.
+    signed_in(lodge.url(), &bob).initialize().await;
+}
+
+#[tokio::test]
+async fn a_token_with_the_admin_scope_opens_the_admin_api_and_one_without_does_not() {
+    let idp = Idp::start();
+    let port = free_port();
+    let config = format!(
+        "{}[admin]\nscope = \"other\"\n{}",
+        idp.auth_toml(""),
+        demo_server_toml()
+    );
+    let lodge = Lodge::start_under(
+        &[],
+        &config,
+        &["--admin-listen", &format!("127.0.0.1:{port}")],
+    );
+    let resource = resource_of(&lodge).await;
+    let sessions = format!("http://127.0.0.1:{port}/admin/sessions");
+    let operator = idp
+        .token(Mint::user("ops", Format::Jwt, &resource).scope("other"))
+        .await;
+    let user = idp.token(Mint::user("alice", Format::Jwt, &resource)).await;
+    let elsewhere = idp
+        .token(Mint::user("ops", Format::Jwt, "http://elsewhere.example/mcp").scope("other"))
+        .await;
+    let http = reqwest::Client::new();
+    let listed = Raw::send(http.get(&sessions).bearer_auth(&operator)).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    for (token, what) in [
+        (&user, "a token without the admin scope"),
+        (&elsewhere, "an admin token for another resource"),
+    ] {
+        let refused = Raw::send(http.get(&sessions).bearer_auth(token)).await;
+        assert_eq!(refused.status, 401, "{what}: {}", refused.body);
+    }
+}
+
+#[tokio::test]
+async fn an_http_server_learns_its_user_from_headers_and_never_sees_the_token() {
+    let idp = Idp::start();
+    let python = crate::common::venv_python();
+    let fixture = crate::common::repo_root().join("tests/fixtures/python/whoami_http_server.py");
+    let config = format!(
+        "{}[[server]]\nname = \"whoami\"\ncommand = [{python:?}, {fixture:?}]\ntransport = \"http\"\nport = 8000\npath = \"/mcp\"\n",
+        idp.auth_toml("")
+    );
+    let Some(lodge) = crate::common::start_namespaces_in(tempfile::tempdir().unwrap(), &config)
+    else {
+        return;
+    };
+    let resource = resource_of(&lodge).await;
+    let token = idp.token(Mint::user("carol", Format::Jwt, &resource)).await;
+    let mut raw = signed_in(lodge.url(), &token);
+    raw.initialize().await;
+    let seen: Value = serde_json::from_str(&raw.call_text(1, "whoami", json!({})).await).unwrap();
+    assert_eq!(
+        seen,
+        json!({"principal": "carol", "issuer": idp.issuer(), "authorization": false, "env_principal": "carol"})
+    );
+}
