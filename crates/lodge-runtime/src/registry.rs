@@ -373,6 +373,7 @@ impl Runtime {
             stderr_cap: self.config.stderr_cap,
             limits: server.spec.limits.clone(),
             reached_over_tcp: matches!(server.spec.transport, Transport::Http { .. }),
+            kept: None,
         };
         server.spec.backend.spawn(&spec)
     }
