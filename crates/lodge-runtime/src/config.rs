@@ -77,6 +77,10 @@ pub struct ServerSpec {
     /// Sandboxes kept started and waiting, so a new session skips the spawn.
     pub warm_pool: usize,
     pub transport: Transport,
+    /// Whether a principal's `/session` files outlive its sandboxes.
+    pub storage: crate::Storage,
+    /// With `storage = principal`: kept files unused this long are removed.
+    pub storage_ttl: Duration,
 }
 
 /// How Lodge speaks to a hosted server.

@@ -20,6 +20,7 @@ mod principal;
 mod registry;
 mod session;
 mod session_id;
+mod storage;
 mod upstream;
 mod upstream_http;
 
@@ -34,5 +35,6 @@ pub use session::{
     HostingKind, ModernCall, OverBudget, Protocol, SessionHandle, StateCodec, StateError,
 };
 pub use session_id::SessionId;
+pub use storage::{DEFAULT_STORAGE_TTL, Storage};
 #[doc(hidden)]
 pub use upstream::fuzz_read_lines;

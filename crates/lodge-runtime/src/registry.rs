@@ -40,6 +40,8 @@ pub struct Server {
     settled: Arc<Notify>,
     /// How this server's sessions have been hosted so far (logged once each way).
     hosting: ServerHosting,
+    /// Said once: `storage = principal` keeps nothing for the anonymous principal.
+    anonymous_storage: std::sync::Once,
 }
 
 impl Server {
@@ -111,6 +113,7 @@ impl Runtime {
                         taken: Notify::new(),
                         settled: Arc::default(),
                         hosting: ServerHosting::default(),
+                        anonymous_storage: std::sync::Once::new(),
                     })
                 })
                 .collect(),
@@ -373,9 +376,50 @@ impl Runtime {
             stderr_cap: self.config.stderr_cap,
             limits: server.spec.limits.clone(),
             reached_over_tcp: matches!(server.spec.transport, Transport::Http { .. }),
-            kept: None,
+            kept: self.kept_dir(server, owner),
         };
         server.spec.backend.spawn(&spec)
+    }
+
+    /// Where `owner`'s `/session` files of `server` are kept (`storage = principal`).
+    fn kept_dir(&self, server: &Server, owner: &Principal) -> Option<std::path::PathBuf> {
+        let kept = crate::storage::kept_dir(&self.config.scratch_root, &server.spec, owner);
+        if kept.is_none() && server.spec.storage == crate::Storage::Principal {
+            // Without authentication everyone is the anonymous principal: keeping its
+            // files would hand one user's files to the next. The configuration layer
+            // cannot refuse it (auth is checked elsewhere), so it acts as `session`.
+            server.anonymous_storage.call_once(|| {
+                tracing::warn!(server = %server.spec.name, "storage = \"principal\" keeps files per authenticated user; without authentication each session's /session is its own (as storage = \"session\")");
+            });
+        }
+        kept
+    }
+
+    /// Removes kept `/session` files unused for their server's `storage_ttl`: once now
+    /// (with saves a killed Lodge cut short), then periodically, until shutdown.
+    pub fn start_storage_sweeps(self: &Arc<Self>) {
+        for server in self.servers.iter() {
+            if server.spec.storage != crate::Storage::Principal {
+                continue;
+            }
+            let runtime = self.clone();
+            let server = server.clone();
+            tokio::spawn(async move {
+                let every = crate::storage::sweep_interval(server.spec.storage_ttl);
+                let mut at_start = true;
+                while !runtime.is_draining() {
+                    let (runtime, server) = (runtime.clone(), server.clone());
+                    let swept = tokio::task::spawn_blocking(move || {
+                        crate::storage::sweep(&runtime.config.scratch_root, &server.spec, at_start)
+                    });
+                    if swept.await.is_err() {
+                        return;
+                    }
+                    at_start = false;
+                    tokio::time::sleep(every).await;
+                }
+            });
+        }
     }
 
     /// Keeps each server's warm pool full, in the background, until shutdown.
@@ -484,6 +528,8 @@ mod tests {
             anonymous: Anonymous::Fresh,
             warm_pool: 0,
             transport: Transport::Stdio,
+            storage: Default::default(),
+            storage_ttl: crate::DEFAULT_STORAGE_TTL,
         };
         let config = SessionConfig {
             max_sessions: 1,
@@ -570,5 +616,116 @@ mod tests {
             .await
             .unwrap();
         session.stop(EndReason::Deleted).await;
+    }
+
+    /// The only sandbox scratch directory under `root` (32 hex digits), once one exists.
+    fn only_scratch(root: &std::path::Path) -> Option<std::path::PathBuf> {
+        let mut dirs = std::fs::read_dir(root).ok()?.filter_map(|e| {
+            let e = e.ok()?;
+            (e.file_name().len() == 32).then(|| e.path())
+        });
+        let dir = dirs.next()?;
+        dirs.next().is_none().then_some(dir)
+    }
+
+    /// Runs one session of `owner` until its server has recorded its `nth` visit, then
+    /// ends it.
+    async fn visit(runtime: &Arc<Runtime>, owner: &Principal, nth: usize) {
+        let server = runtime.servers()[0].clone();
+        let session = runtime.create_session(&server, owner).await.unwrap();
+        let root = runtime.config.scratch_root.clone();
+        eventually("the server recorded the visit", || {
+            only_scratch(&root)
+                .and_then(|d| std::fs::read_to_string(d.join("visits")).ok())
+                .is_some_and(|v| v.lines().count() == nth)
+        })
+        .await;
+        session.stop(EndReason::Deleted).await;
+        eventually("the sandbox is gone", || {
+            runtime.live_sessions() == 0 && only_scratch(&root).is_none()
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn principal_storage_keeps_a_users_files_for_their_next_session_only() {
+        let scratch = tempfile::tempdir().unwrap();
+        let spec = ServerSpec {
+            name: "notes".into(),
+            // Records what the last session left, adds a visit, then waits.
+            command: [
+                "sh",
+                "-c",
+                "cat visits > seen 2>/dev/null; echo v >> visits; exec cat",
+            ]
+            .map(String::from)
+            .to_vec(),
+            env: Default::default(),
+            limits: Limits::default(),
+            backend: Arc::new(ProcessBackend),
+            protocol: crate::Protocol::Auto,
+            anonymous: Anonymous::Fresh,
+            warm_pool: 0,
+            transport: Transport::Stdio,
+            storage: crate::Storage::Principal,
+            storage_ttl: Duration::from_secs(3600),
+        };
+        let config = SessionConfig {
+            scratch_root: scratch.path().to_path_buf(),
+            ..SessionConfig::default()
+        };
+        let runtime = Runtime::new(vec![spec], config);
+        let (alice, bob) = (
+            Principal::new("https://idp", "alice"),
+            Principal::new("https://idp", "bob"),
+        );
+        let kept = |p: &Principal| {
+            crate::storage::kept_dir(scratch.path(), &runtime.servers()[0].spec, p).unwrap()
+        };
+        let read = |p: &Principal, f: &str| std::fs::read_to_string(kept(p).join(f)).unwrap();
+
+        visit(&runtime, &alice, 1).await;
+        assert_eq!(
+            (read(&alice, "seen"), read(&alice, "visits")),
+            ("".into(), "v\n".into())
+        );
+        visit(&runtime, &alice, 2).await;
+        assert_eq!(
+            (read(&alice, "seen"), read(&alice, "visits")),
+            ("v\n".into(), "v\nv\n".into())
+        );
+        // Another user starts from nothing, and leaves alice's files alone.
+        visit(&runtime, &bob, 1).await;
+        assert_eq!(
+            (read(&bob, "seen"), read(&bob, "visits")),
+            ("".into(), "v\n".into())
+        );
+        assert_eq!(read(&alice, "visits"), "v\nv\n");
+        // Without authentication nothing is kept: it would be everyone's.
+        visit(&runtime, &Principal::anonymous(), 1).await;
+        let stores = std::fs::read_dir(crate::storage::server_root(scratch.path(), "notes"))
+            .unwrap()
+            .count();
+        assert_eq!(stores, 2);
+        assert!(
+            crate::storage::kept_dir(
+                scratch.path(),
+                &runtime.servers()[0].spec,
+                &Principal::anonymous()
+            )
+            .is_none()
+        );
+        // A store unused for storage_ttl is swept; a fresher one stays.
+        let old = std::time::SystemTime::now() - Duration::from_secs(7200);
+        std::fs::File::open(kept(&alice))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        crate::storage::sweep(scratch.path(), &runtime.servers()[0].spec, false);
+        assert!(!kept(&alice).exists());
+        assert!(kept(&bob).exists());
+        // Alice's next session starts afresh.
+        visit(&runtime, &alice, 1).await;
+        assert_eq!(read(&alice, "seen"), "");
     }
 }

@@ -49,6 +49,8 @@ impl InProcess {
             anonymous: Anonymous::Fresh,
             warm_pool: 0,
             transport: Transport::Stdio,
+            storage: Default::default(),
+            storage_ttl: lodge_runtime::DEFAULT_STORAGE_TTL,
         };
         let runtime = Runtime::new(vec![spec], session);
         let listener = TcpListener::bind("127.0.0.1:0")

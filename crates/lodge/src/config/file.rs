@@ -78,6 +78,12 @@ pub(super) struct ServerSection {
     /// Sandboxes kept started ahead of demand.
     #[serde(default)]
     pub warm_pool: usize,
+    /// Whose /session files these are: session | principal (kept across sandboxes).
+    #[serde(default)]
+    pub storage: lodge_runtime::Storage,
+    /// storage = "principal": kept files unused this long are removed (default 14d).
+    #[serde(default, with = "humantime_serde")]
+    pub storage_ttl: Option<Duration>,
     #[serde(default)]
     pub sandbox: SandboxSection,
 }
