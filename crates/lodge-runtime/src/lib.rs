@@ -24,7 +24,7 @@ mod storage;
 mod upstream;
 mod upstream_http;
 
-pub use config::{Anonymous, ServerSpec, SessionConfig, Transport};
+pub use config::{Anonymous, Continuity, ServerSpec, SessionConfig, Transport};
 pub use error::{EndReason, ErrorSource, RuntimeError, SessionError};
 pub use lodge_proto::Message;
 pub use lodge_proto::seal::KeyRing;

@@ -45,6 +45,14 @@ pub struct Server {
 }
 
 impl Server {
+    /// Whether each principal's 2026-07-28 requests all go to its one runtime session
+    /// of this server, whatever session they name (`continuity = principal`; the
+    /// anonymous principal alike): the front then asks [`Runtime::anonymous_session`]
+    /// for every one of them.
+    pub fn continues(&self) -> bool {
+        self.spec.continuity == crate::Continuity::Principal
+    }
+
     fn take_pooled(&self) -> Option<Sandbox> {
         let pooled = lock(&self.pool).pop_front();
         if pooled.is_some() {
@@ -213,9 +221,10 @@ impl Runtime {
         Ok(session)
     }
 
-    /// The runtime session for a 2026-07-28 request that names none: an
-    /// authenticated principal's own default session of `server`; without
-    /// authentication a new one, or the server's shared one (`anonymous = shared`).
+    /// The runtime session for a 2026-07-28 request that names none (or, with
+    /// `continuity = principal`, any request): an authenticated principal's own default
+    /// session of `server`; without authentication a new one, or the server's shared
+    /// one (`anonymous = shared`, or `continuity = principal`).
     /// Default sessions start on first use and are started again once ended.
     pub async fn anonymous_session(
         self: &Arc<Self>,
@@ -223,7 +232,8 @@ impl Runtime {
         capabilities: serde_json::Value,
         principal: &Principal,
     ) -> Result<SessionHandle, RuntimeError> {
-        if principal.is_anonymous() && server.spec.anonymous == crate::Anonymous::Fresh {
+        let shared = server.spec.anonymous == crate::Anonymous::Shared || server.continues();
+        if principal.is_anonymous() && !shared {
             return self
                 .create_modern_session(server, capabilities, principal)
                 .await;
@@ -528,6 +538,7 @@ mod tests {
             anonymous: Anonymous::Fresh,
             warm_pool: 0,
             transport: Transport::Stdio,
+            continuity: Default::default(),
             storage: Default::default(),
             storage_ttl: crate::DEFAULT_STORAGE_TTL,
         };
@@ -667,6 +678,7 @@ mod tests {
             anonymous: Anonymous::Fresh,
             warm_pool: 0,
             transport: Transport::Stdio,
+            continuity: Default::default(),
             storage: crate::Storage::Principal,
             storage_ttl: Duration::from_secs(3600),
         };

@@ -49,6 +49,7 @@ impl InProcess {
             anonymous: Anonymous::Fresh,
             warm_pool: 0,
             transport: Transport::Stdio,
+            continuity: Default::default(),
             storage: Default::default(),
             storage_ttl: lodge_runtime::DEFAULT_STORAGE_TTL,
         };

@@ -78,6 +78,9 @@ pub(super) struct ServerSection {
     /// Sandboxes kept started ahead of demand.
     #[serde(default)]
     pub warm_pool: usize,
+    /// Which sandbox a principal's requests land in: session | principal (one for all).
+    #[serde(default)]
+    pub continuity: lodge_runtime::Continuity,
     /// Whose /session files these are: session | principal (kept across sandboxes).
     #[serde(default)]
     pub storage: lodge_runtime::Storage,

@@ -4,7 +4,9 @@
 use super::backend::{self, BackendKind};
 use super::file::ServerSection;
 use anyhow::{Context, bail};
-use lodge_runtime::{Anonymous, DEFAULT_STORAGE_TTL, Protocol, ServerSpec, Storage, Transport};
+use lodge_runtime::{
+    Anonymous, Continuity, DEFAULT_STORAGE_TTL, Protocol, ServerSpec, Storage, Transport,
+};
 use lodge_sandbox::{Backend, BindMount, Disk, Limits, NamespacesOptions, Network};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -22,6 +24,8 @@ pub struct ServerConfig {
     pub anonymous: Anonymous,
     pub warm_pool: usize,
     pub transport: Transport,
+    /// Whether one principal's requests share one sandbox.
+    pub continuity: Continuity,
     /// Whose `/session` files these are, and how long kept ones last unused.
     pub storage: Storage,
     pub storage_ttl: Duration,
@@ -44,6 +48,7 @@ impl ServerConfig {
             anonymous: Anonymous::Fresh,
             warm_pool: 0,
             transport: Transport::Stdio,
+            continuity: Continuity::Session,
             storage: Storage::Session,
             storage_ttl: DEFAULT_STORAGE_TTL,
             backend,
@@ -133,6 +138,7 @@ impl ServerConfig {
         }
         Ok(ServerConfig {
             command: absolutize_paths(section.command, config_dir),
+            continuity: section.continuity,
             storage: section.storage,
             storage_ttl,
             env: section.env,
@@ -164,6 +170,7 @@ impl ServerConfig {
             anonymous: self.anonymous,
             warm_pool: self.warm_pool,
             transport: self.transport.clone(),
+            continuity: self.continuity,
             storage: self.storage,
             storage_ttl: self.storage_ttl,
         }
@@ -341,13 +348,18 @@ mod tests {
             (Storage::Session, DEFAULT_STORAGE_TTL)
         );
         assert_eq!(DEFAULT_STORAGE_TTL, Duration::from_secs(14 * 86_400));
-        let kept = section("storage = \"principal\"\nstorage_ttl = \"2h\"").unwrap();
+        assert_eq!(plain.continuity, Continuity::Session);
+        let kept =
+            section("storage = \"principal\"\nstorage_ttl = \"2h\"\ncontinuity = \"principal\"")
+                .unwrap();
+        assert_eq!(kept.continuity, Continuity::Principal);
         assert_eq!(
             (kept.storage, kept.storage_ttl),
             (Storage::Principal, Duration::from_secs(7200))
         );
         for (extra, says) in [
             ("storage = \"user\"", "unknown variant"),
+            ("continuity = \"user\"", "unknown variant"),
             ("storage_ttl = \"0s\"", "more than 0"),
             ("storage_ttl = \"soon\"", "storage_ttl"),
         ] {
