@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod continuity;
 mod error;
 mod principal;
 mod registry;

@@ -239,6 +239,12 @@ impl Runtime {
                 .await;
         }
         // An async lock: concurrent first requests must not start two sandboxes.
+        // Under continuity the server is told every capability a client may have (each
+        // call is held to its own client's): the session serves whoever comes next.
+        let capabilities = match server.continues() {
+            true => crate::continuity::shared_capabilities(),
+            false => capabilities,
+        };
         let mut defaults = self.default_sessions.lock().await;
         let key = (server.spec.name.clone(), principal.clone());
         if let Some(session) = defaults.get(&key)
@@ -256,21 +262,77 @@ impl Runtime {
 
     /// Starts a new legacy session of `server` (for an `initialize` request) owned
     /// by `owner`.
+    ///
+    /// With `continuity = principal` the session is a view over `owner`'s one runtime
+    /// session of the server (`continuity` module): its own `Mcp-Session-Id` and
+    /// `initialize` answer, the principal's one sandbox.
     pub async fn create_session(
         self: &Arc<Self>,
         server: &Arc<Server>,
         owner: &Principal,
     ) -> Result<SessionHandle, RuntimeError> {
+        if server.continues() {
+            return self.create_view(server, owner).await;
+        }
         self.start_session(server, false, owner).await
     }
 
-    /// Starts a session: its sandbox, its relay tasks and its actor.
-    async fn start_session(
+    /// A legacy session without a sandbox of its own: its adapter speaks 2026-07-28 to
+    /// `owner`'s runtime session of `server`, started first if need be.
+    async fn create_view(
         self: &Arc<Self>,
         server: &Arc<Server>,
-        modern: bool,
         owner: &Principal,
     ) -> Result<SessionHandle, RuntimeError> {
+        let behind = self
+            .anonymous_session(server, crate::continuity::shared_capabilities(), owner)
+            .await?;
+        // Kept for the full idle timeout, like a runtime session a client came back to.
+        behind.adopt();
+        let mut slot = self.take_slot()?;
+        let id = SessionId::mint();
+        let (to_server, write_queue) = mpsc::channel(WRITE_QUEUE);
+        let (from_server_tx, from_server) = mpsc::channel(FROM_SERVER_QUEUE);
+        tokio::spawn(crate::continuity::serve(
+            self.clone(),
+            behind.clone(),
+            owner.clone(),
+            write_queue,
+            from_server_tx,
+        ));
+        let link = Link::Channels {
+            to_server,
+            from_server,
+        };
+        let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let shared = Arc::new(Shared::new(
+            server.spec.name.as_str().into(),
+            false,
+            server.hosting.clone(),
+            owner.clone(),
+        ));
+        let handle = SessionHandle::new(id.clone(), commands_tx, shared.clone());
+        lock(&self.sessions).insert(id.clone(), handle.clone());
+        slot.register(id.clone());
+        let actor = Actor::new(crate::session::Parts {
+            id: id.clone(),
+            runtime: self.clone(),
+            shared,
+            commands,
+            link,
+            process: None,
+            // A legacy client of a 2026-07-28 "server": the runtime session behind.
+            policy: crate::Protocol::Modern,
+            slot,
+            on_first_answer: None,
+        });
+        tokio::spawn(actor.run());
+        tracing::info!(session = %id, behind = %behind.id(), server = %server.spec.name, "session started as a view of its principal's runtime session");
+        Ok(handle)
+    }
+
+    /// Takes one of the `max_sessions` slots, freed when the returned guard drops.
+    fn take_slot(self: &Arc<Self>) -> Result<Slot, RuntimeError> {
         if self.is_draining() {
             return Err(RuntimeError::ShuttingDown);
         }
@@ -280,9 +342,19 @@ impl Runtime {
                 (n < max).then_some(n + 1)
             })
             .map_err(|_| RuntimeError::AtCapacity(max))?;
+        Ok(Slot::new(self.clone()))
+    }
+
+    /// Starts a session: its sandbox, its relay tasks and its actor.
+    async fn start_session(
+        self: &Arc<Self>,
+        server: &Arc<Server>,
+        modern: bool,
+        owner: &Principal,
+    ) -> Result<SessionHandle, RuntimeError> {
         // Freed on drop: if this request is cancelled while the sandbox starts, or
         // the session's actor ends however it does.
-        let mut slot = Slot::new(self.clone());
+        let mut slot = self.take_slot()?;
         // A pooled sandbox was started before anyone asked for it, so it cannot know
         // its user: an authenticated principal's session gets a sandbox of its own.
         let pooled = owner.is_anonymous().then(|| server.take_pooled()).flatten();
@@ -358,7 +430,7 @@ impl Runtime {
             shared,
             commands,
             link,
-            process: sandbox.process,
+            process: Some(sandbox.process),
             policy: server.spec.protocol,
             slot,
             on_first_answer: from_pool.then(|| server.settled.clone()),
