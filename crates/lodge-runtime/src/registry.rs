@@ -812,4 +812,109 @@ mod tests {
         visit(&runtime, &alice, 1).await;
         assert_eq!(read(&alice, "seen"), "");
     }
+
+    /// A legacy server in Python: answers `initialize`, and `tools/call` with its pid
+    /// and the principal it runs for.
+    const WHO_SERVER: &str = r#"
+import json, os, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" not in m or "method" not in m:
+        continue
+    if m["method"] == "initialize":
+        r = {"protocolVersion": m["params"]["protocolVersion"], "capabilities": {"tools": {}},
+             "serverInfo": {"name": "who", "version": "1"}}
+    elif m["method"] == "tools/call":
+        who = "%d %s" % (os.getpid(), os.environ.get("LODGE_PRINCIPAL", ""))
+        r = {"content": [{"type": "text", "text": who}]}
+    else:
+        r = {}
+    print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": r}), flush=True)
+"#;
+
+    async fn answer(session: &SessionHandle, body: serde_json::Value) -> serde_json::Value {
+        let message = crate::Message::parse(bytes::Bytes::from(body.to_string())).unwrap();
+        let mut events = session.requests(vec![message], false).await.unwrap();
+        while let Some(event) = events.recv().await {
+            if event.is_response {
+                return serde_json::from_slice(&event.data).unwrap();
+            }
+        }
+        panic!("no response to {body}");
+    }
+
+    /// A legacy client's whole session: initialize, one call; returns the call's text.
+    async fn legacy_who(runtime: &Arc<Runtime>, owner: &Principal) -> (SessionHandle, String) {
+        let server = runtime.servers()[0].clone();
+        let session = runtime.create_session(&server, owner).await.unwrap();
+        let init = answer(
+            &session,
+            serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+                "protocolVersion":"2025-06-18","capabilities":{},
+                "clientInfo":{"name":"t","version":"1"}}}),
+        )
+        .await;
+        assert_eq!(init["result"]["protocolVersion"], "2025-06-18", "{init}");
+        let initialized = serde_json::json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+        let initialized =
+            crate::Message::parse(bytes::Bytes::from(initialized.to_string())).unwrap();
+        session.deliver(initialized).await.unwrap();
+        let call = answer(
+            &session,
+            serde_json::json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+                "params":{"name":"who","arguments":{}}}),
+        )
+        .await;
+        let text = call["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{call}"));
+        (session, text.to_owned())
+    }
+
+    #[tokio::test]
+    async fn with_principal_continuity_a_principals_legacy_sessions_share_its_one_sandbox() {
+        if std::process::Command::new("python3")
+            .arg("-c")
+            .arg("")
+            .status()
+            .is_err()
+        {
+            eprintln!("skipping: no python3 on PATH");
+            return;
+        }
+        let scratch = tempfile::tempdir().unwrap();
+        let mut spec = runtime(scratch.path()).servers()[0].spec.clone();
+        spec.command = ["python3", "-c", WHO_SERVER].map(String::from).to_vec();
+        spec.continuity = crate::Continuity::Principal;
+        let config = SessionConfig {
+            scratch_root: scratch.path().to_path_buf(),
+            ..SessionConfig::default()
+        };
+        let runtime = Runtime::new(vec![spec], config);
+        let (alice, bob) = (
+            Principal::new("https://idp", "alice"),
+            Principal::new("https://idp", "bob"),
+        );
+
+        let (first, a1) = legacy_who(&runtime, &alice).await;
+        assert!(a1.ends_with(" alice"), "{a1}");
+        // The first client's session ends; the sandbox does not.
+        first.stop(EndReason::Deleted).await;
+        let (second, a2) = legacy_who(&runtime, &alice).await;
+        assert_eq!(
+            a2, a1,
+            "a second session of alice reaches the same server process"
+        );
+        assert_ne!(second.id(), first.id());
+        let (_, b) = legacy_who(&runtime, &bob).await;
+        assert!(b.ends_with(" bob"), "{b}");
+        assert_ne!(
+            b.split(' ').next(),
+            a1.split(' ').next(),
+            "bob gets a sandbox of his own"
+        );
+        // Two sandboxes (alice's, bob's), two live views (alice's second, bob's).
+        assert_eq!(runtime.live_sessions(), 4);
+        runtime.shutdown(Duration::from_secs(1)).await;
+    }
 }
