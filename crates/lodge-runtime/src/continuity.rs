@@ -53,6 +53,13 @@ pub(crate) async fn serve(
                 None => return, // the view ended: dropping `calls` cancels them
             },
             Some(_) = calls.join_next(), if !calls.is_empty() => continue,
+            // The sandbox's idle timeout or lifetime ended the session: the view ends
+            // with it, so its client hears 404 and starts over.
+            () = shared.ended() => {
+                let why = "the principal's runtime session ended".to_string();
+                let _ = to_view.send(FromServer::Closed(Some(why))).await;
+                return;
+            }
         };
         let Ok(message) = Message::parse(bytes) else {
             continue; // the adapter sends only what it parsed or built

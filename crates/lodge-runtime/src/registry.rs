@@ -915,6 +915,18 @@ for line in sys.stdin:
         );
         // Two sandboxes (alice's, bob's), two live views (alice's second, bob's).
         assert_eq!(runtime.live_sessions(), 4);
+        // When alice's sandbox ends, so does her view of it.
+        let behind = runtime
+            .sessions()
+            .into_iter()
+            .find(|s| s.is_modern() && s.owner() == &alice)
+            .unwrap();
+        behind.stop(EndReason::Deleted).await;
+        eventually("alice's view ends with her sandbox", || {
+            matches!(runtime.lookup(second.id()), Lookup::Ended(_))
+        })
+        .await;
+        assert_eq!(runtime.live_sessions(), 2);
         runtime.shutdown(Duration::from_secs(1)).await;
     }
 }
