@@ -24,7 +24,9 @@ async fn session_for(
     call: &ModernCall,
     resume_session: Option<&str>,
 ) -> Result<SessionHandle, HttpError> {
-    let named = resume_session.or_else(|| header(headers, LODGE_SESSION_ID));
+    let named = resume_session
+        .or_else(|| header(headers, LODGE_SESSION_ID))
+        .filter(|_| !server.continues());
     let Some(id) = named else {
         let capabilities = call.request.client_capabilities.clone();
         let session = runtime

@@ -79,6 +79,12 @@ pub struct ServerSpec {
     pub transport: Transport,
     /// What one principal may start of this server.
     pub quota: crate::Quota,
+    /// Whether one principal's requests share one sandbox.
+    pub continuity: Continuity,
+    /// Whether a principal's `/session` files outlive its sandboxes.
+    pub storage: crate::Storage,
+    /// With `storage = principal`: kept files unused this long are removed.
+    pub storage_ttl: Duration,
 }
 
 /// How Lodge speaks to a hosted server.
@@ -101,4 +107,20 @@ pub enum Anonymous {
     /// In one sandbox shared by all such requests: cheaper, and server-wide
     /// notifications (list changes) reach every listener.
     Shared,
+}
+
+/// How much of a principal's use of a server one sandbox serves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Continuity {
+    /// Each session its own sandbox; a 2026-07-28 request lands in the runtime session
+    /// its `Lodge-Session-Id` names.
+    #[default]
+    Session,
+    /// Every 2026-07-28 request of one principal lands in that principal's one runtime
+    /// session of the server, whatever `Lodge-Session-Id` it names (an ended one
+    /// included), until the sandbox's idle timeout or lifetime ends it: for clients
+    /// that drop or never keep session ids. Without authentication every client is
+    /// the one anonymous principal: they all share one sandbox.
+    Principal,
 }

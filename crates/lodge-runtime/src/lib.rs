@@ -15,16 +15,18 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod continuity;
 mod error;
 mod principal;
 mod quota;
 mod registry;
 mod session;
 mod session_id;
+mod storage;
 mod upstream;
 mod upstream_http;
 
-pub use config::{Anonymous, ServerSpec, SessionConfig, Transport};
+pub use config::{Anonymous, Continuity, ServerSpec, SessionConfig, Transport};
 pub use error::{EndReason, ErrorSource, RuntimeError, SessionError};
 pub use lodge_proto::Message;
 pub use lodge_proto::seal::KeyRing;
@@ -36,5 +38,6 @@ pub use session::{
     HostingKind, ModernCall, OverBudget, Protocol, SessionHandle, StateCodec, StateError,
 };
 pub use session_id::SessionId;
+pub use storage::{DEFAULT_STORAGE_TTL, Storage};
 #[doc(hidden)]
 pub use upstream::fuzz_read_lines;

@@ -40,9 +40,19 @@ pub struct Server {
     settled: Arc<Notify>,
     /// How this server's sessions have been hosted so far (logged once each way).
     hosting: ServerHosting,
+    /// Said once: `storage = principal` keeps nothing for the anonymous principal.
+    anonymous_storage: std::sync::Once,
 }
 
 impl Server {
+    /// Whether each principal's 2026-07-28 requests all go to its one runtime session
+    /// of this server, whatever session they name (`continuity = principal`; the
+    /// anonymous principal alike): the front then asks [`Runtime::anonymous_session`]
+    /// for every one of them.
+    pub fn continues(&self) -> bool {
+        self.spec.continuity == crate::Continuity::Principal
+    }
+
     fn take_pooled(&self) -> Option<Sandbox> {
         let pooled = lock(&self.pool).pop_front();
         if pooled.is_some() {
@@ -113,6 +123,7 @@ impl Runtime {
                         taken: Notify::new(),
                         settled: Arc::default(),
                         hosting: ServerHosting::default(),
+                        anonymous_storage: std::sync::Once::new(),
                     })
                 })
                 .collect(),
@@ -213,9 +224,10 @@ impl Runtime {
         Ok(session)
     }
 
-    /// The runtime session for a 2026-07-28 request that names none: an
-    /// authenticated principal's own default session of `server`; without
-    /// authentication a new one, or the server's shared one (`anonymous = shared`).
+    /// The runtime session for a 2026-07-28 request that names none (or, with
+    /// `continuity = principal`, any request): an authenticated principal's own default
+    /// session of `server`; without authentication a new one, or the server's shared
+    /// one (`anonymous = shared`, or `continuity = principal`).
     /// Default sessions start on first use and are started again once ended.
     pub async fn anonymous_session(
         self: &Arc<Self>,
@@ -223,12 +235,19 @@ impl Runtime {
         capabilities: serde_json::Value,
         principal: &Principal,
     ) -> Result<SessionHandle, RuntimeError> {
-        if principal.is_anonymous() && server.spec.anonymous == crate::Anonymous::Fresh {
+        let shared = server.spec.anonymous == crate::Anonymous::Shared || server.continues();
+        if principal.is_anonymous() && !shared {
             return self
                 .create_modern_session(server, capabilities, principal)
                 .await;
         }
         // An async lock: concurrent first requests must not start two sandboxes.
+        // Under continuity the server is told every capability a client may have (each
+        // call is held to its own client's): the session serves whoever comes next.
+        let capabilities = match server.continues() {
+            true => crate::continuity::shared_capabilities(),
+            false => capabilities,
+        };
         let mut defaults = self.default_sessions.lock().await;
         let key = (server.spec.name.clone(), principal.clone());
         if let Some(session) = defaults.get(&key)
@@ -246,21 +265,77 @@ impl Runtime {
 
     /// Starts a new legacy session of `server` (for an `initialize` request) owned
     /// by `owner`.
+    ///
+    /// With `continuity = principal` the session is a view over `owner`'s one runtime
+    /// session of the server (`continuity` module): its own `Mcp-Session-Id` and
+    /// `initialize` answer, the principal's one sandbox.
     pub async fn create_session(
         self: &Arc<Self>,
         server: &Arc<Server>,
         owner: &Principal,
     ) -> Result<SessionHandle, RuntimeError> {
+        if server.continues() {
+            return self.create_view(server, owner).await;
+        }
         self.start_session(server, false, owner).await
     }
 
-    /// Starts a session: its sandbox, its relay tasks and its actor.
-    async fn start_session(
+    /// A legacy session without a sandbox of its own: its adapter speaks 2026-07-28 to
+    /// `owner`'s runtime session of `server`, started first if need be.
+    async fn create_view(
         self: &Arc<Self>,
         server: &Arc<Server>,
-        modern: bool,
         owner: &Principal,
     ) -> Result<SessionHandle, RuntimeError> {
+        let behind = self
+            .anonymous_session(server, crate::continuity::shared_capabilities(), owner)
+            .await?;
+        // Kept for the full idle timeout, like a runtime session a client came back to.
+        behind.adopt();
+        let mut slot = self.take_slot()?;
+        let id = SessionId::mint();
+        let (to_server, write_queue) = mpsc::channel(WRITE_QUEUE);
+        let (from_server_tx, from_server) = mpsc::channel(FROM_SERVER_QUEUE);
+        tokio::spawn(crate::continuity::serve(
+            self.clone(),
+            behind.clone(),
+            owner.clone(),
+            write_queue,
+            from_server_tx,
+        ));
+        let link = Link::Channels {
+            to_server,
+            from_server,
+        };
+        let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let shared = Arc::new(Shared::new(
+            server.spec.name.as_str().into(),
+            false,
+            server.hosting.clone(),
+            owner.clone(),
+        ));
+        let handle = SessionHandle::new(id.clone(), commands_tx, shared.clone());
+        lock(&self.sessions).insert(id.clone(), handle.clone());
+        slot.register(id.clone());
+        let actor = Actor::new(crate::session::Parts {
+            id: id.clone(),
+            runtime: self.clone(),
+            shared,
+            commands,
+            link,
+            process: None,
+            // A legacy client of a 2026-07-28 "server": the runtime session behind.
+            policy: crate::Protocol::Modern,
+            slot,
+            on_first_answer: None,
+        });
+        tokio::spawn(actor.run());
+        tracing::info!(session = %id, behind = %behind.id(), server = %server.spec.name, "session started as a view of its principal's runtime session");
+        Ok(handle)
+    }
+
+    /// Takes one of the `max_sessions` slots, freed when the returned guard drops.
+    fn take_slot(self: &Arc<Self>) -> Result<Slot, RuntimeError> {
         if self.is_draining() {
             return Err(RuntimeError::ShuttingDown);
         }
@@ -270,9 +345,19 @@ impl Runtime {
                 (n < max).then_some(n + 1)
             })
             .map_err(|_| RuntimeError::AtCapacity(max))?;
+        Ok(Slot::new(self.clone()))
+    }
+
+    /// Starts a session: its sandbox, its relay tasks and its actor.
+    async fn start_session(
+        self: &Arc<Self>,
+        server: &Arc<Server>,
+        modern: bool,
+        owner: &Principal,
+    ) -> Result<SessionHandle, RuntimeError> {
         // Freed on drop: if this request is cancelled while the sandbox starts, or
         // the session's actor ends however it does.
-        let mut slot = Slot::new(self.clone());
+        let mut slot = self.take_slot()?;
         let quota = server.spec.quota;
         if quota != crate::Quota::default() {
             let name: Arc<str> = server.spec.name.as_str().into();
@@ -356,7 +441,7 @@ impl Runtime {
             shared,
             commands,
             link,
-            process: sandbox.process,
+            process: Some(sandbox.process),
             policy: server.spec.protocol,
             slot,
             on_first_answer: from_pool.then(|| server.settled.clone()),
@@ -384,8 +469,50 @@ impl Runtime {
             stderr_cap: self.config.stderr_cap,
             limits: server.spec.limits.clone(),
             reached_over_tcp: matches!(server.spec.transport, Transport::Http { .. }),
+            kept: self.kept_dir(server, owner),
         };
         server.spec.backend.spawn(&spec)
+    }
+
+    /// Where `owner`'s `/session` files of `server` are kept (`storage = principal`).
+    fn kept_dir(&self, server: &Server, owner: &Principal) -> Option<std::path::PathBuf> {
+        let kept = crate::storage::kept_dir(&self.config.scratch_root, &server.spec, owner);
+        if kept.is_none() && server.spec.storage == crate::Storage::Principal {
+            // Without authentication everyone is the anonymous principal: keeping its
+            // files would hand one user's files to the next. The configuration layer
+            // cannot refuse it (auth is checked elsewhere), so it acts as `session`.
+            server.anonymous_storage.call_once(|| {
+                tracing::warn!(server = %server.spec.name, "storage = \"principal\" keeps files per authenticated user; without authentication each session's /session is its own (as storage = \"session\")");
+            });
+        }
+        kept
+    }
+
+    /// Removes kept `/session` files unused for their server's `storage_ttl`: once now
+    /// (with saves a killed Lodge cut short), then periodically, until shutdown.
+    pub fn start_storage_sweeps(self: &Arc<Self>) {
+        for server in self.servers.iter() {
+            if server.spec.storage != crate::Storage::Principal {
+                continue;
+            }
+            let runtime = self.clone();
+            let server = server.clone();
+            tokio::spawn(async move {
+                let every = crate::storage::sweep_interval(server.spec.storage_ttl);
+                let mut at_start = true;
+                while !runtime.is_draining() {
+                    let (runtime, server) = (runtime.clone(), server.clone());
+                    let swept = tokio::task::spawn_blocking(move || {
+                        crate::storage::sweep(&runtime.config.scratch_root, &server.spec, at_start)
+                    });
+                    if swept.await.is_err() {
+                        return;
+                    }
+                    at_start = false;
+                    tokio::time::sleep(every).await;
+                }
+            });
+        }
     }
 
     /// Keeps each server's warm pool full, in the background, until shutdown.
@@ -499,7 +626,13 @@ mod tests {
             anonymous: Anonymous::Fresh,
             warm_pool: 0,
             transport: Transport::Stdio,
+<<<<<<< HEAD
             quota: crate::Quota::default(),
+=======
+            continuity: Default::default(),
+            storage: Default::default(),
+            storage_ttl: crate::DEFAULT_STORAGE_TTL,
+>>>>>>> h-cont
         };
         let config = SessionConfig {
             max_sessions: 1,
@@ -586,5 +719,234 @@ mod tests {
             .await
             .unwrap();
         session.stop(EndReason::Deleted).await;
+    }
+
+    /// The only sandbox scratch directory under `root` (32 hex digits), once one exists.
+    fn only_scratch(root: &std::path::Path) -> Option<std::path::PathBuf> {
+        let mut dirs = std::fs::read_dir(root).ok()?.filter_map(|e| {
+            let e = e.ok()?;
+            (e.file_name().len() == 32).then(|| e.path())
+        });
+        let dir = dirs.next()?;
+        dirs.next().is_none().then_some(dir)
+    }
+
+    /// Runs one session of `owner` until its server has recorded its `nth` visit, then
+    /// ends it.
+    async fn visit(runtime: &Arc<Runtime>, owner: &Principal, nth: usize) {
+        let server = runtime.servers()[0].clone();
+        let session = runtime.create_session(&server, owner).await.unwrap();
+        let root = runtime.config.scratch_root.clone();
+        eventually("the server recorded the visit", || {
+            only_scratch(&root)
+                .and_then(|d| std::fs::read_to_string(d.join("visits")).ok())
+                .is_some_and(|v| v.lines().count() == nth)
+        })
+        .await;
+        session.stop(EndReason::Deleted).await;
+        eventually("the sandbox is gone", || {
+            runtime.live_sessions() == 0 && only_scratch(&root).is_none()
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn principal_storage_keeps_a_users_files_for_their_next_session_only() {
+        let scratch = tempfile::tempdir().unwrap();
+        let spec = ServerSpec {
+            name: "notes".into(),
+            // Records what the last session left, adds a visit, then waits.
+            command: [
+                "sh",
+                "-c",
+                "cat visits > seen 2>/dev/null; echo v >> visits; exec cat",
+            ]
+            .map(String::from)
+            .to_vec(),
+            env: Default::default(),
+            limits: Limits::default(),
+            backend: Arc::new(ProcessBackend),
+            protocol: crate::Protocol::Auto,
+            anonymous: Anonymous::Fresh,
+            warm_pool: 0,
+            transport: Transport::Stdio,
+            continuity: Default::default(),
+            storage: crate::Storage::Principal,
+            storage_ttl: Duration::from_secs(3600),
+        };
+        let config = SessionConfig {
+            scratch_root: scratch.path().to_path_buf(),
+            ..SessionConfig::default()
+        };
+        let runtime = Runtime::new(vec![spec], config);
+        let (alice, bob) = (
+            Principal::new("https://idp", "alice"),
+            Principal::new("https://idp", "bob"),
+        );
+        let kept = |p: &Principal| {
+            crate::storage::kept_dir(scratch.path(), &runtime.servers()[0].spec, p).unwrap()
+        };
+        let read = |p: &Principal, f: &str| std::fs::read_to_string(kept(p).join(f)).unwrap();
+
+        visit(&runtime, &alice, 1).await;
+        assert_eq!(
+            (read(&alice, "seen"), read(&alice, "visits")),
+            ("".into(), "v\n".into())
+        );
+        visit(&runtime, &alice, 2).await;
+        assert_eq!(
+            (read(&alice, "seen"), read(&alice, "visits")),
+            ("v\n".into(), "v\nv\n".into())
+        );
+        // Another user starts from nothing, and leaves alice's files alone.
+        visit(&runtime, &bob, 1).await;
+        assert_eq!(
+            (read(&bob, "seen"), read(&bob, "visits")),
+            ("".into(), "v\n".into())
+        );
+        assert_eq!(read(&alice, "visits"), "v\nv\n");
+        // Without authentication nothing is kept: it would be everyone's.
+        visit(&runtime, &Principal::anonymous(), 1).await;
+        let stores = std::fs::read_dir(crate::storage::server_root(scratch.path(), "notes"))
+            .unwrap()
+            .count();
+        assert_eq!(stores, 2);
+        assert!(
+            crate::storage::kept_dir(
+                scratch.path(),
+                &runtime.servers()[0].spec,
+                &Principal::anonymous()
+            )
+            .is_none()
+        );
+        // A store unused for storage_ttl is swept; a fresher one stays.
+        let old = std::time::SystemTime::now() - Duration::from_secs(7200);
+        std::fs::File::open(kept(&alice))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        crate::storage::sweep(scratch.path(), &runtime.servers()[0].spec, false);
+        assert!(!kept(&alice).exists());
+        assert!(kept(&bob).exists());
+        // Alice's next session starts afresh.
+        visit(&runtime, &alice, 1).await;
+        assert_eq!(read(&alice, "seen"), "");
+    }
+
+    /// A legacy server in Python: answers `initialize`, and `tools/call` with its pid
+    /// and the principal it runs for.
+    const WHO_SERVER: &str = r#"
+import json, os, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" not in m or "method" not in m:
+        continue
+    if m["method"] == "initialize":
+        r = {"protocolVersion": m["params"]["protocolVersion"], "capabilities": {"tools": {}},
+             "serverInfo": {"name": "who", "version": "1"}}
+    elif m["method"] == "tools/call":
+        who = "%d %s" % (os.getpid(), os.environ.get("LODGE_PRINCIPAL", ""))
+        r = {"content": [{"type": "text", "text": who}]}
+    else:
+        r = {}
+    print(json.dumps({"jsonrpc": "2.0", "id": m["id"], "result": r}), flush=True)
+"#;
+
+    async fn answer(session: &SessionHandle, body: serde_json::Value) -> serde_json::Value {
+        let message = crate::Message::parse(bytes::Bytes::from(body.to_string())).unwrap();
+        let mut events = session.requests(vec![message], false).await.unwrap();
+        while let Some(event) = events.recv().await {
+            if event.is_response {
+                return serde_json::from_slice(&event.data).unwrap();
+            }
+        }
+        panic!("no response to {body}");
+    }
+
+    /// A legacy client's whole session: initialize, one call; returns the call's text.
+    async fn legacy_who(runtime: &Arc<Runtime>, owner: &Principal) -> (SessionHandle, String) {
+        let server = runtime.servers()[0].clone();
+        let session = runtime.create_session(&server, owner).await.unwrap();
+        let init = answer(
+            &session,
+            serde_json::json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+                "protocolVersion":"2025-06-18","capabilities":{},
+                "clientInfo":{"name":"t","version":"1"}}}),
+        )
+        .await;
+        assert_eq!(init["result"]["protocolVersion"], "2025-06-18", "{init}");
+        let initialized = serde_json::json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+        let initialized =
+            crate::Message::parse(bytes::Bytes::from(initialized.to_string())).unwrap();
+        session.deliver(initialized).await.unwrap();
+        let call = answer(
+            &session,
+            serde_json::json!({"jsonrpc":"2.0","id":2,"method":"tools/call",
+                "params":{"name":"who","arguments":{}}}),
+        )
+        .await;
+        let text = call["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{call}"));
+        (session, text.to_owned())
+    }
+
+    #[tokio::test]
+    async fn with_principal_continuity_a_principals_legacy_sessions_share_its_one_sandbox() {
+        if std::process::Command::new("python3")
+            .arg("-c")
+            .arg("")
+            .status()
+            .is_err()
+        {
+            eprintln!("skipping: no python3 on PATH");
+            return;
+        }
+        let scratch = tempfile::tempdir().unwrap();
+        let mut spec = runtime(scratch.path()).servers()[0].spec.clone();
+        spec.command = ["python3", "-c", WHO_SERVER].map(String::from).to_vec();
+        spec.continuity = crate::Continuity::Principal;
+        let config = SessionConfig {
+            scratch_root: scratch.path().to_path_buf(),
+            ..SessionConfig::default()
+        };
+        let runtime = Runtime::new(vec![spec], config);
+        let (alice, bob) = (
+            Principal::new("https://idp", "alice"),
+            Principal::new("https://idp", "bob"),
+        );
+
+        let (first, a1) = legacy_who(&runtime, &alice).await;
+        assert!(a1.ends_with(" alice"), "{a1}");
+        // The first client's session ends; the sandbox does not.
+        first.stop(EndReason::Deleted).await;
+        let (second, a2) = legacy_who(&runtime, &alice).await;
+        assert_eq!(
+            a2, a1,
+            "a second session of alice reaches the same server process"
+        );
+        assert_ne!(second.id(), first.id());
+        let (_, b) = legacy_who(&runtime, &bob).await;
+        assert!(b.ends_with(" bob"), "{b}");
+        assert_ne!(
+            b.split(' ').next(),
+            a1.split(' ').next(),
+            "bob gets a sandbox of his own"
+        );
+        // Two sandboxes (alice's, bob's), two live views (alice's second, bob's).
+        assert_eq!(runtime.live_sessions(), 4);
+        // When alice's sandbox ends, so does her view of it.
+        let behind = runtime
+            .sessions()
+            .into_iter()
+            .find(|s| s.is_modern() && s.owner() == &alice)
+            .unwrap();
+        behind.stop(EndReason::Deleted).await;
+        eventually("alice's view ends with her sandbox", || {
+            matches!(runtime.lookup(second.id()), Lookup::Ended(_))
+        })
+        .await;
+        assert_eq!(runtime.live_sessions(), 2);
+        runtime.shutdown(Duration::from_secs(1)).await;
     }
 }

@@ -75,6 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 stderr_cap: 1 << 16,
                 limits: limits.clone(),
                 reached_over_tcp: false,
+                kept: None,
             };
             let started = Instant::now();
             let Sandbox { io, process } = backend.spawn(&spec)?;

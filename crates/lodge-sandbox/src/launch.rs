@@ -105,6 +105,8 @@ pub(crate) struct LaunchRequest<'a> {
     pub scratch_root: &'a Path,
     pub env: &'a BTreeMap<String, String>,
     pub limits: &'a Limits,
+    /// Files `/session` starts with and is saved to (`storage = "principal"`).
+    pub kept: Option<crate::scratch::KeptFiles>,
 }
 
 /// A started sandbox helper and the per-session resources it runs in. Dropping it before
@@ -125,7 +127,7 @@ pub(crate) struct Launched<C> {
 pub(crate) fn launch<C>(
     host: &Host,
     plan: &PreparedPlan,
-    request: &LaunchRequest<'_>,
+    mut request: LaunchRequest<'_>,
     spawn: impl FnOnce(Command) -> io::Result<C>,
 ) -> Result<Launched<C>, SandboxError> {
     // Before anything runs as it; held until the sandbox is gone.
@@ -135,12 +137,15 @@ pub(crate) fn launch<C>(
     let host_ids = (host_id.uid(), host_id.uid());
     // The scratch dir, given to the session's host uid: a size- and inode-limited tmpfs
     // of its own unless `disk = "unlimited"` (`scratch` module docs).
-    let scratch = ScratchDir::create_limited(
+    let mut scratch = ScratchDir::create_limited(
         request.scratch_root,
         &ScratchName::for_sandbox(&request.sandbox_id),
         request.limits.scratch_limits(),
         host_ids,
     )?;
+    // Copied in before the server starts, owned by the uid it runs as; the tmpfs's own
+    // limits bound the copy as they bound the server.
+    scratch.keep(request.kept.take(), Some(host_ids))?;
     let cgroup = SessionCgroup::create(
         &host.cgroups,
         &CgroupName::for_sandbox(&request.sandbox_id),

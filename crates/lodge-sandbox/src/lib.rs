@@ -104,7 +104,7 @@ pub use options::{BindMount, HelperCommand, NamespacesOptions, Network};
 pub use plan::SANDBOX_PID_VAR;
 pub use probe::{Feature, Host, HostReport};
 pub use process::ProcessBackend;
-pub use scratch::{default_scratch_root, unmount_stale};
+pub use scratch::{default_scratch_root, sweep_kept, unmount_stale};
 pub use stderr::log_server_stdout;
 pub use supervise::SandboxProcess;
 
@@ -129,6 +129,11 @@ pub struct SandboxSpec {
     /// does the `namespaces` backend keep a handle on the sandbox's network namespace: a
     /// stdio server's session holds one descriptor fewer.
     pub reached_over_tcp: bool,
+    /// Files kept across sandboxes (`storage = "principal"`): a host directory, made by
+    /// Lodge, whose files `/session` starts with and to which `/session` is saved when the
+    /// sandbox is terminated (bounded by `/session`'s limits; see [`sweep_kept`]). `None`:
+    /// `/session` starts empty and is thrown away.
+    pub kept: Option<PathBuf>,
 }
 
 /// Resource limits for one sandbox.
@@ -196,7 +201,28 @@ impl Limits {
     }
 }
 
+impl SandboxSpec {
+    /// The kept files of this sandbox, if any, bounded by its `/session` limits.
+    pub(crate) fn kept_files(&self) -> Option<scratch::KeptFiles> {
+        let dir = self.kept.clone()?;
+        Some(scratch::KeptFiles {
+            dir,
+            budget: self.limits.kept_budget(),
+        })
+    }
+}
+
 impl Limits {
+    /// What a sandbox may keep across sandboxes (`storage = "principal"`): `/session`'s
+    /// limits, and the defaults where `/session` has none (`disk = "unlimited"`, or the
+    /// `process` backend, whose `/session` is a plain directory): never unbounded.
+    pub(crate) fn kept_budget(&self) -> scratch::Budget {
+        let (bytes, inodes) = self
+            .scratch_limits()
+            .unwrap_or((DEFAULT_DISK, self.inodes.unwrap_or(DEFAULT_INODES)));
+        scratch::Budget { bytes, inodes }
+    }
+
     /// Whether any cgroup limit (memory, cpus, pids) is set. The rlimits
     /// (`open_files`, `file_size`, and core dumps, always off) are not counted: every
     /// backend applies them.

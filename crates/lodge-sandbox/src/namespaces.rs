@@ -122,8 +122,9 @@ impl Backend for NamespacesBackend {
             scratch_root: &spec.scratch_root,
             env: &spec.env,
             limits: &spec.limits,
+            kept: spec.kept_files(),
         };
-        let launched = launch(&self.host, &plan, &request, |cmd| {
+        let launched = launch(&self.host, &plan, request, |cmd| {
             let mut cmd = tokio::process::Command::from(cmd);
             cmd.kill_on_drop(true);
             cmd.spawn()

@@ -245,8 +245,9 @@ impl Host {
                 scratch_root: &scratch_root,
                 env: &env,
                 limits,
+                kept: None,
             };
-            launch(self, &plan, &request, |mut cmd| cmd.spawn())
+            launch(self, &plan, request, |mut cmd| cmd.spawn())
         };
         // A cgroup that cannot be made only stops sessions that set limits: the trial
         // then runs without one, as such a session would.

@@ -68,10 +68,12 @@ impl Backend for ProcessBackend {
         }
         let search_path = host_path();
         let resolved = resolve_program(program, &search_path)?;
-        let scratch = ScratchDir::create(
+        let mut scratch = ScratchDir::create(
             &spec.scratch_root,
             &ScratchName::for_sandbox(&spec.sandbox_id),
         )?;
+        // Lodge's own user runs the server here: the files need no other owner.
+        scratch.keep(spec.kept_files(), None)?;
 
         let mut cmd = Command::new(&resolved);
         cmd.arg0(program)

@@ -10,8 +10,11 @@ use nix::unistd::{AccessFlags, Uid, access, geteuid};
 
 use crate::{SandboxError, SandboxId};
 
+mod kept;
 mod tmpfs;
 
+pub use kept::sweep as sweep_kept;
+pub(crate) use kept::{Budget, KeptFiles};
 pub use tmpfs::unmount_stale;
 
 /// The default root for scratch directories: `$XDG_RUNTIME_DIR/lodge` if that variable
@@ -49,6 +52,8 @@ impl ScratchName {
 pub(crate) struct ScratchDir {
     path: PathBuf,
     armed: bool,
+    /// Where `/session` is saved when the sandbox is terminated (`storage = "principal"`).
+    kept: Option<KeptFiles>,
 }
 
 impl ScratchDir {
@@ -74,7 +79,11 @@ impl ScratchDir {
             .mode(0o700)
             .create(&path)
             .map_err(scratch_err(&path))?;
-        let dir = ScratchDir { path, armed: true };
+        let dir = ScratchDir {
+            path,
+            armed: true,
+            kept: None,
+        };
         // The umask may have cleared bits we need; make it exactly 0700.
         fs::set_permissions(&dir.path, Permissions::from_mode(0o700))
             .map_err(scratch_err(&dir.path))?;
@@ -105,6 +114,30 @@ impl ScratchDir {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Fills the directory with `kept`'s files (each given to `owner`, uid and gid, when
+    /// set) and remembers to save them back at the end ([`take_kept`](Self::take_kept)).
+    /// Files that do not fit are an error: a sandbox never starts with part of them.
+    pub(crate) fn keep(
+        &mut self,
+        kept: Option<KeptFiles>,
+        owner: Option<(u32, u32)>,
+    ) -> Result<(), SandboxError> {
+        let Some(kept) = kept else { return Ok(()) };
+        kept::load(&kept.dir, &self.path, owner, kept.budget).map_err(|source| {
+            SandboxError::Scratch {
+                path: kept.dir.clone(),
+                source,
+            }
+        })?;
+        self.kept = Some(kept);
+        Ok(())
+    }
+
+    /// Where the files are to be saved, once the sandbox's processes are gone.
+    pub(crate) fn take_kept(&mut self) -> Option<KeptFiles> {
+        self.kept.take()
     }
 
     /// Give up responsibility for removing the directory; returns its path so the caller

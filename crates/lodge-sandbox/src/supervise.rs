@@ -224,13 +224,19 @@ impl SandboxProcess {
         self.exit = Some(report.clone());
         self.finished = true;
 
+        let kept = self.scratch.take_kept();
         let path = self.scratch.disarm();
+        let tag = self.sandbox_id.hex();
         let cgroup = self.cgroup.take();
         let host_id = self.host_id.take();
         let cleanup = move || {
             // Once the cgroup is empty every process of the sandbox is gone.
             if let Some(mut cg) = cgroup {
                 cg.remove(CGROUP_WAIT);
+            }
+            // Nothing of the sandbox runs now: the tree holds still while it is saved.
+            if let Some(kept) = kept {
+                kept.save_logged(&path, &tag);
             }
             remove_tree_logged(&path);
             // Only now may another sandbox run as this uid.

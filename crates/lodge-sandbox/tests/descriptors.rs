@@ -33,6 +33,7 @@ fn spec(root: &Path, reached_over_tcp: bool) -> SandboxSpec {
         stderr_cap: 1024,
         limits: Limits::default(),
         reached_over_tcp,
+        kept: None,
     }
 }
 

@@ -57,6 +57,7 @@ fn spec(root: &Path, command: &[&str]) -> SandboxSpec {
         stderr_cap: 64 * 1024,
         limits: Limits::default(),
         reached_over_tcp: false,
+        kept: None,
     }
 }
 
@@ -1115,4 +1116,66 @@ fn bind_syntax() {
     assert!("/a:/b:/c:rw".parse::<BindMount>().is_err());
     assert_eq!("none".parse::<Network>(), Ok(Network::None));
     assert!("bridge".parse::<Network>().is_err());
+}
+
+/// `storage = "principal"`: what one sandbox leaves in `/session` is there in the next
+/// one with the same kept directory, writable by its (other) uid; a sandbox without it
+/// starts empty; and what is kept is bounded by `/session`'s size.
+#[tokio::test]
+async fn kept_files_outlive_their_sandbox_and_stay_within_session_limits() {
+    let Some(b) = backend(NamespacesOptions::default()) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let kept = tmp.path().join("kept/alice");
+    let with_kept = |script: &str, kept: Option<&Path>| SandboxSpec {
+        kept: kept.map(Path::to_path_buf),
+        limits: Limits {
+            disk: lodge_sandbox::Disk::Limited(1 << 20),
+            ..Limits::default()
+        },
+        ..spec(tmp.path(), &sh(script))
+    };
+    let first = with_kept(
+        "mkdir -p /session/notes && echo one > /session/notes/a && ln -s /etc/passwd /session/l",
+        Some(&kept),
+    );
+    let (out, report, tail) = run(&b, &first).await;
+    assert!(report.success(), "{report} {out} {tail:?}");
+    assert_eq!(std::fs::read(kept.join("notes/a")).unwrap(), b"one\n");
+    assert!(std::fs::symlink_metadata(kept.join("l")).is_err());
+
+    let second = with_kept(
+        "cat /session/notes/a && echo two >> /session/notes/a && ls /session",
+        Some(&kept),
+    );
+    let (out, report, tail) = run(&b, &second).await;
+    assert!(report.success(), "{report} {out} {tail:?}");
+    assert_eq!(out, "one\nnotes\n");
+    assert_eq!(std::fs::read(kept.join("notes/a")).unwrap(), b"one\ntwo\n");
+
+    let other = with_kept("ls /session", None);
+    let (out, report, _) = run(&b, &other).await;
+    assert!(report.success(), "{report}");
+    assert_eq!(out, "");
+
+    // The tmpfs stops a write past 1 MiB; the files kept are what fit.
+    let big = with_kept(
+        "dd if=/dev/zero of=/session/big bs=64k count=64 2>/dev/null; echo done",
+        Some(&kept),
+    );
+    let (out, _, _) = run(&b, &big).await;
+    assert_eq!(out, "done\n");
+    let size = std::fs::metadata(kept.join("big")).unwrap().len();
+    assert!(size <= 1 << 20, "kept {size} bytes");
+    // Kept files larger than a smaller `/session` do not start a sandbox at all.
+    let small = SandboxSpec {
+        limits: Limits {
+            disk: lodge_sandbox::Disk::Limited(64 << 10),
+            ..Limits::default()
+        },
+        ..with_kept("true", Some(&kept))
+    };
+    let err = b.spawn(&small).unwrap_err();
+    assert!(matches!(err, SandboxError::Scratch { .. }), "{err}");
 }

@@ -27,6 +27,7 @@ fn spec(root: &Path, command: &[&str]) -> SandboxSpec {
         stderr_cap: 64 * 1024,
         limits: Limits::default(),
         reached_over_tcp: false,
+        kept: None,
     }
 }
 

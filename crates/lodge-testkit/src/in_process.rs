@@ -50,6 +50,9 @@ impl InProcess {
             warm_pool: 0,
             transport: Transport::Stdio,
             quota: Default::default(),
+            continuity: Default::default(),
+            storage: Default::default(),
+            storage_ttl: lodge_runtime::DEFAULT_STORAGE_TTL,
         };
         let runtime = Runtime::new(vec![spec], session);
         let listener = TcpListener::bind("127.0.0.1:0")

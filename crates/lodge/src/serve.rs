@@ -56,6 +56,7 @@ async fn serve(settings: Settings, servers: Vec<ServerSpec>) -> anyhow::Result<(
     announce(&settings, &servers, addr);
     let runtime = Runtime::new(servers, settings.session.clone());
     runtime.start_warm_pools();
+    runtime.start_storage_sweeps();
 
     // The admin listener outlives the MCP one, so /readyz says "draining" while
     // sessions end.

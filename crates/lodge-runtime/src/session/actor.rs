@@ -91,7 +91,9 @@ pub(crate) struct Actor {
     lifetime_end: Instant,
     /// For a sandbox from a warm pool: tells the pool's refill when the server first answers.
     on_first_answer: Option<Arc<tokio::sync::Notify>>,
-    process: SandboxProcess,
+    /// `None` for a view over another session (`continuity = principal`): its "server"
+    /// is that session, reached over the link's channels.
+    process: Option<SandboxProcess>,
     /// Last, so it drops after the sandbox is gone.
     slot: Slot,
 }
@@ -114,7 +116,7 @@ pub(crate) struct Parts {
     pub shared: Arc<Shared>,
     pub commands: mpsc::Receiver<Command>,
     pub link: Link,
-    pub process: SandboxProcess,
+    pub process: Option<SandboxProcess>,
     pub policy: super::Protocol,
     pub slot: Slot,
     pub on_first_answer: Option<Arc<tokio::sync::Notify>>,
@@ -288,7 +290,13 @@ impl Actor {
     }
 
     async fn server_exit_reason(&mut self, why: Option<String>) -> EndReason {
-        let how = match timeout(EXIT_STATUS_WAIT, self.process.exited()).await {
+        let Some(process) = self.process.as_mut() else {
+            return EndReason::ServerExited {
+                how: why.unwrap_or_else(|| "ended".into()),
+                last_stderr: None,
+            };
+        };
+        let how = match timeout(EXIT_STATUS_WAIT, process.exited()).await {
             Ok(report) => report.to_string(),
             Err(_) => "closed its output".to_string(),
         };
@@ -298,7 +306,7 @@ impl Actor {
         };
         EndReason::ServerExited {
             how,
-            last_stderr: self.process.stderr_tail().pop(),
+            last_stderr: process.stderr_tail().pop(),
         }
     }
 
@@ -327,7 +335,13 @@ impl Actor {
         core.streams.close_all();
         env.shared.in_flight.store(0, Ordering::Relaxed);
         link.close_input(); // a polite first hint to exit
-        let report = process.terminate(runtime.config().terminate_grace).await;
+        let report = match process {
+            Some(process) => process
+                .terminate(runtime.config().terminate_grace)
+                .await
+                .to_string(),
+            None => "a view: its principal's session lives on".to_string(),
+        };
         drop(link);
         tracing::info!(session = %env.session, %reason, server = %report, "session ended");
         drop(slot);

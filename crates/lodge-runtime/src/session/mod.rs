@@ -324,6 +324,11 @@ impl SessionHandle {
         Ok(CallStream::new(events, self.commands.clone()))
     }
 
+    /// Resolves once the session's actor has ended (at once if it has).
+    pub(crate) async fn ended(&self) {
+        self.commands.closed().await;
+    }
+
     /// Ends the session and waits until its sandbox is gone.
     pub async fn stop(&self, reason: EndReason) {
         // An error means the actor already ended, which is what we want.

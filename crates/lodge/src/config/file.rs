@@ -135,6 +135,15 @@ pub(super) struct ServerSection {
     pub warm_pool: usize,
     /// Overrides `[quota]` for this server.
     pub quota: Option<QuotaSection>,
+    /// Which sandbox a principal's requests land in: session | principal (one for all).
+    #[serde(default)]
+    pub continuity: lodge_runtime::Continuity,
+    /// Whose /session files these are: session | principal (kept across sandboxes).
+    #[serde(default)]
+    pub storage: lodge_runtime::Storage,
+    /// storage = "principal": kept files unused this long are removed (default 14d).
+    #[serde(default, with = "humantime_serde")]
+    pub storage_ttl: Option<Duration>,
     #[serde(default)]
     pub sandbox: SandboxSection,
 }

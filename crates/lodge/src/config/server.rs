@@ -4,11 +4,14 @@
 use super::backend::{self, BackendKind};
 use super::file::{QuotaSection, ServerSection};
 use anyhow::{Context, bail};
-use lodge_runtime::{Anonymous, Protocol, Quota, ServerSpec, Transport};
+use lodge_runtime::{
+    Anonymous, Continuity, DEFAULT_STORAGE_TTL, Protocol, Quota, ServerSpec, Storage, Transport,
+};
 use lodge_sandbox::{Backend, BindMount, Disk, Limits, NamespacesOptions, Network};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A server as configured: everything its [`ServerSpec`] needs but the backend itself.
 #[derive(Clone, Debug)]
@@ -23,6 +26,11 @@ pub struct ServerConfig {
     pub transport: Transport,
     /// What one principal may start of it.
     pub quota: Quota,
+    /// Whether one principal's requests share one sandbox.
+    pub continuity: Continuity,
+    /// Whose `/session` files these are, and how long kept ones last unused.
+    pub storage: Storage,
+    pub storage_ttl: Duration,
     /// The backend it runs in, after `--backend` / `LODGE_BACKEND`; `None`: the host's
     /// default (namespaces where it can run, else process).
     pub backend: Option<BackendKind>,
@@ -43,6 +51,9 @@ impl ServerConfig {
             warm_pool: 0,
             transport: Transport::Stdio,
             quota: Quota::default(),
+            continuity: Continuity::Session,
+            storage: Storage::Session,
+            storage_ttl: DEFAULT_STORAGE_TTL,
             backend,
             sandbox: NamespacesOptions::default(),
         }
@@ -132,8 +143,15 @@ impl ServerConfig {
         {
             bail!("server {name:?}: sandbox.rootfs and sandbox.binds need the namespaces backend");
         }
+        let storage_ttl = section.storage_ttl.unwrap_or(DEFAULT_STORAGE_TTL);
+        if storage_ttl.is_zero() {
+            bail!("server {name:?}: storage_ttl must be more than 0");
+        }
         Ok(ServerConfig {
             command: absolutize_paths(section.command, config_dir),
+            continuity: section.continuity,
+            storage: section.storage,
+            storage_ttl,
             env: section.env,
             limits,
             protocol: section.protocol,
@@ -165,6 +183,9 @@ impl ServerConfig {
             warm_pool: self.warm_pool,
             transport: self.transport.clone(),
             quota: self.quota,
+            continuity: self.continuity,
+            storage: self.storage,
+            storage_ttl: self.storage_ttl,
         }
     }
 }
@@ -323,6 +344,40 @@ mod tests {
         ] {
             let error = format!("{:#}", limits(disk, inodes, memory).unwrap_err());
             assert!(error.contains(says), "{error}");
+        }
+    }
+
+    fn section(extra: &str) -> anyhow::Result<ServerConfig> {
+        let text = format!("name = \"s\"\ncommand = [\"cat\"]\n{extra}");
+        let section: ServerSection = toml::from_str(&text)?;
+        ServerConfig::from_section(section, Path::new("/"), None)
+    }
+
+    #[test]
+    fn storage_and_its_ttl_parse_with_defaults() {
+        let plain = section("").unwrap();
+        assert_eq!(
+            (plain.storage, plain.storage_ttl),
+            (Storage::Session, DEFAULT_STORAGE_TTL)
+        );
+        assert_eq!(DEFAULT_STORAGE_TTL, Duration::from_secs(14 * 86_400));
+        assert_eq!(plain.continuity, Continuity::Session);
+        let kept =
+            section("storage = \"principal\"\nstorage_ttl = \"2h\"\ncontinuity = \"principal\"")
+                .unwrap();
+        assert_eq!(kept.continuity, Continuity::Principal);
+        assert_eq!(
+            (kept.storage, kept.storage_ttl),
+            (Storage::Principal, Duration::from_secs(7200))
+        );
+        for (extra, says) in [
+            ("storage = \"user\"", "unknown variant"),
+            ("continuity = \"user\"", "unknown variant"),
+            ("storage_ttl = \"0s\"", "more than 0"),
+            ("storage_ttl = \"soon\"", "storage_ttl"),
+        ] {
+            let error = format!("{:#}", section(extra).unwrap_err());
+            assert!(error.contains(says), "{extra}: {error}");
         }
     }
 }

@@ -13,6 +13,7 @@ mod connect;
 mod connect_pty;
 mod containment;
 mod containment_servers;
+mod continuity;
 mod faults;
 mod front_limits;
 mod http;

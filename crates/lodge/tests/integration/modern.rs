@@ -647,3 +647,40 @@ async fn bridged_progress_follows_each_round_under_the_retrys_token() {
         "Trip to Oslo: 2 days, comfort, flights yes.\n\nFjords."
     );
 }
+
+/// `continuity = "principal"`: every 2026-07-28 request of the (here anonymous)
+/// principal lands in its one runtime session, with or without `Lodge-Session-Id`, even
+/// one naming a session that is unknown or ended; the id answered is always that one.
+#[tokio::test]
+async fn with_principal_continuity_every_modern_request_lands_in_the_principals_one_sandbox() {
+    let lodge = Lodge::start(&format!(
+        "{}continuity = \"principal\"\n",
+        crate::common::demo_server_toml()
+    ));
+    let mut m = Modern::new(lodge.url());
+    let inc = json!({"action": "increment"});
+    let (first, result) = m.call(1, "counter", inc.clone(), json!({})).await;
+    assert_eq!(text(&result), "1");
+    let session = first.headers["lodge-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    // Without the header (a client that keeps no id), then with a made-up one: the
+    // same sandbox, its state kept.
+    let (reply, result) = m.call(2, "counter", inc.clone(), json!({})).await;
+    assert_eq!(text(&result), "2");
+    assert_eq!(reply.headers["lodge-session-id"].to_str().unwrap(), session);
+    m.session = Some("not-a-session".into());
+    let (reply, result) = m.call(3, "counter", inc.clone(), json!({})).await;
+    assert_eq!((reply.status, text(&result)), (200, "3"));
+    assert_eq!(reply.headers["lodge-session-id"].to_str().unwrap(), session);
+    // Once it ends, its old id leads to the principal's next sandbox, not to a 404
+    // (for clients that never start over after one).
+    let del =
+        crate::common::Raw::send(m.http.delete(&m.url).header("lodge-session-id", &session)).await;
+    assert_eq!(del.status, 204);
+    m.session = Some(session.clone());
+    let (reply, result) = m.call(4, "counter", inc, json!({})).await;
+    assert_eq!((reply.status, text(&result)), (200, "1"));
+    assert_ne!(reply.headers["lodge-session-id"].to_str().unwrap(), session);
+}
