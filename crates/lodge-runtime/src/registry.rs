@@ -626,13 +626,10 @@ mod tests {
             anonymous: Anonymous::Fresh,
             warm_pool: 0,
             transport: Transport::Stdio,
-<<<<<<< HEAD
             quota: crate::Quota::default(),
-=======
             continuity: Default::default(),
             storage: Default::default(),
             storage_ttl: crate::DEFAULT_STORAGE_TTL,
->>>>>>> h-cont
         };
         let config = SessionConfig {
             max_sessions: 1,
@@ -770,6 +767,7 @@ mod tests {
             anonymous: Anonymous::Fresh,
             warm_pool: 0,
             transport: Transport::Stdio,
+            quota: crate::Quota::default(),
             continuity: Default::default(),
             storage: crate::Storage::Principal,
             storage_ttl: Duration::from_secs(3600),
