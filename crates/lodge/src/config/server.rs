@@ -350,7 +350,7 @@ mod tests {
     fn section(extra: &str) -> anyhow::Result<ServerConfig> {
         let text = format!("name = \"s\"\ncommand = [\"cat\"]\n{extra}");
         let section: ServerSection = toml::from_str(&text)?;
-        ServerConfig::from_section(section, Path::new("/"), None)
+        ServerConfig::from_section(section, Path::new("/"), None, Default::default())
     }
 
     #[test]

@@ -128,21 +128,12 @@ fn initialize() -> Value {
         "clientInfo":{"name":"auth-test","version":"1"}}})
 }
 
-/// A raw client whose every request carries `Authorization: Bearer <token>`.
+/// A raw client whose every request carries `Authorization: Bearer <token>`, if any.
 fn as_bearer(url: String, token: Option<&str>) -> Raw {
-    let mut raw = Raw::new(url);
-    let mut headers = reqwest::header::HeaderMap::new();
-    if let Some(token) = token {
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            format!("Bearer {token}").parse().unwrap(),
-        );
+    match token {
+        Some(token) => Raw::signed_in(url, token),
+        None => Raw::new(url),
     }
-    raw.http = reqwest::Client::builder()
-        .default_headers(headers)
-        .build()
-        .unwrap();
-    raw
 }
 
 async fn get_json(url: &str) -> Value {

@@ -182,10 +182,6 @@ fn an_unauthenticated_admin_listener_is_refused_on_a_public_address() {
 
 use crate::common::idp::{Format, Idp, Mint};
 
-fn signed_in(url: String, token: &str) -> Raw {
-    Raw::signed_in(url, token)
-}
-
 /// The resource a Lodge's tokens are for, from its metadata.
 async fn resource_of(lodge: &Lodge) -> String {
     let url = format!("{}/.well-known/oauth-protected-resource", lodge.base);
@@ -207,11 +203,11 @@ async fn quotas_count_each_user_on_their_own() {
     let bob = idp
         .token(Mint::user("bob", Format::Opaque, &resource))
         .await;
-    signed_in(lodge.url(), &alice).initialize().await;
-    let (_, message) = quota_refusal(&signed_in(lodge.url(), &alice).post(initialize()).await);
+    Raw::signed_in(lodge.url(), &alice).initialize().await;
+    let (_, message) = quota_refusal(&Raw::signed_in(lodge.url(), &alice).post(initialize()).await);
     assert!(message.contains("1 live sessions"), "{message}");
     // Bob's allowance is his own.
-    signed_in(lodge.url(), &bob).initialize().await;
+    Raw::signed_in(lodge.url(), &bob).initialize().await;
 }
 
 #[tokio::test]
@@ -264,11 +260,133 @@ async fn an_http_server_learns_its_user_from_headers_and_never_sees_the_token() 
     };
     let resource = resource_of(&lodge).await;
     let token = idp.token(Mint::user("carol", Format::Jwt, &resource)).await;
-    let mut raw = signed_in(lodge.url(), &token);
+    let mut raw = Raw::signed_in(lodge.url(), &token);
     raw.initialize().await;
     let seen: Value = serde_json::from_str(&raw.call_text(1, "whoami", json!({})).await).unwrap();
     assert_eq!(
         seen,
         json!({"principal": "carol", "issuer": idp.issuer(), "authorization": false, "env_principal": "carol"})
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Continuity and kept files, per signed-in user.
+
+/// Ends `raw`'s legacy session with a DELETE.
+async fn end(raw: &Raw) {
+    let deleted = Raw::send(
+        raw.http
+            .delete(&raw.url)
+            .header("mcp-session-id", raw.session.as_deref().unwrap()),
+    )
+    .await;
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+}
+
+/// The demo's `session_info` instance: which server process answered.
+async fn instance(raw: &Raw) -> Value {
+    let info: Value =
+        serde_json::from_str(&raw.call_text(9, "session_info", json!({})).await).unwrap();
+    info["instance"].clone()
+}
+
+/// A signed-in client that opens a new MCP session for every call (as some agents do)
+/// keeps one server process and its state with `continuity = "principal"`, across
+/// eras; another user gets a process and state of their own.
+#[tokio::test]
+async fn with_continuity_a_user_churning_sessions_keeps_their_own_server_and_state() {
+    let idp = Idp::start();
+    let config = format!(
+        "{}{}continuity = \"principal\"\n",
+        idp.auth_toml(""),
+        demo_server_toml()
+    );
+    let lodge = Lodge::start(&config);
+    let resource = resource_of(&lodge).await;
+    let alice = idp.token(Mint::user("alice", Format::Jwt, &resource)).await;
+    let bob = idp
+        .token(Mint::user("bob", Format::Opaque, &resource))
+        .await;
+    let increment = json!({"action": "increment"});
+
+    let mut seen = Vec::new();
+    for n in 1..=3 {
+        let mut raw = Raw::signed_in(lodge.url(), &alice);
+        raw.initialize().await;
+        let count = raw.call_text(1, "counter", increment.clone()).await;
+        assert_eq!(count, n.to_string());
+        seen.push(instance(&raw).await);
+        end(&raw).await;
+    }
+    assert!(seen.iter().all(|i| *i == seen[0]), "{seen:?}");
+
+    // Her 2026-07-28 requests, with no session id at all, land in the same process.
+    let raw = Raw::signed_in(lodge.url(), &alice);
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{
+        "name":"counter","arguments":increment,
+        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities":{}}}});
+    let request = lodge_testkit::http::modern_post(
+        &raw.http,
+        &raw.url,
+        None,
+        "tools/call",
+        Some("counter"),
+        body.to_string(),
+    );
+    let reply = Raw::send(request).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert!(reply.body.contains(r#""text":"4""#), "{}", reply.body);
+
+    let mut raw = Raw::signed_in(lodge.url(), &bob);
+    raw.initialize().await;
+    assert_eq!(raw.call_text(1, "counter", increment).await, "1");
+    assert_ne!(instance(&raw).await, seen[0]);
+}
+
+/// With `storage = "principal"`, the files one session of a user leaves in `/session`
+/// are there for that user's next session (a new sandbox), and never for another user.
+#[tokio::test]
+async fn with_principal_storage_a_users_files_outlive_the_sandbox_and_only_they_see_them() {
+    let idp = Idp::start();
+    let config = format!(
+        "{}{}storage = \"principal\"\n",
+        idp.auth_toml(""),
+        demo_server_toml()
+    );
+    let lodge = Lodge::start(&config);
+    let resource = resource_of(&lodge).await;
+    let alice = idp.token(Mint::user("alice", Format::Jwt, &resource)).await;
+    let bob = idp.token(Mint::user("bob", Format::Jwt, &resource)).await;
+    let write = json!({"action": "write", "name": "plan", "text": "Lisbon in May"});
+    let read = json!({"action": "read", "name": "plan"});
+
+    let mut first = Raw::signed_in(lodge.url(), &alice);
+    first.initialize().await;
+    assert_eq!(first.call_text(1, "notes", write).await, "saved plan");
+    let before = instance(&first).await;
+    end(&first).await;
+
+    // Her files are saved back once the sandbox's processes are gone; a session that
+    // starts before then starts from the files as they were.
+    crate::common::eventually(
+        std::time::Duration::from_secs(10),
+        "alice's next session to find her note",
+        async || {
+            let mut next = Raw::signed_in(lodge.url(), &alice);
+            next.initialize().await;
+            assert_ne!(instance(&next).await, before, "a new sandbox");
+            let text = next.call_text(1, "notes", read.clone()).await;
+            end(&next).await;
+            text == "Lisbon in May"
+        },
+    )
+    .await;
+
+    let mut other = Raw::signed_in(lodge.url(), &bob);
+    other.initialize().await;
+    let listed = other.call_text(1, "notes", json!({"action": "list"})).await;
+    assert_eq!(listed, "", "bob sees alice's files: {listed}");
+    let reply = other.call(2, "notes", read).await;
+    assert!(reply.body.contains("reading note"), "{}", reply.body);
 }
