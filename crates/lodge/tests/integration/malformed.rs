@@ -24,6 +24,10 @@ struct Row {
     code: Option<i64>,
     /// The answer's `id`, checked where set.
     id: Option<Value>,
+    /// A reset connection also counts as the expected refusal: the server stopped
+    /// reading (and answered, then closed) while the client was still sending, so the
+    /// client may see the reset before the answer.
+    or_reset: bool,
 }
 
 fn row(name: impl Into<String>, method: &'static str, body: impl Into<Vec<u8>>) -> Row {
@@ -38,6 +42,7 @@ fn row(name: impl Into<String>, method: &'static str, body: impl Into<Vec<u8>>) 
         status: 0,
         code: None,
         id: None,
+        or_reset: false,
     }
 }
 
@@ -62,6 +67,10 @@ impl Row {
         self.status = status;
         self.code = code;
         self.id = id;
+        self
+    }
+    fn or_reset(mut self) -> Row {
+        self.or_reset = true;
         self
     }
     /// 400 Invalid Request (-32600) answering `id`.
@@ -338,7 +347,8 @@ fn table() -> Vec<Row> {
             .expect(413, Some(-32600), Some(null())),
         post("a 500 KB header", call(json!(1), "x"))
             .header("x-filler", "f".repeat(500_000))
-            .expect(431, None, None),
+            .expect(431, None, None)
+            .or_reset(),
     ];
     let mut many = post("150 headers", call(json!(1), "x"));
     for i in 0..150 {
@@ -413,10 +423,17 @@ async fn send(
             reqwest::header::HeaderValue::from_bytes(&value).unwrap(),
         );
     }
-    let response = tokio::time::timeout(Duration::from_secs(30), request.send())
+    let response = match tokio::time::timeout(Duration::from_secs(30), request.send())
         .await
         .unwrap_or_else(|_| panic!("{}: no answer in 30 s", row.name))
-        .unwrap_or_else(|e| panic!("{}: {e}", row.name));
+    {
+        Ok(response) => response,
+        Err(e) if row.or_reset && e.is_request() => {
+            eprintln!("{}: reset before the answer was read ({e})", row.name);
+            return (row.status, Vec::new(), String::new());
+        }
+        Err(e) => panic!("{}: {e}", row.name),
+    };
     let status = response.status().as_u16();
     let kind = response
         .headers()
