@@ -102,6 +102,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// What a new session's actor runs on: how it reaches its server, and which era each
+/// side speaks.
+struct Launch {
+    link: Link,
+    process: Option<lodge_sandbox::SandboxProcess>,
+    /// Whether its client speaks 2026-07-28.
+    modern: bool,
+    policy: crate::Protocol,
+    /// Told when the server first answers (a pooled sandbox settling).
+    on_first_answer: Option<Arc<Notify>>,
+}
+
 impl Runtime {
     pub fn new(servers: Vec<ServerSpec>, config: SessionConfig) -> Arc<Self> {
         let budget = crate::session::BudgetLimits::new(
@@ -292,7 +304,7 @@ impl Runtime {
             .await?;
         // Kept for the full idle timeout, like a runtime session a client came back to.
         behind.adopt();
-        let mut slot = self.take_slot()?;
+        let slot = self.take_slot()?;
         let id = SessionId::mint();
         let (to_server, write_queue) = mpsc::channel(WRITE_QUEUE);
         let (from_server_tx, from_server) = mpsc::channel(FROM_SERVER_QUEUE);
@@ -303,14 +315,35 @@ impl Runtime {
             write_queue,
             from_server_tx,
         ));
-        let link = Link::Channels {
-            to_server,
-            from_server,
+        let launch = Launch {
+            link: Link::Channels {
+                to_server,
+                from_server,
+            },
+            process: None,
+            modern: false,
+            // A legacy client of a 2026-07-28 "server": the runtime session behind.
+            policy: crate::Protocol::Modern,
+            on_first_answer: None,
         };
+        let handle = self.launch(id.clone(), server, owner, slot, launch);
+        tracing::info!(session = %id, behind = %behind.id(), server = %server.spec.name, "session started as a view of its principal's runtime session");
+        Ok(handle)
+    }
+
+    /// Registers a new session under `id` and starts its actor.
+    fn launch(
+        self: &Arc<Self>,
+        id: SessionId,
+        server: &Server,
+        owner: &Principal,
+        mut slot: Slot,
+        launch: Launch,
+    ) -> SessionHandle {
         let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
         let shared = Arc::new(Shared::new(
             server.spec.name.as_str().into(),
-            false,
+            launch.modern,
             server.hosting.clone(),
             owner.clone(),
         ));
@@ -318,20 +351,18 @@ impl Runtime {
         lock(&self.sessions).insert(id.clone(), handle.clone());
         slot.register(id.clone());
         let actor = Actor::new(crate::session::Parts {
-            id: id.clone(),
+            id,
             runtime: self.clone(),
             shared,
             commands,
-            link,
-            process: None,
-            // A legacy client of a 2026-07-28 "server": the runtime session behind.
-            policy: crate::Protocol::Modern,
+            link: launch.link,
+            process: launch.process,
+            policy: launch.policy,
             slot,
-            on_first_answer: None,
+            on_first_answer: launch.on_first_answer,
         });
         tokio::spawn(actor.run());
-        tracing::info!(session = %id, behind = %behind.id(), server = %server.spec.name, "session started as a view of its principal's runtime session");
-        Ok(handle)
+        handle
     }
 
     /// Takes one of the `max_sessions` slots, freed when the returned guard drops.
@@ -425,28 +456,14 @@ impl Runtime {
                 }
             }
         };
-        let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
-        let shared = Arc::new(Shared::new(
-            server.spec.name.as_str().into(),
-            modern,
-            server.hosting.clone(),
-            owner.clone(),
-        ));
-        let handle = SessionHandle::new(id.clone(), commands_tx, shared.clone());
-        lock(&self.sessions).insert(id.clone(), handle.clone());
-        slot.register(id.clone());
-        let actor = Actor::new(crate::session::Parts {
-            id: id.clone(),
-            runtime: self.clone(),
-            shared,
-            commands,
+        let launch = Launch {
             link,
             process: Some(sandbox.process),
+            modern,
             policy: server.spec.protocol,
-            slot,
             on_first_answer: from_pool.then(|| server.settled.clone()),
-        });
-        tokio::spawn(actor.run());
+        };
+        let handle = self.launch(id.clone(), server, owner, slot, launch);
         tracing::info!(session = %id, sandbox = %sandbox_id, server = %server.spec.name, pid = ?pid, "session started");
         Ok(handle)
     }
