@@ -39,7 +39,7 @@ impl fmt::Display for EndReason {
                 write!(f, "it reached its maximum lifetime of {}", humanize(*d))
             }
             EndReason::Deleted => f.write_str("the client ended it with DELETE"),
-            EndReason::Stopped => f.write_str("an operator stopped it"),
+            EndReason::Stopped => f.write_str("it was stopped by an operator"),
             EndReason::ServerExited { how, last_stderr } => {
                 write!(f, "the MCP server {how}")?;
                 match last_stderr {

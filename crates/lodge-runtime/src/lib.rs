@@ -34,8 +34,9 @@ pub use principal::Principal;
 pub use quota::{Quota, QuotaExceeded};
 pub use registry::{Lookup, Runtime, Server};
 pub use session::{
-    BridgeState, BudgetLimits, CallStream, Charge, Event, EventId, EventStream, Hosting,
-    HostingKind, ModernCall, OverBudget, Protocol, SessionHandle, StateCodec, StateError,
+    BridgeState, BudgetLimits, CallStream, Charge, Direction, Event, EventId, EventStream, Hosting,
+    HostingKind, ModernCall, OverBudget, Protocol, ProtocolEvent, SessionHandle, SessionReport,
+    SessionState, StateCodec, StateError, WaitingOn,
 };
 pub use session_id::SessionId;
 pub use storage::{DEFAULT_STORAGE_TTL, Storage};

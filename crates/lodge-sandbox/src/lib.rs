@@ -88,6 +88,7 @@ mod stderr;
 mod supervise;
 #[allow(unsafe_code)]
 mod sys;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -107,6 +108,7 @@ pub use process::ProcessBackend;
 pub use scratch::{default_scratch_root, sweep_kept, unmount_stale};
 pub use stderr::log_server_stdout;
 pub use supervise::SandboxProcess;
+pub use usage::{Usage, UsageProbe};
 
 /// What to run, and how, for one session.
 #[derive(Clone, Debug)]

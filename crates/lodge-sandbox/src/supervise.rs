@@ -145,6 +145,15 @@ impl SandboxProcess {
         self.child.id()
     }
 
+    /// Where to read what the sandbox's processes use (its cgroup's members, else the
+    /// server's process group).
+    pub fn usage_probe(&self) -> crate::UsageProbe {
+        match &self.cgroup {
+            Some(cgroup) => crate::UsageProbe::cgroup(cgroup.procs_files()),
+            None => crate::UsageProbe::group(self.pgid.map(Pid::as_raw)),
+        }
+    }
+
     /// The session's scratch directory (the server's cwd, `HOME` and `TMPDIR`).
     pub fn scratch_dir(&self) -> &Path {
         self.scratch.path()

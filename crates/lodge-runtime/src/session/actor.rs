@@ -2,10 +2,11 @@
 //! task per session owns all of its state, so no locks: it waits on the server's
 //! link, the front's commands and one timer, and hands each event to the adapter.
 
+use super::activity::{Activity, Direction};
 use super::budget::Budget;
 use super::core::{Core, ToServer};
 use super::era::{Adapter, CallState, Ctx, Env};
-use super::{Command, Shared};
+use super::{Command, SessionReport, SessionState, Shared};
 use crate::error::{EndReason, SessionError};
 use crate::registry::Runtime;
 use crate::session_id::SessionId;
@@ -15,7 +16,7 @@ use lodge_proto::{codes, error_body};
 use lodge_sandbox::SandboxProcess;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant, sleep_until, timeout};
 
@@ -75,9 +76,26 @@ impl Drop for Slot {
     }
 }
 
-impl ToServer for Link {
+/// The link to the server as the adapters see it: what Lodge sends on it also tells
+/// the session's activity when a question of the server's has been answered.
+struct Outbound<'a> {
+    link: &'a mut Link,
+    activity: &'a mut Activity,
+}
+
+impl ToServer for Outbound<'_> {
     fn send(&mut self, messages: Vec<Bytes>) -> Result<(), SessionError> {
-        Link::send(self, messages)
+        // Only while the server has a question out (rarely): otherwise nothing to read.
+        if self.activity.server_asked() {
+            for bytes in &messages {
+                if let Ok(message) = lodge_proto::Message::parse(bytes.clone())
+                    && let lodge_proto::Kind::Response { id } = &message.kind
+                {
+                    self.activity.answered_server(id);
+                }
+            }
+        }
+        self.link.send(messages)
     }
 }
 
@@ -88,6 +106,7 @@ pub(crate) struct Actor {
     core: Core<CallState>,
     adapter: Adapter,
     env: Env,
+    activity: Activity,
     lifetime_end: Instant,
     /// For a sandbox from a warm pool: tells the pool's refill when the server first answers.
     on_first_answer: Option<Arc<tokio::sync::Notify>>,
@@ -103,7 +122,10 @@ macro_rules! ctx {
     ($actor:ident) => {
         Ctx {
             core: &mut $actor.core,
-            out: &mut $actor.link,
+            out: &mut Outbound {
+                link: &mut $actor.link,
+                activity: &mut $actor.activity,
+            },
             env: &$actor.env,
         }
     };
@@ -134,6 +156,7 @@ impl Actor {
                 now,
             ),
             adapter: Adapter::new(parts.shared.modern, parts.policy),
+            activity: Activity::new(parts.shared.created_at, config.request_timeout),
             env: Env {
                 session: parts.id,
                 codec: parts.runtime.state_codec().clone(),
@@ -170,6 +193,7 @@ impl Actor {
                         if let Some(settled) = self.on_first_answer.take() {
                             settled.notify_one();
                         }
+                        self.activity.record(Direction::FromServer, &message, SystemTime::now());
                         self.adapter.on_server_message(&mut ctx!(self), message);
                     }
                     FromServer::Closed(why) => return (self.server_exit_reason(why).await, None),
@@ -222,6 +246,41 @@ impl Actor {
         .unwrap_or(self.lifetime_end)
     }
 
+    fn report(&self) -> SessionReport {
+        let (now, wall) = (Instant::now(), SystemTime::now());
+        let on_wall_clock = |at: Instant| wall + at.saturating_duration_since(now);
+        let in_flight = self.core.in_flight();
+        let waiting_on = self.activity.waiting_on().filter(|_| in_flight > 0);
+        let state = if self.env.shared.hosting.get().is_none() {
+            SessionState::Starting
+        } else if waiting_on.is_some() {
+            SessionState::Waiting
+        } else if in_flight > 0 {
+            SessionState::Busy
+        } else {
+            SessionState::Idle
+        };
+        SessionReport {
+            state,
+            in_flight,
+            waiting_on,
+            last_activity_at: self.activity.last_activity(),
+            idle_deadline: self
+                .core
+                .idle_since()
+                .map(|t| on_wall_clock(t + self.idle_timeout())),
+            lifetime_deadline: on_wall_clock(self.lifetime_end),
+            pid: self.process.as_ref().and_then(SandboxProcess::pid),
+            usage: self.process.as_ref().map(SandboxProcess::usage_probe),
+            stderr_tail: self
+                .process
+                .as_ref()
+                .map(SandboxProcess::stderr_tail)
+                .unwrap_or_default(),
+            events: self.activity.events(),
+        }
+    }
+
     /// A runtime session a modern client never came back to (it did not keep its
     /// `Lodge-Session-Id`) is cheap to lose: it gets a short idle timeout.
     fn idle_timeout(&self) -> Duration {
@@ -246,6 +305,10 @@ impl Actor {
                 sse,
                 reply,
             } => {
+                let now = SystemTime::now();
+                for message in &messages {
+                    self.activity.record(Direction::FromClient, message, now);
+                }
                 let result = if draining {
                     Err(SessionError::ShuttingDown)
                 } else {
@@ -254,6 +317,8 @@ impl Actor {
                 let _ = reply.send(result);
             }
             Command::Deliver { message, reply } => {
+                self.activity
+                    .record(Direction::FromClient, &message, SystemTime::now());
                 let _ = reply.send(self.adapter.deliver(&mut ctx!(self), message));
             }
             Command::Listen {
@@ -274,6 +339,8 @@ impl Actor {
                 resume,
                 reply,
             } => {
+                self.activity
+                    .record(Direction::FromClient, &call.message, SystemTime::now());
                 let result = if draining {
                     Err(SessionError::ShuttingDown)
                 } else {
@@ -282,6 +349,9 @@ impl Actor {
                 let _ = reply.send(result);
             }
             Command::Abandon { stream } => self.adapter.abandon(&mut ctx!(self), stream),
+            Command::Describe { reply } => {
+                let _ = reply.send(self.report());
+            }
             Command::Stop { reason, done } => return Err((reason, Some(done))),
             #[cfg(test)]
             Command::Panic => panic!("session actor asked to panic"),

@@ -8,6 +8,7 @@
 //!   without I/O;
 //! - `streams`: numbered event streams with replay buffers.
 
+mod activity;
 mod actor;
 mod budget;
 mod core;
@@ -16,6 +17,7 @@ mod hosting;
 mod request_state;
 mod streams;
 
+pub use activity::{Direction, ProtocolEvent, WaitingOn};
 pub(crate) use actor::{Actor, Parts, Slot};
 pub use budget::{BudgetLimits, Charge, OverBudget};
 pub(crate) use hosting::ServerHosting;
@@ -30,6 +32,7 @@ use lodge_proto::modern::ModernRequest;
 use serde::Deserialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -72,6 +75,10 @@ pub(crate) enum Command {
     },
     /// The client closed a 2026-07-28 response stream: that cancels its request.
     Abandon { stream: u32 },
+    /// What the session is doing, for operators.
+    Describe {
+        reply: oneshot::Sender<SessionReport>,
+    },
     /// Makes the actor panic: proves its drop guard frees the session.
     #[cfg(test)]
     Panic,
@@ -153,6 +160,8 @@ impl Drop for CallStream {
 pub(crate) struct Shared {
     pub server: Arc<str>,
     pub created: Instant,
+    /// `created` on the wall clock, for operators.
+    pub created_at: SystemTime,
     /// Client requests awaiting their response.
     pub in_flight: AtomicUsize,
     /// The protocol version the server chose in its `initialize` result.
@@ -179,6 +188,7 @@ impl Shared {
         Shared {
             server,
             created: Instant::now(),
+            created_at: SystemTime::now(),
             in_flight: AtomicUsize::new(0),
             protocol_version: OnceLock::new(),
             modern,
@@ -198,6 +208,40 @@ impl Shared {
         self.server_hosting.learned(&self.server, &hosting);
         let _ = self.hosting.set(hosting);
     }
+}
+
+/// Where a session is in its life, for operators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Its server has not yet said how it is spoken to (before `initialize` is answered).
+    Starting,
+    Idle,
+    /// Calls in flight.
+    Busy,
+    /// Calls in flight, and the server waits on the client's user or model.
+    Waiting,
+    /// Stopping: its actor no longer answers.
+    Ending,
+}
+
+/// What a session's actor reports of it.
+#[derive(Clone, Debug)]
+pub struct SessionReport {
+    pub state: SessionState,
+    pub in_flight: usize,
+    pub waiting_on: Option<WaitingOn>,
+    pub last_activity_at: SystemTime,
+    /// When it ends if nothing happens before (none while calls are in flight).
+    pub idle_deadline: Option<SystemTime>,
+    pub lifetime_deadline: SystemTime,
+    /// `None` for a view over another session (`continuity = "principal"`).
+    pub pid: Option<u32>,
+    pub usage: Option<lodge_sandbox::UsageProbe>,
+    /// The server's last stderr lines, oldest first.
+    pub stderr_tail: Vec<String>,
+    /// The last protocol events, oldest first.
+    pub events: Vec<ProtocolEvent>,
 }
 
 /// A cheap, cloneable way to talk to a session's actor.
@@ -232,6 +276,16 @@ impl SessionHandle {
 
     pub fn created(&self) -> Instant {
         self.shared.created
+    }
+
+    pub fn created_at(&self) -> SystemTime {
+        self.shared.created_at
+    }
+
+    /// What the session is doing now; `None` once its actor no longer answers (it is
+    /// ending).
+    pub async fn describe(&self) -> Option<SessionReport> {
+        self.ask(|reply| Command::Describe { reply }).await.ok()
     }
 
     pub fn in_flight(&self) -> usize {

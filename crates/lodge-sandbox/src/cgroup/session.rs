@@ -165,19 +165,7 @@ impl SessionCgroup {
     }
 
     fn members(&self) -> Vec<i32> {
-        let mut pids: Vec<i32> = self
-            .dirs
-            .iter()
-            .filter_map(|(_, d)| fs::read_to_string(d.join("cgroup.procs")).ok())
-            .flat_map(|t| {
-                t.lines()
-                    .filter_map(|l| l.trim().parse().ok())
-                    .collect::<Vec<i32>>()
-            })
-            .collect();
-        pids.sort_unstable();
-        pids.dedup();
-        pids
+        crate::usage::pids_in(&self.procs_files())
     }
 
     /// SIGKILLs every process still in the cgroup.

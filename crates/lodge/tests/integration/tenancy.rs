@@ -83,35 +83,17 @@ async fn a_server_s_own_rate_quota_overrides_the_global_one_and_says_when_to_ret
     );
 }
 
-/// A free loopback port for the admin listener (bound, then released).
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 #[tokio::test]
 async fn the_admin_api_needs_its_bearer_token_but_health_checks_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("admin.token");
     std::fs::write(&token_file, "s3cret-admin-token-0123456789\n").unwrap();
-    let port = free_port();
     let config = format!(
         "[admin]\ntoken_file = {token_file:?}\n{}",
         demo_server_toml()
     );
-    let lodge = Lodge::start_under(
-        &[],
-        &config,
-        &["--admin-listen", &format!("127.0.0.1:{port}")],
-    );
-    let admin = format!("http://127.0.0.1:{port}");
+    let (lodge, admin) = Lodge::with_admin(&config).await;
     let http = reqwest::Client::new();
-    crate::common::eventually(
-        std::time::Duration::from_secs(10),
-        "the admin listener answers",
-        async || http.get(format!("{admin}/healthz")).send().await.is_ok(),
-    )
-    .await;
     let health = Raw::send(http.get(format!("{admin}/readyz"))).await;
     assert_eq!((health.status, health.body.as_str()), (200, "ready\n"));
 
@@ -213,19 +195,14 @@ async fn quotas_count_each_user_on_their_own() {
 #[tokio::test]
 async fn a_token_with_the_admin_scope_opens_the_admin_api_and_one_without_does_not() {
     let idp = Idp::start();
-    let port = free_port();
     let config = format!(
         "{}[admin]\nscope = \"other\"\n{}",
         idp.auth_toml(""),
         demo_server_toml()
     );
-    let lodge = Lodge::start_under(
-        &[],
-        &config,
-        &["--admin-listen", &format!("127.0.0.1:{port}")],
-    );
+    let (lodge, admin) = Lodge::with_admin(&config).await;
     let resource = resource_of(&lodge).await;
-    let sessions = format!("http://127.0.0.1:{port}/admin/sessions");
+    let sessions = format!("{admin}/admin/sessions");
     let operator = idp
         .token(Mint::user("ops", Format::Jwt, &resource).scope("other"))
         .await;

@@ -61,6 +61,26 @@ impl Lodge {
         Lodge(launch.start().unwrap_or_else(|e| panic!("{e:#}")))
     }
 
+    /// Starts Lodge with `config` and an admin listener on a free loopback port;
+    /// returns the admin base URL once it answers.
+    pub async fn with_admin(config: &str) -> (Lodge, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let admin = format!("127.0.0.1:{port}");
+        let lodge = Self::start_under(&[], config, &["--admin-listen", &admin]);
+        let admin = format!("http://{admin}");
+        let http = reqwest::Client::new();
+        eventually(
+            Duration::from_secs(10),
+            "the admin listener answers",
+            async || http.get(format!("{admin}/healthz")).send().await.is_ok(),
+        )
+        .await;
+        (lodge, admin)
+    }
+
     pub fn demo(session_toml: &str) -> Lodge {
         Self::start(&format!(
             "{}\n[session]\n{session_toml}\n",

@@ -1,14 +1,17 @@
 //! The admin listener: health and readiness (open, for load balancers and probes),
-//! and the session list with a stop button (behind [`AdminAccess`]).
+//! the API's OpenAPI document (open: it holds no data), and the session API (behind
+//! [`AdminAccess`]).
+
+mod sessions;
 
 use crate::auth::{Auth, bearer_token};
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use lodge_runtime::{EndReason, Lookup, Runtime, SessionHandle};
+use lodge_runtime::Runtime;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -76,14 +79,27 @@ async fn guard(State(access): State<Arc<AdminAccess>>, request: Request, next: N
 pub fn admin_router(runtime: Arc<Runtime>, access: AdminAccess) -> Router {
     let access = Arc::new(access);
     let api = Router::new()
-        .route("/admin/sessions", get(list))
-        .route("/admin/sessions/{id}", get(show).delete(stop))
+        .route("/admin/sessions", get(sessions::list))
+        .route(
+            "/admin/sessions/{id}",
+            get(sessions::show).delete(sessions::stop),
+        )
         .route_layer(middleware::from_fn_with_state(access, guard));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/admin/openapi.json", get(openapi))
         .merge(api)
         .with_state(runtime)
+}
+
+/// The admin API, described for tools (hand-written: it is small and stable).
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("openapi.json"),
+    )
+        .into_response()
 }
 
 async fn readyz(State(runtime): State<Arc<Runtime>>) -> Response {
@@ -94,58 +110,10 @@ async fn readyz(State(runtime): State<Arc<Runtime>>) -> Response {
     }
 }
 
-fn describe(session: &SessionHandle) -> serde_json::Value {
-    serde_json::json!({
-        "id": session.id(),
-        "server": session.server(),
-        "age_seconds": session.created().elapsed().as_secs(),
-        "in_flight": session.in_flight(),
-        "protocol_version": session.protocol_version(),
-        // Who owns it (null without authentication).
-        "principal": (!session.owner().is_anonymous()).then(|| session.owner().subject()),
-        "issuer": (!session.owner().is_anonymous()).then(|| session.owner().issuer()),
-    })
-}
-
-fn json(value: serde_json::Value) -> Response {
+pub(crate) fn json(value: serde_json::Value) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         value.to_string(),
     )
         .into_response()
-}
-
-async fn list(State(runtime): State<Arc<Runtime>>) -> Response {
-    let mut sessions: Vec<_> = runtime.sessions();
-    sessions.sort_by_key(|s| s.created());
-    json(serde_json::json!({ "sessions": sessions.iter().map(describe).collect::<Vec<_>>() }))
-}
-
-fn not_found(id: &str, lookup: Lookup) -> Response {
-    let message = match lookup {
-        Lookup::Ended(reason) => format!("session {id} ended: {reason}"),
-        _ => format!("no session {id}"),
-    };
-    (
-        StatusCode::NOT_FOUND,
-        json(serde_json::json!({ "error": message })),
-    )
-        .into_response()
-}
-
-async fn show(State(runtime): State<Arc<Runtime>>, Path(id): Path<String>) -> Response {
-    match runtime.lookup(&id) {
-        Lookup::Live(session) => json(describe(&session)),
-        other => not_found(&id, other),
-    }
-}
-
-async fn stop(State(runtime): State<Arc<Runtime>>, Path(id): Path<String>) -> Response {
-    match runtime.lookup(&id) {
-        Lookup::Live(session) => {
-            session.stop(EndReason::Stopped).await;
-            StatusCode::NO_CONTENT.into_response()
-        }
-        other => not_found(&id, other),
-    }
 }
