@@ -9,6 +9,7 @@
 mod check;
 mod limits;
 mod serve;
+mod sessions;
 
 use clap::{Parser, Subcommand};
 use lodge::config;
@@ -40,6 +41,11 @@ enum Command {
     /// Check a config as `lodge serve` would load it: start one session of each server
     /// and say how it is hosted (legacy session, bridged, passed through) and why.
     Check(config::ServeArgs),
+    /// See and stop sessions through the admin API: list (with filters), show ID, stop ID.
+    ///
+    /// EXIT CODES: 0 ok · 1 the admin API refused or failed (unknown session, bad token,
+    /// unreachable) · 2 usage
+    Sessions(sessions::SessionsArgs),
     /// Report which isolation features this host supports, and which sandbox backend
     /// `lodge serve` will pick, and why.
     Doctor,
@@ -62,6 +68,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Connect(args) => return lodge_connect::run(args),
         Command::Check(args) => check::run(args),
+        Command::Sessions(args) => sessions::run(args),
         Command::Doctor => doctor(),
         Command::SandboxHelper { args } => lodge_sandbox::run_helper(args),
         Command::DemoServer => run_demo_server(),

@@ -253,3 +253,95 @@ async fn the_admin_api_describes_itself_in_openapi() {
     }
     assert!(doc["paths"]["/admin/sessions/{id}"]["delete"].is_object());
 }
+
+/// Runs `lodge sessions ARGS` against `admin`; its exit code, stdout and stderr.
+async fn lodge_sessions(admin: &str, args: &[&str]) -> (i32, String, String) {
+    let output = tokio::process::Command::new(LODGE)
+        .arg("sessions")
+        .args(args)
+        .args(["--admin", admin])
+        .env_remove("LODGE_ADMIN_TOKEN")
+        .env_remove("LODGE_ADMIN_URL")
+        .output()
+        .await
+        .unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn lodge_sessions_lists_shows_and_stops_a_live_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, "s3cret-admin-token-0123456789\n").unwrap();
+    let config = format!(
+        "[admin]\ntoken_file = {token_file:?}\n{}",
+        demo_server_toml()
+    );
+    let (lodge, admin) = Lodge::with_admin(&config).await;
+    let mut client = Raw::new(lodge.url());
+    client.initialize().await;
+    let id = client.session.clone().unwrap();
+    let token = token_file.to_str().unwrap();
+
+    let (code, _, err) = lodge_sessions(&admin, &["list"]).await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--token-file"),
+        "says how to give a token: {err}"
+    );
+
+    let (code, out, err) = lodge_sessions(&admin, &["list", "--token-file", token]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("ID ") && lines[0].contains("STATE"),
+        "{out}"
+    );
+    assert!(
+        lines[1].starts_with(&id) && lines[1].contains(" idle "),
+        "{out}"
+    );
+
+    let secret = "s3cret-admin-token-0123456789";
+    let (code, out, err) = lodge_sessions(
+        &admin,
+        &["list", "--era", "modern", "--json", "--token", secret],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed, json!({"sessions": []}));
+
+    let (code, out, err) = lodge_sessions(&admin, &["show", &id, "--token", secret]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("state:            idle"), "{out}");
+    let answered = ["from", "server", "response", "initialize", "ok"];
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().skip(1).eq(answered)),
+        "{out}"
+    );
+
+    let (code, out, err) = lodge_sessions(&admin, &["stop", &id, "--token", secret]).await;
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("stopped session {id}").as_str()),
+        "{err}"
+    );
+    let reply = client
+        .post(json!({"jsonrpc":"2.0","id":2,"method":"tools/list"}))
+        .await;
+    assert_eq!(reply.status, 404, "{}", reply.body);
+
+    let (code, _, err) = lodge_sessions(&admin, &["stop", &id, "--token", secret]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("stopped by an operator"), "{err}");
+    let (code, _, err) =
+        lodge_sessions(&admin, &["list", "--state", "asleep", "--token", secret]).await;
+    assert_eq!(code, 1);
+    assert!(err.contains("state must be one of"), "{err}");
+}
