@@ -230,8 +230,13 @@ impl Runtime {
             .prepare_modern(capabilities, server.spec.protocol)
             .await
         {
+            // A server that exited says more than "the session has ended".
+            let why = match self.lookup(session.id()) {
+                Lookup::Ended(reason) => reason.to_string(),
+                _ => e.to_string(),
+            };
             session.stop(EndReason::Stopped).await;
-            return Err(RuntimeError::Prepare(e.to_string()));
+            return Err(RuntimeError::Prepare(why));
         }
         Ok(session)
     }

@@ -70,6 +70,14 @@ impl Link {
         }
     }
 
+    /// How many lines the server wrote on stdout that were not JSON-RPC (stdio only).
+    pub(crate) fn lines_skipped(&self) -> u32 {
+        match self {
+            Link::Stdio(link) => link.junk,
+            Link::Channels { .. } => 0,
+        }
+    }
+
     /// Closes the server's stdin (or the HTTP task's queue): a polite first hint to exit.
     /// The server's output is still read until the link is dropped.
     pub(crate) fn close_input(&mut self) {

@@ -21,6 +21,7 @@ pub struct Launch {
     log: String,
     on_drop: OnDrop,
     own_backends: bool,
+    startup_check: bool,
 }
 
 /// What dropping the harness does to the process.
@@ -62,6 +63,7 @@ impl Launch {
             log: "info,lodge_runtime=debug".into(),
             on_drop: OnDrop::Kill,
             own_backends: false,
+            startup_check: false,
         }
     }
 
@@ -86,6 +88,14 @@ impl Launch {
     /// Ignores `LODGE_BACKEND`, so each server's own `[server.sandbox] backend` applies.
     pub fn own_backends(mut self) -> Self {
         self.own_backends = true;
+        self
+    }
+
+    /// Runs Lodge's startup check as configured (on by default). Without this the
+    /// harness turns it off (`LODGE_STARTUP_CHECK=false`): most tests host servers that
+    /// are broken on purpose, and the rest need not start each server twice.
+    pub fn startup_check(mut self) -> Self {
+        self.startup_check = true;
         self
     }
 
@@ -116,6 +126,11 @@ impl Launch {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        if self.startup_check {
+            command.env_remove("LODGE_STARTUP_CHECK");
+        } else {
+            command.env("LODGE_STARTUP_CHECK", "false");
+        }
         // An explicit --backend must not be overridden by the environment of the run.
         if self.own_backends || self.args.iter().any(|a| a == "--backend") {
             command.env_remove("LODGE_BACKEND");

@@ -38,9 +38,12 @@ enum Command {
     /// answered with a JSON-RPC error · 5 the session ended on the server (HTTP 404) ·
     /// 130 interrupted (Ctrl-C cancels the running call first)
     Connect(lodge_connect::ConnectArgs),
-    /// Check a config as `lodge serve` would load it: start one session of each server
-    /// and say how it is hosted (legacy session, bridged, passed through) and why.
-    Check(config::ServeArgs),
+    /// Check a config as `lodge serve` would load it (and does at startup): start one
+    /// session of each server, list its tools, and say how it is hosted (legacy session,
+    /// bridged, passed through) and why, or why it failed, with its stderr and a hint.
+    ///
+    /// EXIT CODES: 0 every server passed · 1 one or more failed (or the config is wrong) · 2 usage
+    Check(check::CheckArgs),
     /// See and stop sessions through the admin API: list (with filters), show ID, stop ID.
     ///
     /// EXIT CODES: 0 ok · 1 the admin API refused or failed (unknown session, bad token,

@@ -53,8 +53,12 @@ async fn serve(settings: Settings, servers: Vec<ServerSpec>) -> anyhow::Result<(
         ),
         None => None,
     };
-    announce(&settings, &servers, addr);
+    let specs: Vec<ServerSpec> = servers.clone();
     let runtime = Runtime::new(servers, settings.session.clone());
+    if settings.startup_check {
+        startup_check(&runtime).await?;
+    }
+    announce(&settings, &specs, addr);
     runtime.start_warm_pools();
     runtime.start_storage_sweeps();
 
@@ -95,6 +99,21 @@ async fn serve(settings: Settings, servers: Vec<ServerSpec>) -> anyhow::Result<(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Starts each server once before serving: a broken server stops Lodge now, with its
+/// report, rather than on a user's first call.
+async fn startup_check(runtime: &std::sync::Arc<Runtime>) -> anyhow::Result<()> {
+    let reports = crate::check::check_all(runtime, crate::check::PROBE_TIMEOUT).await;
+    for report in &reports {
+        match &report.outcome {
+            Ok(_) => tracing::info!("startup check: {report}"),
+            Err(_) => eprintln!("{report}"),
+        }
+    }
+    crate::check::failed(&reports).map_err(|e| {
+        e.context("refusing to start (startup_check = true; `lodge check` runs the same check)")
+    })
 }
 
 /// Raises the open-file limit for `max_sessions` sessions of `per_session` descriptors;

@@ -168,8 +168,11 @@ pub(super) async fn show(State(runtime): State<Arc<Runtime>>, Path(id): Path<Str
     let Some((mut row, report)) = rows(vec![session]).await.pop() else {
         return not_found(&id, Lookup::Unknown);
     };
-    let (stderr, events) = report.map_or((Vec::new(), Vec::new()), |r| (r.stderr_tail, r.events));
+    let (stderr, skipped, events) = report.map_or((Vec::new(), 0, Vec::new()), |r| {
+        (r.stderr_tail, r.stdout_lines_skipped, r.events)
+    });
     row["stderr"] = json!(stderr);
+    row["stdout_lines_skipped"] = json!(skipped);
     row["events"] = json!(events);
     json(row)
 }

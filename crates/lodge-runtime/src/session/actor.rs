@@ -277,6 +277,7 @@ impl Actor {
                 .as_ref()
                 .map(SandboxProcess::stderr_tail)
                 .unwrap_or_default(),
+            stdout_lines_skipped: self.link.lines_skipped(),
             events: self.activity.events(),
         }
     }

@@ -240,6 +240,8 @@ pub struct SessionReport {
     pub usage: Option<lodge_sandbox::UsageProbe>,
     /// The server's last stderr lines, oldest first.
     pub stderr_tail: Vec<String>,
+    /// Lines the server wrote on stdout that were not JSON-RPC (skipped).
+    pub stdout_lines_skipped: u32,
     /// The last protocol events, oldest first.
     pub events: Vec<ProtocolEvent>,
 }

@@ -27,6 +27,7 @@ pub(super) struct FileConfig {
     #[serde(default, with = "humantime_serde")]
     pub body_read_timeout: Option<Duration>,
     pub max_connections_per_client: Option<usize>,
+    pub startup_check: Option<bool>,
     #[serde(default)]
     pub session: SessionSection,
     #[serde(default)]

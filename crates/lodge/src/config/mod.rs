@@ -74,6 +74,9 @@ pub struct Settings {
     pub admin: AdminSettings,
     /// The config file, as an absolute path: no sandbox may read it.
     pub config_file: Option<PathBuf>,
+    /// Check every server once before serving, and refuse to start on a broken one
+    /// (`startup_check`, `LODGE_STARTUP_CHECK`; on by default).
+    pub startup_check: bool,
 }
 
 /// `LODGE_*` variables, read once so tests can pass their own.
@@ -271,6 +274,10 @@ impl Settings {
                 .get("LODGE_ADMIN_LISTEN")?
                 .or(args.admin_listen)
                 .or(file.admin_listen),
+            startup_check: env
+                .get("LODGE_STARTUP_CHECK")?
+                .or(file.startup_check)
+                .unwrap_or(true),
             front: FrontConfig {
                 allowed_origins: file.allowed_origins,
                 allowed_hosts: file.allowed_hosts,

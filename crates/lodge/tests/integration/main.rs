@@ -7,6 +7,7 @@ mod common;
 mod admin;
 mod auth;
 mod backends;
+mod check;
 mod clients;
 mod conformance_exact;
 mod conformance_regressions;

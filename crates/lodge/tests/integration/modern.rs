@@ -548,13 +548,25 @@ fn lodge_check_says_how_each_server_is_hosted_and_why() {
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let hosted: Vec<&str> = stdout
+        .lines()
+        .filter(|l| !l.starts_with("  tools: "))
+        .collect();
     assert_eq!(
-        stdout.lines().collect::<Vec<_>>(),
+        hosted,
         vec![
-            "py: legacy session; 2026-07-28 clients are bridged to it over MRTR (the server accepted initialize, version 2025-11-25); legacy clients relayed",
-            "only: 2026-07-28 server; 2026-07-28 requests passed through (the server refused initialize (initialize is not supported: this server speaks only 2026-07-28) and speaks 2026-07-28 by server/discover); Lodge speaks 2026-07-28 to it for legacy clients",
-            "forced: 2026-07-28 server; 2026-07-28 requests passed through (protocol = \"modern\"); Lodge speaks 2026-07-28 to it for legacy clients",
+            "py: ok: legacy session; 2026-07-28 clients are bridged to it over MRTR (the server accepted initialize, version 2025-11-25); legacy clients relayed",
+            "only: ok: 2026-07-28 server; 2026-07-28 requests passed through (the server refused initialize (initialize is not supported: this server speaks only 2026-07-28) and speaks 2026-07-28 by server/discover); Lodge speaks 2026-07-28 to it for legacy clients",
+            "forced: ok: 2026-07-28 server; 2026-07-28 requests passed through (protocol = \"modern\"); Lodge speaks 2026-07-28 to it for legacy clients",
         ]
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("  tools: "))
+            .count(),
+        3,
+        "{stdout}"
     );
 }
 
