@@ -97,7 +97,43 @@ async fn named_server(
         .unwrap_or_else(IntoResponse::into_response)
 }
 
+/// One HTTP request, in a span that carries its server, session, JSON-RPC method and
+/// principal as they become known (each log line of the request names them).
 async fn handle(
+    app: &App,
+    server: Option<Arc<Server>>,
+    path_name: Option<&str>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, HttpError> {
+    use tracing::field::Empty;
+    let span = tracing::info_span!(
+        "request",
+        http = %method,
+        server = Empty,
+        session = Empty,
+        method = Empty,
+        principal = Empty,
+    );
+    if let Some(server) = &server {
+        span.record("server", server.spec.name.as_str());
+    }
+    if let Some(id) = headers
+        .get(MCP_SESSION_ID)
+        .or_else(|| headers.get(LODGE_SESSION_ID))
+        .and_then(|v| v.to_str().ok())
+    {
+        span.record("session", id);
+    }
+    tracing::Instrument::instrument(
+        handle_in_span(app, server, path_name, method, headers, body),
+        span,
+    )
+    .await
+}
+
+async fn handle_in_span(
     app: &App,
     server: Option<Arc<Server>>,
     path_name: Option<&str>,
@@ -114,6 +150,9 @@ async fn handle(
     // Who is asking comes first: nothing, not even which servers exist, is told to
     // a request without a valid token.
     let who = authenticate(app, path_name, &headers).await?;
+    if !who.is_anonymous() {
+        tracing::Span::current().record("principal", who.subject());
+    }
     let Some(server) = server else {
         let names: Vec<_> = app
             .runtime
@@ -229,6 +268,11 @@ fn session_id(headers: &HeaderMap) -> Result<Option<&str>, FrontError> {
         .transpose()
 }
 
+/// The client's W3C `traceparent`, if it sent one (the session checks it).
+pub(crate) fn traceparent(headers: &HeaderMap) -> Option<&str> {
+    headers.get("traceparent").and_then(|v| v.to_str().ok())
+}
+
 /// The live session the request names, or the error the spec prescribes. Another
 /// principal's session is unknown, exactly as a made-up id.
 fn resolve(
@@ -241,7 +285,9 @@ fn resolve(
         return Err(FrontError::MissingSessionId);
     };
     match app.runtime.lookup_as(id, who) {
-        Lookup::Live(session) if session.server() == server.spec.name => Ok(session),
+        Lookup::Live(session) if session.server() == server.spec.name => {
+            Ok(session.traced(traceparent(headers)))
+        }
         Lookup::Ended(reason) => Err(FrontError::SessionEnded(reason)),
         Lookup::Live(_) | Lookup::Unknown => Err(FrontError::UnknownSession),
     }
@@ -325,6 +371,9 @@ async fn post(
         return post_batch(app, server, who, headers, &body, accept.sse).await;
     }
     let message = parse(body)?;
+    if let Some(method) = message.method() {
+        tracing::Span::current().record("method", method);
+    }
     // One endpoint, two eras: initialize or an Mcp-Session-Id means a legacy session;
     // a request naming 2026-07-28 in its _meta or headers is served statelessly.
     let header_version = headers
@@ -341,7 +390,8 @@ async fn post(
             .runtime
             .create_session(server, who)
             .await
-            .map_err(|e| HttpError::from(e).with_id(message.request_id()))?;
+            .map_err(|e| HttpError::from(e).with_id(message.request_id()))?
+            .traced(traceparent(headers));
         // From here until the client has the initialize result, its going away (or a
         // failure) ends the session: nobody else can use it.
         let mut unanswered = Unanswered::new(session.clone());

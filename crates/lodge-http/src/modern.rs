@@ -107,7 +107,8 @@ pub(crate) async fn post(
     let resume_session = resume.as_ref().map(|s| s.session.clone());
     let session = session_for(runtime, server, headers, &call, resume_session.as_deref())
         .await
-        .map_err(|e| e.with_id(id.as_ref()))?;
+        .map_err(|e| e.with_id(id.as_ref()))?
+        .traced(crate::mcp::traceparent(headers));
     let mut events = session.modern(call, resume).await.map_err(|e| {
         FrontError::from_runtime_session(e, runtime.lookup(session.id())).with_id(id.as_ref())
     })?;

@@ -16,8 +16,7 @@
 
 use crate::Runtime;
 use crate::session::{CallStream, ModernCall, SessionHandle};
-use crate::upstream::FromServer;
-use bytes::Bytes;
+use crate::upstream::{FromServer, Outgoing};
 use lodge_proto::modern::{self, MirroredHeaders, PROTOCOL_VERSION_KEY};
 use lodge_proto::{Id, Kind, Message, codes, error_body};
 use serde_json::Value;
@@ -40,16 +39,16 @@ pub(crate) async fn serve(
     runtime: Arc<Runtime>,
     shared: SessionHandle,
     principal: crate::Principal,
-    mut from_view: mpsc::Receiver<Bytes>,
+    mut from_view: mpsc::Receiver<Outgoing>,
     to_view: mpsc::Sender<FromServer>,
 ) {
     // Each open call's forwarder, by the view's id for it (to cancel).
     let mut calls: JoinSet<()> = JoinSet::new();
     let mut by_id: HashMap<Id, tokio::task::AbortHandle> = HashMap::new();
     loop {
-        let bytes = tokio::select! {
-            bytes = from_view.recv() => match bytes {
-                Some(bytes) => bytes,
+        let Outgoing { bytes, trace } = tokio::select! {
+            outgoing = from_view.recv() => match outgoing {
+                Some(outgoing) => outgoing,
                 None => return, // the view ended: dropping `calls` cancels them
             },
             Some(_) = calls.join_next(), if !calls.is_empty() => continue,
@@ -67,6 +66,8 @@ pub(crate) async fn serve(
         match &message.kind {
             Kind::Request { id, .. } => {
                 let id = id.clone();
+                // The call continues the view's client's trace, one hop further.
+                let shared = shared.clone().traced(trace.as_deref());
                 match call(&runtime, &shared, &principal, message, &to_view).await {
                     Ok(Some(stream)) => {
                         let handle = calls.spawn(forward(stream, to_view.clone()));

@@ -23,6 +23,7 @@ mod registry;
 mod session;
 mod session_id;
 mod storage;
+mod trace;
 mod upstream;
 mod upstream_http;
 

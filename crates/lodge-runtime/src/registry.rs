@@ -366,7 +366,19 @@ impl Runtime {
             slot,
             on_first_answer: launch.on_first_answer,
         });
-        tokio::spawn(actor.run());
+        // Everything the session's actor logs carries who and what it is; a root span,
+        // as the session outlives the request that started it.
+        let span = tracing::info_span!(
+            parent: None,
+            "session",
+            session = %handle.id(),
+            server = %server.spec.name,
+            principal = tracing::field::Empty,
+        );
+        if !owner.is_anonymous() {
+            span.record("principal", owner.subject());
+        }
+        tokio::spawn(tracing::Instrument::instrument(actor.run(), span));
         handle
     }
 

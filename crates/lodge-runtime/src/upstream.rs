@@ -34,14 +34,25 @@ pub(crate) enum Link {
     /// A server spoken to over HTTP: a task does the HTTP and speaks to the actor over
     /// these channels.
     Channels {
-        to_server: mpsc::Sender<Bytes>,
+        to_server: mpsc::Sender<Outgoing>,
         from_server: mpsc::Receiver<FromServer>,
     },
 }
 
+/// A message for a server reached over channels, with the trace it continues.
+pub(crate) struct Outgoing {
+    pub bytes: Bytes,
+    pub trace: Option<Arc<str>>,
+}
+
 impl Link {
-    /// Queues messages for the server, all or none.
-    pub(crate) fn send(&mut self, messages: Vec<Bytes>) -> Result<(), SessionError> {
+    /// Queues messages for the server, all or none; `trace` goes with them where the
+    /// link can carry it (HTTP).
+    pub(crate) fn send(
+        &mut self,
+        messages: Vec<Bytes>,
+        trace: Option<&str>,
+    ) -> Result<(), SessionError> {
         match self {
             Link::Stdio(link) => link.send(messages),
             Link::Channels { to_server, .. } => {
@@ -51,8 +62,12 @@ impl Link {
                         mpsc::error::TrySendError::Full(()) => SessionError::ServerBusy,
                         mpsc::error::TrySendError::Closed(()) => SessionError::Gone,
                     })?;
+                let trace: Option<Arc<str>> = trace.map(Arc::from);
                 for (permit, bytes) in permits.zip(messages) {
-                    permit.send(bytes);
+                    permit.send(Outgoing {
+                        bytes,
+                        trace: trace.clone(),
+                    });
                 }
                 Ok(())
             }

@@ -12,7 +12,7 @@
 //! and the request answered with an error; Lodge never buffers more than the cap (plus
 //! one frame) for it.
 
-use crate::upstream::FromServer;
+use crate::upstream::{FromServer, Outgoing};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -65,7 +65,7 @@ pub(crate) async fn http_link(
         principal,
     }: HttpTarget,
     max_message: usize,
-    mut queue: mpsc::Receiver<Bytes>,
+    mut queue: mpsc::Receiver<Outgoing>,
     to_actor: mpsc::Sender<FromServer>,
 ) {
     let link = Arc::new(Link {
@@ -78,8 +78,8 @@ pub(crate) async fn http_link(
         server_session: Mutex::new(None),
         principal,
     });
-    while let Some(message) = queue.recv().await {
-        tokio::spawn(link.clone().post(message));
+    while let Some(Outgoing { bytes, trace }) = queue.recv().await {
+        tokio::spawn(link.clone().post(bytes, trace));
     }
 }
 
@@ -114,7 +114,7 @@ impl Link {
         sender.send_request(request).await.map_err(io::Error::other)
     }
 
-    fn request(&self, method: Method, body: Bytes) -> Request<Full<Bytes>> {
+    fn request(&self, method: Method, body: Bytes, trace: Option<&str>) -> Request<Full<Bytes>> {
         let mut builder = Request::builder()
             .method(method)
             .uri(&self.path)
@@ -132,6 +132,10 @@ impl Link {
                     .header(LODGE_PRINCIPAL, subject)
                     .header(LODGE_PRINCIPAL_ISSUER, issuer);
             }
+        }
+        // Valid W3C traceparents only (`crate::trace`), so always a valid header.
+        if let Some(trace) = trace.and_then(|t| header::HeaderValue::from_str(t).ok()) {
+            builder = builder.header("traceparent", trace);
         }
         if let Some((id, version)) = self.session_headers() {
             builder = builder
@@ -227,11 +231,14 @@ impl Link {
         }
     }
 
-    async fn post(self: Arc<Self>, bytes: Bytes) {
+    async fn post(self: Arc<Self>, bytes: Bytes, trace: Option<Arc<str>>) {
         let message = Message::parse(bytes.clone()).ok();
         let id = message.as_ref().and_then(Message::request_id).cloned();
         let initialize = message.as_ref().and_then(Message::method) == Some("initialize");
-        let response = match self.send(self.request(Method::POST, bytes)).await {
+        let response = match self
+            .send(self.request(Method::POST, bytes, trace.as_deref()))
+            .await
+        {
             Ok(response) => response,
             Err(e) => {
                 let why = format!("the MCP server's HTTP endpoint failed: {e}");
@@ -284,7 +291,7 @@ impl Link {
     /// The server's standalone stream (GET): messages that belong to no request.
     async fn listen(self: Arc<Self>) {
         while !self.to_actor.is_closed() {
-            let request = self.request(Method::GET, Bytes::new());
+            let request = self.request(Method::GET, Bytes::new(), None);
             match self.send(request).await {
                 Ok(response) if response.status().is_success() => {
                     self.relay_body(response, None).await
@@ -356,6 +363,10 @@ mod tests {
     /// Sends one `tools/call` (id 7) through a link capped at 1 MiB; returns what the
     /// actor got.
     async fn call_through(port: u16) -> String {
+        call_traced(port, None).await
+    }
+
+    async fn call_traced(port: u16, trace: Option<&str>) -> String {
         let (to_server, queue) = mpsc::channel(4);
         let (to_actor, mut from_server) = mpsc::channel(4);
         tokio::spawn(http_link(
@@ -371,9 +382,12 @@ mod tests {
             to_actor,
         ));
         to_server
-            .send(Bytes::from_static(
-                br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{}}"#,
-            ))
+            .send(Outgoing {
+                bytes: Bytes::from_static(
+                    br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{}}"#,
+                ),
+                trace: trace.map(Arc::from),
+            })
             .await
             .unwrap();
         let got = tokio::time::timeout(Duration::from_secs(60), from_server.recv())
@@ -383,6 +397,45 @@ mod tests {
         match got {
             FromServer::Message(m) => String::from_utf8_lossy(&m.bytes).into_owned(),
             FromServer::Closed(why) => format!("closed {why:?}"),
+        }
+    }
+
+    /// The request Lodge sends carries the trace it continues, and only then.
+    #[tokio::test]
+    async fn a_call_carries_its_trace_to_the_server() {
+        for trace in [
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01"),
+            None,
+        ] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let (head_tx, head_rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                let (mut tcp, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = tcp.read(&mut buf).await.unwrap();
+                    head.extend_from_slice(&buf[..n]);
+                }
+                let body = r#"{"jsonrpc":"2.0","id":7,"result":{}}"#;
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                tcp.write_all(reply.as_bytes()).await.unwrap();
+                let _ = head_tx.send(String::from_utf8_lossy(&head).to_lowercase());
+            });
+            let got = call_traced(port, trace).await;
+            assert!(got.contains(r#""result""#), "{got}");
+            let head = head_rx.await.unwrap();
+            match trace {
+                Some(trace) => assert!(
+                    head.contains(&format!("traceparent: {trace}\r\n")),
+                    "{head}"
+                ),
+                None => assert!(!head.contains("traceparent"), "{head}"),
+            }
         }
     }
 

@@ -2,18 +2,13 @@
 //! announce, and hand over to lodge-http's `serve`, which drains on Ctrl-C / SIGTERM.
 
 use anyhow::Context;
-use lodge::config::{Env, ServeArgs, Settings};
+use lodge::config::{Env, LogFormat, ServeArgs, Settings};
 use lodge_runtime::{Protocol, Runtime, ServerSpec};
 use tracing_subscriber::EnvFilter;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_env("LODGE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let mut settings = Settings::load(args, &Env::from_process())?;
+    init_logging(settings.log_format);
     // Scratch tmpfs mounts a killed Lodge left behind (a running Lodge's are kept).
     lodge_sandbox::unmount_stale();
     // Before the async runtime starts its threads: the host probe may fork and move
@@ -26,6 +21,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?
         .block_on(serve(settings, servers))
+}
+
+/// The log on stderr: `LODGE_LOG` filters it (default `info`), `log_format` shapes it.
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("LODGE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let log = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => log
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => log
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
 }
 
 async fn serve(settings: Settings, servers: Vec<ServerSpec>) -> anyhow::Result<()> {

@@ -81,6 +81,8 @@ impl Drop for Slot {
 struct Outbound<'a> {
     link: &'a mut Link,
     activity: &'a mut Activity,
+    /// The trace of the command being handled.
+    trace: Option<&'a str>,
 }
 
 impl ToServer for Outbound<'_> {
@@ -95,7 +97,7 @@ impl ToServer for Outbound<'_> {
                 }
             }
         }
-        self.link.send(messages)
+        self.link.send(messages, self.trace)
     }
 }
 
@@ -107,6 +109,8 @@ pub(crate) struct Actor {
     adapter: Adapter,
     env: Env,
     activity: Activity,
+    /// The client's trace for the command being handled (see `Outbound`).
+    trace: super::Trace,
     lifetime_end: Instant,
     /// For a sandbox from a warm pool: tells the pool's refill when the server first answers.
     on_first_answer: Option<Arc<tokio::sync::Notify>>,
@@ -125,6 +129,7 @@ macro_rules! ctx {
             out: &mut Outbound {
                 link: &mut $actor.link,
                 activity: &mut $actor.activity,
+                trace: $actor.trace.as_deref(),
             },
             env: &$actor.env,
         }
@@ -157,6 +162,7 @@ impl Actor {
             ),
             adapter: Adapter::new(parts.shared.modern, parts.policy),
             activity: Activity::new(parts.shared.created_at, config.request_timeout),
+            trace: None,
             env: Env {
                 session: parts.id,
                 codec: parts.runtime.state_codec().clone(),
@@ -304,8 +310,10 @@ impl Actor {
             Command::Requests {
                 messages,
                 sse,
+                trace,
                 reply,
             } => {
+                self.trace = trace;
                 let now = SystemTime::now();
                 for message in &messages {
                     self.activity.record(Direction::FromClient, message, now);
@@ -317,7 +325,12 @@ impl Actor {
                 };
                 let _ = reply.send(result);
             }
-            Command::Deliver { message, reply } => {
+            Command::Deliver {
+                message,
+                trace,
+                reply,
+            } => {
+                self.trace = trace;
                 self.activity
                     .record(Direction::FromClient, &message, SystemTime::now());
                 let _ = reply.send(self.adapter.deliver(&mut ctx!(self), message));
@@ -338,8 +351,10 @@ impl Actor {
             Command::Modern {
                 call,
                 resume,
+                trace,
                 reply,
             } => {
+                self.trace = trace;
                 self.activity
                     .record(Direction::FromClient, &call.message, SystemTime::now());
                 let result = if draining {

@@ -44,11 +44,13 @@ pub(crate) enum Command {
     Requests {
         messages: Vec<Message>,
         sse: bool,
+        trace: Trace,
         reply: oneshot::Sender<Result<EventStream, SessionError>>,
     },
     /// A client notification or a client's response to a server request.
     Deliver {
         message: Message,
+        trace: Trace,
         reply: oneshot::Sender<Result<(), SessionError>>,
     },
     /// A GET: the standalone stream, or the resumption of a stream after `last_event_id`.
@@ -71,6 +73,7 @@ pub(crate) enum Command {
     Modern {
         call: Box<ModernCall>,
         resume: Option<BridgeState>,
+        trace: Trace,
         reply: oneshot::Sender<Result<(u32, EventStream), SessionError>>,
     },
     /// The client closed a 2026-07-28 response stream: that cancels its request.
@@ -246,12 +249,17 @@ pub struct SessionReport {
     pub events: Vec<ProtocolEvent>,
 }
 
+/// The W3C `traceparent` Lodge passes on with what a request makes it send the server
+/// (to an HTTP-transport server, as a header).
+pub(crate) type Trace = Option<Arc<str>>;
+
 /// A cheap, cloneable way to talk to a session's actor.
 #[derive(Clone)]
 pub struct SessionHandle {
     id: SessionId,
     commands: mpsc::Sender<Command>,
     shared: Arc<Shared>,
+    trace: Trace,
 }
 
 impl SessionHandle {
@@ -260,11 +268,20 @@ impl SessionHandle {
             id,
             commands,
             shared,
+            trace: None,
         }
     }
 
     pub fn id(&self) -> &str {
         self.id.as_str()
+    }
+
+    /// This handle's requests continue the client's trace: what they make Lodge send
+    /// an HTTP-transport server carries `traceparent` (a valid W3C one, with Lodge's
+    /// own parent id; anything else is dropped).
+    pub fn traced(mut self, traceparent: Option<&str>) -> Self {
+        self.trace = traceparent.and_then(crate::trace::continued).map(Arc::from);
+        self
     }
 
     pub fn server(&self) -> &str {
@@ -317,6 +334,7 @@ impl SessionHandle {
         self.ask(|reply| Command::Requests {
             messages,
             sse,
+            trace: self.trace.clone(),
             reply,
         })
         .await?
@@ -324,8 +342,12 @@ impl SessionHandle {
 
     /// Sends a client notification or response to the server.
     pub async fn deliver(&self, message: Message) -> Result<(), SessionError> {
-        self.ask(|reply| Command::Deliver { message, reply })
-            .await?
+        self.ask(|reply| Command::Deliver {
+            message,
+            trace: self.trace.clone(),
+            reply,
+        })
+        .await?
     }
 
     /// Opens the standalone stream, or resumes a stream after `last_event_id`.
@@ -374,6 +396,7 @@ impl SessionHandle {
             .ask(|reply| Command::Modern {
                 call: Box::new(call),
                 resume,
+                trace: self.trace.clone(),
                 reply,
             })
             .await??;

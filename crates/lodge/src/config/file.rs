@@ -28,6 +28,7 @@ pub(super) struct FileConfig {
     pub body_read_timeout: Option<Duration>,
     pub max_connections_per_client: Option<usize>,
     pub startup_check: Option<bool>,
+    pub log_format: Option<String>,
     #[serde(default)]
     pub session: SessionSection,
     #[serde(default)]

@@ -77,6 +77,30 @@ pub struct Settings {
     /// Check every server once before serving, and refuse to start on a broken one
     /// (`startup_check`, `LODGE_STARTUP_CHECK`; on by default).
     pub startup_check: bool,
+    /// `log_format`, `LODGE_LOG_FORMAT`: text (default) or JSON lines.
+    pub log_format: LogFormat,
+}
+
+/// How `lodge serve` writes its log on stderr.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    /// One JSON object per line, with the span fields (session, server, method, principal).
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "unknown log_format {other:?}; expected text or json"
+            )),
+        }
+    }
 }
 
 /// `LODGE_*` variables, read once so tests can pass their own.
@@ -278,6 +302,16 @@ impl Settings {
                 .get("LODGE_STARTUP_CHECK")?
                 .or(file.startup_check)
                 .unwrap_or(true),
+            log_format: match env.get("LODGE_LOG_FORMAT")? {
+                Some(format) => format,
+                None => file
+                    .log_format
+                    .as_deref()
+                    .map(str::parse)
+                    .transpose()
+                    .map_err(|e: String| anyhow::anyhow!("log_format: {e}"))?
+                    .unwrap_or_default(),
+            },
             front: FrontConfig {
                 allowed_origins: file.allowed_origins,
                 allowed_hosts: file.allowed_hosts,

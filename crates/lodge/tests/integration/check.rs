@@ -1,5 +1,5 @@
 //! `lodge check` and the startup check of `lodge serve`, against a good server, one that
-//! crashes at start and one that is not an MCP server.
+//! crashes at start and one that is not an MCP server; and the log those write.
 
 #![allow(clippy::unwrap_used)]
 
@@ -11,6 +11,10 @@ const NOT_MCP: &str = "[[server]]\nname = \"notmcp\"\ncommand = [\"sh\", \"-c\",
 
 /// Runs `lodge ARGS --config FILE` with `config` written to FILE; exit code, stdout, stderr.
 fn lodge(args: &[&str], config: &str) -> (i32, String, String) {
+    lodge_with(args, config, &[])
+}
+
+fn lodge_with(args: &[&str], config: &str, env: &[(&str, &str)]) -> (i32, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("lodge.toml");
     let scratch = dir.path().join("scratch");
@@ -24,6 +28,7 @@ fn lodge(args: &[&str], config: &str) -> (i32, String, String) {
         .arg("--config")
         .arg(&file)
         .env_remove("LODGE_STARTUP_CHECK")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -98,5 +103,34 @@ async fn lodge_serve_checks_good_servers_and_starts_or_skips_the_check_when_told
         reply.body.contains("exited with status 3"),
         "{}",
         reply.body
+    );
+}
+
+#[test]
+fn json_logs_carry_each_sessions_span() {
+    let config = format!("log_format = \"json\"\n{CRASHING}");
+    let (code, _, err) = lodge_with(
+        &["serve", "--listen", "127.0.0.1:0"],
+        &config,
+        &[("LODGE_LOG", "info")],
+    );
+    assert_eq!(code, 1, "{err}");
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let ended = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "session ended")
+        .unwrap_or_else(|| panic!("no JSON 'session ended' line in {err}"));
+    assert_eq!(ended["span"]["name"], "session", "{ended}");
+    assert_eq!(ended["span"]["server"], "crashy", "{ended}");
+    assert_eq!(ended["level"], "INFO");
+    let config = format!("log_format = \"yaml\"\n{}", demo_server_toml());
+    let (code, _, err) = lodge(&["serve"], &config);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("unknown log_format \"yaml\"; expected text or json"),
+        "{err}"
     );
 }

@@ -242,7 +242,48 @@ async fn an_http_server_learns_its_user_from_headers_and_never_sees_the_token() 
     let seen: Value = serde_json::from_str(&raw.call_text(1, "whoami", json!({})).await).unwrap();
     assert_eq!(
         seen,
-        json!({"principal": "carol", "issuer": idp.issuer(), "authorization": false, "env_principal": "carol"})
+        json!({"principal": "carol", "issuer": idp.issuer(), "authorization": false, "env_principal": "carol", "traceparent": null})
+    );
+}
+
+/// A client's W3C `traceparent` reaches an HTTP-transport server continued: the same
+/// trace id and flags, Lodge's own parent id.
+#[tokio::test]
+async fn an_http_server_sees_the_clients_trace_continued() {
+    let python = crate::common::venv_python();
+    let fixture = crate::common::repo_root().join("tests/fixtures/python/whoami_http_server.py");
+    let config = format!(
+        "[[server]]\nname = \"whoami\"\ncommand = [{python:?}, {fixture:?}]\ntransport = \"http\"\nport = 8000\npath = \"/mcp\"\n"
+    );
+    let Some(lodge) = crate::common::start_namespaces_in(tempfile::tempdir().unwrap(), &config)
+    else {
+        return;
+    };
+    let mut raw = Raw::new(lodge.url());
+    raw.initialize().await;
+    let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"whoami","arguments":{}}});
+    let reply = Raw::send(raw.post_builder(&call).header("traceparent", client)).await;
+    let answer = crate::common::parse_sse(&reply.body)
+        .last()
+        .map(|e| e.json())
+        .unwrap_or_else(|| serde_json::from_str(&reply.body).unwrap());
+    let seen: Value =
+        serde_json::from_str(answer["result"]["content"][0]["text"].as_str().unwrap()).unwrap();
+    let seen = seen["traceparent"].as_str().unwrap();
+    let (kept, parent) = (seen.split('-').collect::<Vec<_>>(), "00f067aa0ba902b7");
+    assert_eq!(
+        (kept[0], kept[1], kept[3]),
+        ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "01"),
+        "{seen}"
+    );
+    assert!(kept[2].len() == 16 && kept[2] != parent, "{seen}");
+    // A malformed one is not passed on.
+    let reply = Raw::send(raw.post_builder(&call).header("traceparent", "00-nonsense")).await;
+    assert!(
+        reply.body.contains(r#"\"traceparent\": null"#),
+        "{}",
+        reply.body
     );
 }
 
