@@ -20,6 +20,11 @@ pub struct SessionConfig {
     pub terminate_grace: Duration,
     /// Bytes of a server's stderr logged per session.
     pub stderr_cap: usize,
+    /// `[session] stderr_dir`: each session's server stderr also goes to
+    /// `DIR/SERVER-SANDBOX.log` (the sandbox id is in the `session started` log line).
+    pub stderr_dir: Option<std::path::PathBuf>,
+    /// `[session] stderr_file_bytes`: the most one such file holds.
+    pub stderr_file_bytes: u64,
     /// Longest message line accepted from a server.
     pub max_message_bytes: usize,
     /// Where per-session scratch directories are made.
@@ -51,6 +56,8 @@ impl Default for SessionConfig {
             event_buffer: 1024,
             terminate_grace: Duration::from_secs(2),
             stderr_cap: 1 << 20,
+            stderr_dir: None,
+            stderr_file_bytes: 16 << 20,
             max_message_bytes: 16 << 20,
             scratch_root: lodge_sandbox::default_scratch_root(),
             request_state_ttl: Duration::from_secs(600),

@@ -495,12 +495,21 @@ impl Runtime {
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v)),
         );
+        let sandbox_id = SandboxId::mint();
         let spec = SandboxSpec {
-            sandbox_id: SandboxId::mint(),
+            sandbox_id,
             command: server.spec.command.clone(),
             env,
             scratch_root: self.config.scratch_root.clone(),
             stderr_cap: self.config.stderr_cap,
+            stderr_file: self
+                .config
+                .stderr_dir
+                .as_ref()
+                .map(|dir| lodge_sandbox::StderrFile {
+                    path: dir.join(format!("{}-{sandbox_id}.log", server.spec.name)),
+                    max_bytes: self.config.stderr_file_bytes,
+                }),
             limits: server.spec.limits.clone(),
             reached_over_tcp: matches!(server.spec.transport, Transport::Http { .. }),
             kept: self.kept_dir(server, owner),

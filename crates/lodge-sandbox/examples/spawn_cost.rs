@@ -73,6 +73,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 env: Default::default(),
                 scratch_root: scratch.path().into(),
                 stderr_cap: 1 << 16,
+                stderr_file: None,
                 limits: limits.clone(),
                 reached_over_tcp: false,
                 kept: None,

@@ -125,6 +125,8 @@ pub struct SandboxSpec {
     pub scratch_root: PathBuf,
     /// Maximum number of stderr bytes logged per session; the rest is read and dropped.
     pub stderr_cap: usize,
+    /// Also write the server's stderr, as it is, to this file (made, mode 0600).
+    pub stderr_file: Option<StderrFile>,
     /// Resource limits. Ignored by the `process` backend (it warns once per process).
     pub limits: Limits,
     /// Lodge will reach the server over TCP ([`SandboxProcess::connect_tcp`]). Only then
@@ -136,6 +138,14 @@ pub struct SandboxSpec {
     /// sandbox is terminated (bounded by `/session`'s limits; see [`sweep_kept`]). `None`:
     /// `/session` starts empty and is thrown away.
     pub kept: Option<PathBuf>,
+}
+
+/// Where a sandbox's stderr is also written, and how much of it at most.
+#[derive(Clone, Debug)]
+pub struct StderrFile {
+    pub path: PathBuf,
+    /// Past this many bytes the file says so in a last line and grows no more.
+    pub max_bytes: u64,
 }
 
 /// Resource limits for one sandbox.

@@ -146,7 +146,12 @@ impl Backend for NamespacesBackend {
             }
             (true, _, _) => TcpConnector::unreachable(),
         };
-        let stderr = StderrCapture::spawn(stderr, spec.sandbox_id, spec.stderr_cap);
+        let stderr = StderrCapture::spawn(
+            stderr,
+            spec.sandbox_id,
+            spec.stderr_cap,
+            spec.stderr_file.clone(),
+        );
         tracing::debug!(
             sandbox = %spec.sandbox_id,
             pid = child.id(),

@@ -101,7 +101,12 @@ impl Backend for ProcessBackend {
                 "a standard stream was not piped",
             )));
         };
-        let stderr = StderrCapture::spawn(stderr, spec.sandbox_id, spec.stderr_cap);
+        let stderr = StderrCapture::spawn(
+            stderr,
+            spec.sandbox_id,
+            spec.stderr_cap,
+            spec.stderr_file.clone(),
+        );
         tracing::debug!(
             sandbox = %spec.sandbox_id,
             pid = child.id(),

@@ -47,17 +47,25 @@ pub(crate) struct StderrCapture {
 
 impl StderrCapture {
     /// Start reading `stderr` on a new task. Must be called within a Tokio runtime.
-    pub(crate) fn spawn<R>(stderr: R, sandbox: SandboxId, cap: usize) -> Self
+    /// With `file`, the output is also written there as it is, up to its size.
+    pub(crate) fn spawn<R>(
+        stderr: R,
+        sandbox: SandboxId,
+        cap: usize,
+        file: Option<crate::StderrFile>,
+    ) -> Self
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
         let tail = Tail::default();
-        let task = tokio::spawn(read_output(
-            stderr,
-            Origin::Stderr(sandbox),
-            cap,
-            Arc::clone(&tail),
-        ));
+        let shared = Arc::clone(&tail);
+        let task = tokio::spawn(async move {
+            let file = match file {
+                Some(file) => CopyFile::create(file).await,
+                None => None,
+            };
+            read_output(stderr, Origin::Stderr(sandbox), cap, shared, file).await;
+        });
         StderrCapture {
             tail,
             task: Some(task),
@@ -113,10 +121,70 @@ pub async fn log_server_stdout<R>(stdout: R, session: Arc<str>, cap: usize)
 where
     R: AsyncRead + Unpin,
 {
-    read_output(stdout, Origin::Stdout(session), cap, Tail::default()).await;
+    read_output(stdout, Origin::Stdout(session), cap, Tail::default(), None).await;
 }
 
-async fn read_output<R: AsyncRead + Unpin>(mut input: R, origin: Origin, cap: usize, tail: Tail) {
+/// A file that receives a copy of a server's output, up to its size.
+struct CopyFile {
+    file: tokio::fs::File,
+    path: std::path::PathBuf,
+    room: u64,
+}
+
+impl CopyFile {
+    /// Made with mode 0600 (stderr may hold what the server knows); `None`, with a
+    /// warning, if it cannot be: the server runs on, logged as usual.
+    async fn create(spec: crate::StderrFile) -> Option<CopyFile> {
+        let opened = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&spec.path)
+            .await;
+        match opened {
+            Ok(file) => Some(CopyFile {
+                file,
+                path: spec.path,
+                room: spec.max_bytes,
+            }),
+            Err(error) => {
+                tracing::warn!(path = %spec.path.display(), %error, "cannot create the stderr file; stderr is only logged");
+                None
+            }
+        }
+    }
+
+    /// Writes what fits; says so once the file is full. `false` once it takes no more.
+    async fn write(&mut self, bytes: &[u8]) -> bool {
+        use tokio::io::AsyncWriteExt;
+        let fits = bytes
+            .len()
+            .min(usize::try_from(self.room).unwrap_or(usize::MAX));
+        // Flushed at once: a reader aborted later loses nothing already read.
+        let ok =
+            self.file.write_all(&bytes[..fits]).await.is_ok() && self.file.flush().await.is_ok();
+        self.room -= fits as u64;
+        if ok && fits < bytes.len() {
+            let note = b"\n[lodge: this file reached its stderr_file_bytes limit; the rest was not written]\n";
+            let _ = self.file.write_all(note).await;
+            let _ = self.file.flush().await;
+            return false;
+        }
+        if !ok {
+            tracing::warn!(path = %self.path.display(), "writing the stderr file failed (disk full?); stderr is only logged from here on");
+        }
+        ok
+    }
+}
+
+async fn read_output<R: AsyncRead + Unpin>(
+    mut input: R,
+    origin: Origin,
+    cap: usize,
+    tail: Tail,
+    mut file: Option<CopyFile>,
+) {
     let mut buf = vec![0u8; MIN_READ];
     let mut lines = Lines {
         origin,
@@ -134,6 +202,11 @@ async fn read_output<R: AsyncRead + Unpin>(mut input: R, origin: Origin, cap: us
                 break;
             }
         };
+        if let Some(copy) = &mut file
+            && !copy.write(&buf[..n]).await
+        {
+            file = None;
+        }
         lines.chunk(&buf[..n]);
         lines.publish(&tail);
         // Grow while reads come back full; back to small once output slows down.
@@ -442,9 +515,42 @@ mod tests {
     #[tokio::test]
     async fn the_tail_shows_control_characters_escaped() {
         let input = b"fake\rINFO lodge: all good\x1b[2K\n".to_vec();
-        let mut cap = StderrCapture::spawn(std::io::Cursor::new(input), SandboxId::mint(), 1000);
+        let mut cap =
+            StderrCapture::spawn(std::io::Cursor::new(input), SandboxId::mint(), 1000, None);
         cap.drain(Duration::from_secs(30)).await;
         assert_eq!(cap.tail(), ["fake\\rINFO lodge: all good\\x1b[2K"]);
+    }
+
+    #[tokio::test]
+    async fn a_stderr_file_gets_the_output_as_it_is_up_to_its_size() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.log");
+        let input = b"first line\nsecond \x1b[31mred\x1b[0m\n".repeat(3);
+        let file = crate::StderrFile {
+            path: path.clone(),
+            max_bytes: 40,
+        };
+        let mut cap = StderrCapture::spawn(
+            std::io::Cursor::new(input.clone()),
+            SandboxId::mint(),
+            1000,
+            Some(file),
+        );
+        cap.drain(Duration::from_secs(5)).await;
+        let written = std::fs::read(&path).unwrap();
+        assert!(
+            written.starts_with(&input[..40]),
+            "as written, escapes and all"
+        );
+        let note = String::from_utf8_lossy(&written[40..]).into_owned();
+        assert!(
+            note.contains("reached its stderr_file_bytes limit"),
+            "{note}"
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(cap.tail().len(), 6, "logged and kept as usual");
     }
 
     /// A repeated pattern (whole patterns only, about `total` bytes), copied from a block.
@@ -501,6 +607,7 @@ mod tests {
             Origin::Stderr(SandboxId::mint()),
             1 << 20,
             Arc::clone(&tail),
+            None,
         )
         .await;
         let spent = cpu_seconds() - start;
@@ -531,7 +638,8 @@ mod tests {
         }
         input.extend_from_slice(&vec![b'x'; MAX_LINE * 3]);
         input.extend_from_slice(b"\nbad \xff utf8\nno newline at end");
-        let mut cap = StderrCapture::spawn(std::io::Cursor::new(input), SandboxId::mint(), 100);
+        let mut cap =
+            StderrCapture::spawn(std::io::Cursor::new(input), SandboxId::mint(), 100, None);
         cap.drain(Duration::from_secs(30)).await;
         assert!(cap.task.is_none(), "reader finished");
         let tail = cap.tail();

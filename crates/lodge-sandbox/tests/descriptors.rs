@@ -31,6 +31,7 @@ fn spec(root: &Path, reached_over_tcp: bool) -> SandboxSpec {
         env: BTreeMap::new(),
         scratch_root: root.into(),
         stderr_cap: 1024,
+        stderr_file: None,
         limits: Limits::default(),
         reached_over_tcp,
         kept: None,

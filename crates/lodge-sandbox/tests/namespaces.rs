@@ -55,6 +55,7 @@ fn spec(root: &Path, command: &[&str]) -> SandboxSpec {
         env: BTreeMap::new(),
         scratch_root: root.into(),
         stderr_cap: 64 * 1024,
+        stderr_file: None,
         limits: Limits::default(),
         reached_over_tcp: false,
         kept: None,

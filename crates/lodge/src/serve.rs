@@ -9,6 +9,10 @@ use tracing_subscriber::EnvFilter;
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut settings = Settings::load(args, &Env::from_process())?;
     init_logging(settings.log_format);
+    if let Some(dir) = &settings.session.stderr_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create session.stderr_dir {}", dir.display()))?;
+    }
     // Scratch tmpfs mounts a killed Lodge left behind (a running Lodge's are kept).
     lodge_sandbox::unmount_stale();
     // Before the async runtime starts its threads: the host probe may fork and move

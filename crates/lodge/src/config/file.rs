@@ -112,6 +112,10 @@ pub(super) struct SessionSection {
     pub max_buffered_bytes_total: Option<String>,
     /// Keys that seal `requestState`s: `KEY_ID BASE64_OF_32_BYTES` per line, current first.
     pub request_state_key_file: Option<PathBuf>,
+    /// Each session's server stderr also goes to a file of its own in this directory.
+    pub stderr_dir: Option<PathBuf>,
+    /// The most one such file holds ("16MiB").
+    pub stderr_file_bytes: Option<String>,
 }
 
 #[derive(Deserialize)]

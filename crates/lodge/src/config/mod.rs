@@ -249,6 +249,12 @@ impl Settings {
                 s.max_buffered_bytes_total.as_deref(),
                 defaults.max_buffered_bytes_total,
             )?,
+            stderr_dir: s.stderr_dir.as_ref().map(|dir| file_dir.join(dir)),
+            stderr_file_bytes: bytes_setting(
+                "stderr_file_bytes",
+                s.stderr_file_bytes.as_deref(),
+                defaults.stderr_file_bytes as usize,
+            )? as u64,
             request_state_keys: match &s.request_state_key_file {
                 Some(path) => Some(Arc::new(read_key_file(&file_dir.join(path))?)),
                 None => None,

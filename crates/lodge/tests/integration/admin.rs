@@ -345,3 +345,29 @@ async fn lodge_sessions_lists_shows_and_stops_a_live_session() {
     assert_eq!(code, 1);
     assert!(err.contains("state must be one of"), "{err}");
 }
+
+#[tokio::test]
+async fn a_sessions_stderr_also_goes_to_a_file_of_its_own() {
+    let config = format!("{}[session]\nstderr_dir = \"stderr\"\n", chatty_demo_toml());
+    let (lodge, _admin) = Lodge::with_admin(&config).await;
+    let mut client = Raw::new(lodge.url());
+    client.initialize().await;
+    let dir = lodge.config_dir().join("stderr");
+    crate::common::eventually(
+        Duration::from_secs(10),
+        "the session's stderr file to hold its first line",
+        async || {
+            let files: Vec<_> = std::fs::read_dir(&dir)
+                .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+                .unwrap_or_default();
+            files.len() == 1
+                && files[0]
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("chatty-")
+                && std::fs::read_to_string(&files[0]).unwrap() == "chatty: warming up\n"
+        },
+    )
+    .await;
+}
