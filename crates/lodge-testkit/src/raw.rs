@@ -120,6 +120,23 @@ impl Raw {
             .await
     }
 
+    /// A 2026-07-28 `tools/call` naming no session, with no client capabilities.
+    pub async fn modern_call(&self, id: u64, tool: &str, args: Value) -> Reply {
+        let body = json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{
+            "name":tool,"arguments":args,
+            "_meta":{"io.modelcontextprotocol/protocolVersion":crate::http::MODERN_VERSION,
+                "io.modelcontextprotocol/clientCapabilities":{}}}});
+        let request = crate::http::modern_post(
+            &self.http,
+            &self.url,
+            None,
+            "tools/call",
+            Some(tool),
+            body.to_string(),
+        );
+        Self::send(request).await
+    }
+
     /// The text of a tools/call result carried by the last event of an SSE reply.
     pub async fn call_text(&self, id: u64, tool: &str, args: Value) -> String {
         let reply = self.call(id, tool, args).await;

@@ -56,19 +56,9 @@ async fn the_session_list_says_what_each_session_does_and_filters_it() {
     let mut idle = Raw::new(format!("{base}/mcp/demo"));
     idle.initialize().await;
     let modern = Raw::new(format!("{base}/mcp/demo"));
-    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{
-        "name":"counter","arguments":{"action":"increment"},
-        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities":{}}}});
-    let request = lodge_testkit::http::modern_post(
-        &modern.http,
-        &modern.url,
-        None,
-        "tools/call",
-        Some("counter"),
-        body.to_string(),
-    );
-    let reply = Raw::send(request).await;
+    let reply = modern
+        .modern_call(1, "counter", json!({"action": "increment"}))
+        .await;
     assert_eq!(reply.status, 200, "{}", reply.body);
 
     let all = listed(&admin, "").await;

@@ -340,19 +340,7 @@ async fn with_continuity_a_user_churning_sessions_keeps_their_own_server_and_sta
 
     // Her 2026-07-28 requests, with no session id at all, land in the same process.
     let raw = Raw::signed_in(lodge.url(), &alice);
-    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{
-        "name":"counter","arguments":increment,
-        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
-            "io.modelcontextprotocol/clientCapabilities":{}}}});
-    let request = lodge_testkit::http::modern_post(
-        &raw.http,
-        &raw.url,
-        None,
-        "tools/call",
-        Some("counter"),
-        body.to_string(),
-    );
-    let reply = Raw::send(request).await;
+    let reply = raw.modern_call(1, "counter", increment.clone()).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert!(reply.body.contains(r#""text":"4""#), "{}", reply.body);
 
