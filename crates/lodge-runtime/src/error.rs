@@ -13,12 +13,17 @@ pub enum EndReason {
     MaxLifetime(Duration),
     /// The client sent DELETE.
     Deleted,
-    /// An operator stopped it.
+    /// An operator stopped it (`DELETE /admin/sessions/{id}`).
     Stopped,
-    /// The MCP server exited on its own: how, and its last stderr line if any.
+    /// Lodge ended a session nobody had used yet, for the reason given: one it could
+    /// not set up for its client, or one it started only to check a server.
+    Discarded(&'static str),
+    /// The MCP server exited on its own: how, its last stderr line if any, and whether
+    /// it was killed for going over its memory limit.
     ServerExited {
         how: String,
         last_stderr: Option<String>,
+        oom: bool,
     },
     ShuttingDown,
     /// The client went away before its initialize was answered.
@@ -40,7 +45,10 @@ impl fmt::Display for EndReason {
             }
             EndReason::Deleted => f.write_str("the client ended it with DELETE"),
             EndReason::Stopped => f.write_str("it was stopped by an operator"),
-            EndReason::ServerExited { how, last_stderr } => {
+            EndReason::Discarded(why) => write!(f, "Lodge ended it: {why}"),
+            EndReason::ServerExited {
+                how, last_stderr, ..
+            } => {
                 write!(f, "the MCP server {how}")?;
                 match last_stderr {
                     Some(line) => write!(f, " (last stderr line: {line})"),

@@ -30,7 +30,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
                         Some(hosting) => println!("{name}: {}", describe(hosting)),
                         None => println!("{name}: started, but its era was not decided"),
                     }
-                    session.stop(lodge_runtime::EndReason::Stopped).await;
+                    session
+                        .stop(lodge_runtime::EndReason::Discarded(
+                            "its server was only being checked",
+                        ))
+                        .await;
                 }
                 Ok(Err(e)) => {
                     failed += 1;

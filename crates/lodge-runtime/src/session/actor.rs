@@ -7,7 +7,8 @@ use super::budget::Budget;
 use super::core::{Core, ToServer};
 use super::era::{Adapter, CallState, Ctx, Env};
 use super::{Command, SessionReport, SessionState, Shared};
-use crate::error::{EndReason, SessionError};
+use crate::error::{EndReason, ErrorSource, SessionError};
+use crate::metrics::{ServerMetrics, Toward};
 use crate::registry::Runtime;
 use crate::session_id::SessionId;
 use crate::upstream::{FromServer, Link};
@@ -35,6 +36,8 @@ pub(crate) struct Slot {
     registered: Option<SessionId>,
     /// The server and principal whose quota counts this session.
     quota: Option<(Arc<str>, crate::Principal)>,
+    /// Where the session is counted (live, started, ended), and its client's era.
+    counted: Option<(Arc<ServerMetrics>, bool)>,
 }
 
 impl Slot {
@@ -43,6 +46,7 @@ impl Slot {
             runtime,
             registered: None,
             quota: None,
+            counted: None,
         }
     }
 
@@ -51,13 +55,20 @@ impl Slot {
         self.quota = Some((server, principal));
     }
 
-    pub fn register(&mut self, id: SessionId) {
+    /// The session is registered under `id`: it counts as started (and live until
+    /// it retires) in `meter`, for a client of the era `modern` says.
+    pub fn register(&mut self, id: SessionId, meter: Arc<ServerMetrics>, modern: bool) {
         self.registered = Some(id);
+        meter.session_started(modern);
+        self.counted = Some((meter, modern));
     }
 
     /// From here on, requests naming the session get 404 with `reason`.
     fn retire(&mut self, reason: EndReason) {
         if let Some(id) = self.registered.take() {
+            if let Some((meter, modern)) = self.counted.take() {
+                meter.session_ended(modern, &reason);
+            }
             self.runtime.retire(&id, reason);
         }
     }
@@ -81,6 +92,7 @@ impl Drop for Slot {
 struct Outbound<'a> {
     link: &'a mut Link,
     activity: &'a mut Activity,
+    meter: &'a ServerMetrics,
 }
 
 impl ToServer for Outbound<'_> {
@@ -89,12 +101,14 @@ impl ToServer for Outbound<'_> {
         if self.activity.server_asked() {
             for bytes in &messages {
                 if let Ok(message) = lodge_proto::Message::parse(bytes.clone())
-                    && let lodge_proto::Kind::Response { id } = &message.kind
+                    && matches!(message.kind, lodge_proto::Kind::Response { .. })
                 {
-                    self.activity.answered_server(id);
+                    self.activity.answered_server(&message);
                 }
             }
         }
+        let bytes: usize = messages.iter().map(Bytes::len).sum();
+        self.meter.relayed(Toward::Server, bytes);
         self.link.send(messages)
     }
 }
@@ -107,6 +121,7 @@ pub(crate) struct Actor {
     adapter: Adapter,
     env: Env,
     activity: Activity,
+    meter: Arc<ServerMetrics>,
     lifetime_end: Instant,
     /// For a sandbox from a warm pool: tells the pool's refill when the server first answers.
     on_first_answer: Option<Arc<tokio::sync::Notify>>,
@@ -125,6 +140,7 @@ macro_rules! ctx {
             out: &mut Outbound {
                 link: &mut $actor.link,
                 activity: &mut $actor.activity,
+                meter: &$actor.meter,
             },
             env: &$actor.env,
         }
@@ -136,6 +152,7 @@ pub(crate) struct Parts {
     pub id: SessionId,
     pub runtime: Arc<Runtime>,
     pub shared: Arc<Shared>,
+    pub meter: Arc<ServerMetrics>,
     pub commands: mpsc::Receiver<Command>,
     pub link: Link,
     pub process: Option<SandboxProcess>,
@@ -154,9 +171,12 @@ impl Actor {
                 config.request_timeout,
                 Budget::new(parts.runtime.budget().clone()),
                 now,
-            ),
+            )
+            .metered(parts.meter.clone()),
             adapter: Adapter::new(parts.shared.modern, parts.policy),
-            activity: Activity::new(parts.shared.created_at, config.request_timeout),
+            activity: Activity::new(parts.shared.created_at, config.request_timeout)
+                .metered(parts.meter.clone()),
+            meter: parts.meter,
             env: Env {
                 session: parts.id,
                 codec: parts.runtime.state_codec().clone(),
@@ -193,6 +213,7 @@ impl Actor {
                         if let Some(settled) = self.on_first_answer.take() {
                             settled.notify_one();
                         }
+                        self.meter.relayed(Toward::Client, message.bytes.len());
                         self.activity.record(Direction::FromServer, &message, SystemTime::now());
                         self.adapter.on_server_message(&mut ctx!(self), message);
                     }
@@ -364,11 +385,12 @@ impl Actor {
             return EndReason::ServerExited {
                 how: why.unwrap_or_else(|| "ended".into()),
                 last_stderr: None,
+                oom: false,
             };
         };
-        let how = match timeout(EXIT_STATUS_WAIT, process.exited()).await {
-            Ok(report) => report.to_string(),
-            Err(_) => "closed its output".to_string(),
+        let (how, oom) = match timeout(EXIT_STATUS_WAIT, process.exited()).await {
+            Ok(report) => (report.to_string(), report.oom),
+            Err(_) => ("closed its output".to_string(), false),
         };
         let how = match why {
             Some(why) => format!("{how} ({why})"),
@@ -377,6 +399,7 @@ impl Actor {
         EndReason::ServerExited {
             how,
             last_stderr: process.stderr_tail().pop(),
+            oom,
         }
     }
 
@@ -390,12 +413,14 @@ impl Actor {
             commands,
             env,
             mut slot,
+            meter,
             ..
         } = self;
         slot.retire(reason.clone());
         drop(commands);
         let message = format!("The session ended before the server answered: {reason}.");
         for (key, pending) in core.drain() {
+            meter.rpc_error(pending.method, codes::SESSION_ENDED, ErrorSource::Lodge);
             let id = pending.state.client_id(&key);
             let error = error_body(Some(&id), codes::SESSION_ENDED, &message);
             core.streams
