@@ -484,20 +484,25 @@ fn slots<T>(n: usize) -> Box<[OnceLock<T>]> {
 }
 
 impl ServerMetrics {
-    fn new(name: &str, backend: &'static str, families: &Families) -> Self {
+    /// A hosted server's metrics; `hosted: false` for the stand-in of paths that name
+    /// none, which has no sessions (so no series of them).
+    fn new(name: &str, backend: &'static str, families: &Families, hosted: bool) -> Self {
         let f = families;
-        let by_era = |family: &Family<Labels, Counter>, modern: bool| {
-            family
-                .get_or_create_owned(&labels([("server", name), ("era", era(modern))]))
-                .clone()
+        let by_era = |family: &Family<Labels, Counter>, modern: bool| match hosted {
+            true => family.get_or_create_owned(&labels([("server", name), ("era", era(modern))])),
+            false => Counter::default(),
         };
-        let gauge = |modern: bool| {
-            f.sessions_active
-                .get_or_create_owned(&labels([("server", name), ("era", era(modern))]))
+        let gauge = |modern: bool| match hosted {
+            true => f
+                .sessions_active
+                .get_or_create_owned(&labels([("server", name), ("era", era(modern))])),
+            false => Gauge::default(),
         };
-        let relayed = |direction: &str| {
-            f.relayed_bytes
-                .get_or_create_owned(&labels([("server", name), ("direction", direction)]))
+        let relayed = |direction: &str| match hosted {
+            true => f
+                .relayed_bytes
+                .get_or_create_owned(&labels([("server", name), ("direction", direction)])),
+            false => Counter::default(),
         };
         ServerMetrics {
             name: name.to_string(),
@@ -660,11 +665,11 @@ impl Metrics {
             .map(|(name, backend)| {
                 (
                     name.to_string(),
-                    Arc::new(ServerMetrics::new(name, backend, &families)),
+                    Arc::new(ServerMetrics::new(name, backend, &families, true)),
                 )
             })
             .collect();
-        let unknown = Arc::new(ServerMetrics::new("unknown", "none", &families));
+        let unknown = Arc::new(ServerMetrics::new("unknown", "none", &families, false));
         Metrics {
             registry,
             families,
@@ -801,6 +806,10 @@ mod tests {
         metrics.set_scraped("demo", 1024, 2);
         metrics.server("nope").http_request("GET", 404);
         let text = metrics.encode();
+        assert!(
+            !text.contains(r#"lodge_sessions_active{server="unknown""#),
+            "{text}"
+        );
         for line in [
             r#"lodge_sessions_active{server="demo",era="legacy"} 0"#,
             r#"lodge_sessions_active{server="demo",era="modern"} 0"#,
