@@ -150,16 +150,30 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
         .unwrap_or_else(|| panic!("{error}"));
     assert!(matches!(delete(&one).await, 200 | 204));
 
-    // 2. A session left alone until its idle timeout ends it.
+    // 2. A session left alone until its idle timeout ends it, and a 2026-07-28
+    //    request whose runtime session (its id not kept) idles out too.
     let mut idle = Raw::new(url.clone());
     idle.initialize().await;
-    let idle_id = idle.session.clone().unwrap();
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{
+        "name":"counter","arguments":{"action":"increment"},
+        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities":{}}}});
+    let request = lodge_testkit::http::modern_post(
+        &http,
+        &url,
+        None,
+        "tools/call",
+        Some("counter"),
+        body.to_string(),
+    );
+    let reply = Raw::send(request).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
     eventually(
         Duration::from_secs(20),
-        "the idle session to time out",
+        "the idle sessions to time out",
         async || {
             let reply = Raw::send(http.get(format!("{admin}/admin/sessions"))).await;
-            !reply.body.contains(&idle_id)
+            reply.json()["sessions"] == json!([])
         },
     )
     .await;
@@ -219,14 +233,14 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
     let demo = |name: &str, labels: &str| format!("{name}{{server=\"demo\",{labels}}}");
     let expected: Vec<(String, f64)> = vec![
         (demo("lodge_sessions_started_total", r#"era="legacy""#), 6.0),
-        (demo("lodge_sessions_started_total", r#"era="modern""#), 0.0),
+        (demo("lodge_sessions_started_total", r#"era="modern""#), 1.0),
         (
             demo("lodge_sessions_ended_total", r#"reason="client_delete""#),
             3.0,
         ),
         (
             demo("lodge_sessions_ended_total", r#"reason="idle_timeout""#),
-            1.0,
+            2.0,
         ),
         (
             demo("lodge_sessions_ended_total", r#"reason="admin_stop""#),
@@ -257,6 +271,13 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
         ),
         (
             demo(
+                "lodge_rpc_requests_total",
+                r#"era="modern",method="tools/call""#,
+            ),
+            1.0,
+        ),
+        (
+            demo(
                 "lodge_rpc_errors_total",
                 &format!(r#"method="tools/call",code="{server_code}",source="server""#),
             ),
@@ -269,14 +290,15 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
             ),
             1.0,
         ),
-        // Of the calls that reached a session: every initialize and four tools/call.
+        // Of the calls that reached a session: every initialize and five tools/call
+        // (the 2026-07-28 one too).
         (
             demo("lodge_rpc_duration_seconds_count", r#"method="initialize""#),
             6.0,
         ),
         (
             demo("lodge_rpc_duration_seconds_count", r#"method="tools/call""#),
-            4.0,
+            5.0,
         ),
         (
             demo(
@@ -313,10 +335,10 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
             ),
             1.0,
         ),
-        // initialize ×6, two tool calls, two plan_trips.
+        // initialize ×6, two tool calls, the 2026-07-28 call, two plan_trips.
         (
             demo("lodge_http_requests_total", r#"method="POST",status="200""#),
-            10.0,
+            11.0,
         ),
         // notifications/initialized ×6, two elicitation answers, one sampling answer.
         (
@@ -341,17 +363,17 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
             - before.sum(r#"lodge_http_requests_total{server="demo",method="DELETE""#),
         3.0
     );
-    // Six sandboxes started, of whichever backend the tests use.
+    // Seven sandboxes started, of whichever backend the tests use.
     assert_eq!(
         after.sum(r#"lodge_sandbox_start_seconds_count{server="demo""#)
             - before.sum(r#"lodge_sandbox_start_seconds_count{server="demo""#),
-        6.0
+        7.0
     );
     // Gauges: nothing is live any more; no warm pool is configured.
-    assert_eq!(
-        after.get(r#"lodge_sessions_active{server="demo",era="legacy"}"#),
-        0.0
-    );
+    for era in ["legacy", "modern"] {
+        let series = format!(r#"lodge_sessions_active{{server="demo",era="{era}"}}"#);
+        assert_eq!(after.get(&series), 0.0, "{series}");
+    }
     assert_eq!(
         after.get(r#"lodge_sandbox_memory_bytes{server="demo"}"#),
         0.0
