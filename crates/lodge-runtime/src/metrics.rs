@@ -789,8 +789,8 @@ mod tests {
         assert_eq!(Asked::of("ping"), None);
     }
 
-    #[test]
-    fn the_text_has_the_contracted_names_and_labels() {
+    /// Metrics with a series of every family.
+    fn every_family() -> Metrics {
         let metrics = Metrics::new([("demo", "process")]);
         let demo = metrics.server("demo");
         demo.session_started(false);
@@ -805,7 +805,12 @@ mod tests {
         demo.sandbox_started(Duration::from_millis(12));
         metrics.set_scraped("demo", 1024, 2);
         metrics.server("nope").http_request("GET", 404);
-        let text = metrics.encode();
+        metrics
+    }
+
+    #[test]
+    fn the_text_has_the_contracted_names_and_labels() {
+        let text = every_family().encode();
         assert!(
             !text.contains(r#"lodge_sessions_active{server="unknown""#),
             "{text}"
@@ -834,5 +839,34 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
+    }
+
+    #[test]
+    fn the_grafana_dashboard_uses_only_metrics_lodge_has() {
+        let text = every_family().encode();
+        let mut known = std::collections::HashSet::new();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, kind) = rest.split_once(' ').unwrap();
+                known.insert(name.to_string());
+                if kind == "histogram" {
+                    for suffix in ["_bucket", "_sum", "_count"] {
+                        known.insert(format!("{name}{suffix}"));
+                    }
+                }
+            }
+        }
+        let dashboard = include_str!("../../../deploy/grafana/lodge.json");
+        let _: serde_json::Value = serde_json::from_str(dashboard).unwrap();
+        let mut used = 0;
+        for (at, _) in dashboard.match_indices("lodge_") {
+            let name: String = dashboard[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(known.contains(&name), "the dashboard uses {name}");
+            used += 1;
+        }
+        assert!(used > 10);
     }
 }

@@ -252,4 +252,5 @@ async fn the_admin_api_describes_itself_in_openapi() {
         assert!(session[field].is_object(), "{field} undocumented");
     }
     assert!(doc["paths"]["/admin/sessions/{id}"]["delete"].is_object());
+    assert!(doc["paths"]["/metrics"]["get"].is_object());
 }
