@@ -92,7 +92,7 @@ impl Drop for Slot {
 struct Outbound<'a> {
     link: &'a mut Link,
     activity: &'a mut Activity,
-    meter: &'a ServerMetrics,
+    meter: Option<&'a ServerMetrics>,
 }
 
 impl ToServer for Outbound<'_> {
@@ -107,8 +107,9 @@ impl ToServer for Outbound<'_> {
                 }
             }
         }
-        let bytes: usize = messages.iter().map(Bytes::len).sum();
-        self.meter.relayed(Toward::Server, bytes);
+        if let Some(meter) = self.meter {
+            meter.relayed(Toward::Server, messages.iter().map(Bytes::len).sum());
+        }
         self.link.send(messages)
     }
 }
@@ -121,7 +122,9 @@ pub(crate) struct Actor {
     adapter: Adapter,
     env: Env,
     activity: Activity,
-    meter: Arc<ServerMetrics>,
+    /// Where what crosses the session is counted; `None` for a view over another
+    /// session (`continuity = principal`), whose calls that session counts.
+    meter: Option<Arc<ServerMetrics>>,
     lifetime_end: Instant,
     /// For a sandbox from a warm pool: tells the pool's refill when the server first answers.
     on_first_answer: Option<Arc<tokio::sync::Notify>>,
@@ -140,7 +143,7 @@ macro_rules! ctx {
             out: &mut Outbound {
                 link: &mut $actor.link,
                 activity: &mut $actor.activity,
-                meter: &$actor.meter,
+                meter: $actor.meter.as_deref(),
             },
             env: &$actor.env,
         }
@@ -165,18 +168,24 @@ impl Actor {
     pub fn new(parts: Parts) -> Self {
         let config = parts.runtime.config();
         let now = parts.shared.created;
+        // A view's calls, bytes and questions are counted once, by the session behind it.
+        let meter = parts.process.is_some().then_some(parts.meter);
+        let mut core = Core::new(
+            config.event_buffer,
+            config.request_timeout,
+            Budget::new(parts.runtime.budget().clone()),
+            now,
+        );
+        let mut activity = Activity::new(parts.shared.created_at, config.request_timeout);
+        if let Some(meter) = &meter {
+            core = core.metered(meter.clone());
+            activity = activity.metered(meter.clone());
+        }
         Actor {
-            core: Core::new(
-                config.event_buffer,
-                config.request_timeout,
-                Budget::new(parts.runtime.budget().clone()),
-                now,
-            )
-            .metered(parts.meter.clone()),
+            core,
             adapter: Adapter::new(parts.shared.modern, parts.policy),
-            activity: Activity::new(parts.shared.created_at, config.request_timeout)
-                .metered(parts.meter.clone()),
-            meter: parts.meter,
+            activity,
+            meter,
             env: Env {
                 session: parts.id,
                 codec: parts.runtime.state_codec().clone(),
@@ -213,7 +222,9 @@ impl Actor {
                         if let Some(settled) = self.on_first_answer.take() {
                             settled.notify_one();
                         }
-                        self.meter.relayed(Toward::Client, message.bytes.len());
+                        if let Some(meter) = &self.meter {
+                            meter.relayed(Toward::Client, message.bytes.len());
+                        }
                         self.activity.record(Direction::FromServer, &message, SystemTime::now());
                         self.adapter.on_server_message(&mut ctx!(self), message);
                     }
@@ -420,7 +431,9 @@ impl Actor {
         drop(commands);
         let message = format!("The session ended before the server answered: {reason}.");
         for (key, pending) in core.drain() {
-            meter.rpc_error(pending.method, codes::SESSION_ENDED, ErrorSource::Lodge);
+            if let Some(meter) = &meter {
+                meter.rpc_error(pending.method, codes::SESSION_ENDED, ErrorSource::Lodge);
+            }
             let id = pending.state.client_id(&key);
             let error = error_body(Some(&id), codes::SESSION_ENDED, &message);
             core.streams
