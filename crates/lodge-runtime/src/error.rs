@@ -65,6 +65,25 @@ impl fmt::Display for EndReason {
     }
 }
 
+impl EndReason {
+    /// Whose doing the end is, as the source of the errors it gives calls still
+    /// pending: the client's (it ended the session), the server's (it exited), or else
+    /// Lodge's (its timeouts, limits, operators and shutdown).
+    pub fn source(&self) -> ErrorSource {
+        match self {
+            EndReason::Deleted | EndReason::Abandoned => ErrorSource::Client,
+            EndReason::ServerExited { .. } => ErrorSource::Server,
+            EndReason::IdleTimeout(_)
+            | EndReason::MaxLifetime(_)
+            | EndReason::Stopped
+            | EndReason::Discarded(_)
+            | EndReason::ShuttingDown
+            | EndReason::Failed
+            | EndReason::OverBudget(_) => ErrorSource::Lodge,
+        }
+    }
+}
+
 fn humanize(d: Duration) -> String {
     let secs = d.as_secs();
     match secs {
@@ -236,6 +255,14 @@ mod tests {
             assert_eq!(error.source(), source, "{error:?}");
         }
         assert_eq!(ErrorSource::Server.to_string(), "server");
+        let exited = EndReason::ServerExited {
+            how: "was killed".into(),
+            last_stderr: None,
+            oom: true,
+        };
+        assert_eq!(exited.source(), ErrorSource::Server);
+        assert_eq!(EndReason::Deleted.source(), ErrorSource::Client);
+        assert_eq!(EndReason::Stopped.source(), ErrorSource::Lodge);
         assert_eq!(ErrorSource::Auth.as_str(), "auth");
     }
 }

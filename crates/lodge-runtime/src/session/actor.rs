@@ -7,7 +7,7 @@ use super::budget::Budget;
 use super::core::{Core, ToServer};
 use super::era::{Adapter, CallState, Ctx, Env};
 use super::{Command, SessionReport, SessionState, Shared};
-use crate::error::{EndReason, ErrorSource, SessionError};
+use crate::error::{EndReason, SessionError};
 use crate::metrics::{ServerMetrics, Toward};
 use crate::registry::Runtime;
 use crate::session_id::SessionId;
@@ -432,7 +432,7 @@ impl Actor {
         let message = format!("The session ended before the server answered: {reason}.");
         for (key, pending) in core.drain() {
             if let Some(meter) = &meter {
-                meter.rpc_error(pending.method, codes::SESSION_ENDED, ErrorSource::Lodge);
+                meter.rpc_error(pending.method, codes::SESSION_ENDED, reason.source());
             }
             let id = pending.state.client_id(&key);
             let error = error_body(Some(&id), codes::SESSION_ENDED, &message);

@@ -185,10 +185,17 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
     let reply = Raw::send(http.delete(format!("{admin}/admin/sessions/{id}"))).await;
     assert_eq!(reply.status, 204, "{}", reply.body);
 
-    // 4. A server that exits (killed from outside).
+    // 4. A server that exits (killed from outside) during a call: the call's error is
+    //    the server's doing.
     let mut exits = Raw::new(url.clone());
     exits.initialize().await;
     let id = exits.session.clone().unwrap();
+    let slow = exits.post_builder(
+        &json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{
+        "name":"slow","arguments":{"seconds":30,"steps":30},"_meta":{"progressToken":"p"}}}),
+    );
+    let mut slow = EventReader::new(slow.send().await.unwrap());
+    next_matching(&mut slow, |v| v["method"] == "notifications/progress").await;
     let detail = Raw::send(http.get(format!("{admin}/admin/sessions/{id}"))).await;
     let pid = u32::try_from(detail.json()["pid"].as_u64().unwrap()).unwrap();
     let killed = std::process::Command::new("kill")
@@ -206,6 +213,10 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
     )
     .await;
     assert!(!process_alive(pid));
+    let ended = next_matching(&mut slow, |v| v["id"] == 1).await;
+    let ended_code = ended["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{ended}"));
 
     // 5. and 6. An elicitation accepted (then sampling), one declined; each session
     //    then DELETEd.
@@ -261,13 +272,13 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
             ),
             6.0,
         ),
-        // counter, no_such_tool, two plan_trips, the ghost's call.
+        // counter, no_such_tool, slow, two plan_trips, the ghost's call.
         (
             demo(
                 "lodge_rpc_requests_total",
                 r#"era="legacy",method="tools/call""#,
             ),
-            5.0,
+            6.0,
         ),
         (
             demo(
@@ -287,6 +298,13 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
             demo(
                 "lodge_rpc_errors_total",
                 &format!(r#"method="tools/call",code="{ghost_code}",source="client""#),
+            ),
+            1.0,
+        ),
+        (
+            demo(
+                "lodge_rpc_errors_total",
+                &format!(r#"method="tools/call",code="{ended_code}",source="server""#),
             ),
             1.0,
         ),
@@ -335,10 +353,10 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
             ),
             1.0,
         ),
-        // initialize ×6, two tool calls, the 2026-07-28 call, two plan_trips.
+        // initialize ×6, three tool calls, the 2026-07-28 call, two plan_trips.
         (
             demo("lodge_http_requests_total", r#"method="POST",status="200""#),
-            11.0,
+            12.0,
         ),
         // notifications/initialized ×6, two elicitation answers, one sampling answer.
         (
