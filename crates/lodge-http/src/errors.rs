@@ -7,6 +7,7 @@ use axum::http::{Method, header};
 use axum::response::{IntoResponse, Response};
 use lodge_proto::modern::ModernError;
 use lodge_proto::{Id, ParseError, error_body_with_data, version};
+use lodge_runtime::metrics::Method as RpcMethod;
 use lodge_runtime::{EndReason, Lookup, RuntimeError, SessionError, StateError};
 use std::fmt;
 
@@ -229,11 +230,25 @@ impl From<ParseError> for FrontError {
 pub(crate) struct HttpError {
     pub error: FrontError,
     pub id: Option<Id>,
+    /// The method of the JSON-RPC request refused, where it was read.
+    pub method: RpcMethod,
+}
+
+/// What the metrics layer counts an error answer as (a response extension).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CountedError {
+    pub method: RpcMethod,
+    pub code: i64,
+    pub source: lodge_runtime::ErrorSource,
 }
 
 impl From<FrontError> for HttpError {
     fn from(error: FrontError) -> Self {
-        HttpError { error, id: None }
+        HttpError {
+            error,
+            id: None,
+            method: RpcMethod::OTHER,
+        }
     }
 }
 
@@ -252,6 +267,12 @@ impl From<ParseError> for HttpError {
 impl HttpError {
     pub fn with_id(mut self, id: Option<&Id>) -> Self {
         self.id = id.cloned();
+        self
+    }
+
+    /// The refused request was a call of `method`.
+    pub fn with_method(mut self, method: RpcMethod) -> Self {
+        self.method = method;
         self
     }
 }
@@ -277,6 +298,11 @@ impl IntoResponse for HttpError {
         response.headers_mut().extend(headers);
         // For whatever counts errors (a metrics layer): what failed, in stable words.
         response.extensions_mut().insert::<ErrorLabel>(label);
+        response.extensions_mut().insert(CountedError {
+            method: self.method,
+            code,
+            source: label.source,
+        });
         response
     }
 }

@@ -1,7 +1,7 @@
 //! `POST|GET|DELETE /mcp` and `/mcp/{server}`: the Streamable HTTP transport,
 //! legacy (stateful) era, as the 2025-11-25 transport spec says.
 
-use crate::errors::{FrontError, HttpError};
+use crate::errors::{CountedError, FrontError, HttpError};
 use crate::guard::FrontConfig;
 use crate::sse;
 use crate::unanswered::Unanswered;
@@ -15,6 +15,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use lodge_proto::headers::{LAST_EVENT_ID, LODGE_SESSION_ID, MCP_PROTOCOL_VERSION, MCP_SESSION_ID};
 use lodge_proto::{Message, parse_batch, version};
+use lodge_runtime::metrics::{Method as RpcMethod, ServerMetrics};
 use lodge_runtime::{
     EventId, EventStream, Lookup, Principal, Runtime, Server, SessionError, SessionHandle,
 };
@@ -79,9 +80,24 @@ async fn default_server(
     body: Body,
 ) -> Response {
     let server = app.runtime.servers().first().cloned();
-    handle(&app, server, None, method, headers, body)
+    let meter = match &server {
+        Some(server) => server.meter().clone(),
+        None => app.runtime.metrics().server("").clone(),
+    };
+    let http_method = method.clone();
+    let response = handle(&app, server, None, method, headers, body)
         .await
-        .unwrap_or_else(IntoResponse::into_response)
+        .unwrap_or_else(IntoResponse::into_response);
+    count(&meter, &http_method, &response);
+    response
+}
+
+/// Counts an answered request to the MCP endpoint, and the error it answered with.
+fn count(meter: &ServerMetrics, method: &Method, response: &Response) {
+    meter.http_request(method.as_str(), response.status().as_u16());
+    if let Some(e) = response.extensions().get::<CountedError>() {
+        meter.rpc_error(e.method, e.code, e.source);
+    }
 }
 
 async fn named_server(
@@ -92,9 +108,14 @@ async fn named_server(
     body: Body,
 ) -> Response {
     let server = app.runtime.server(&name).cloned();
-    handle(&app, server, Some(&name), method, headers, body)
+    // A name no server has counts as `unknown`.
+    let meter = app.runtime.metrics().server(&name).clone();
+    let http_method = method.clone();
+    let response = handle(&app, server, Some(&name), method, headers, body)
         .await
-        .unwrap_or_else(IntoResponse::into_response)
+        .unwrap_or_else(IntoResponse::into_response);
+    count(&meter, &http_method, &response);
+    response
 }
 
 /// One HTTP request, in a span that carries its server, session, JSON-RPC method and
@@ -374,12 +395,32 @@ async fn post(
     if let Some(method) = message.method() {
         tracing::Span::current().record("method", method);
     }
+    let rpc_method = RpcMethod::of_opt(message.method());
+    post_message(app, server, who, headers, message, accept)
+        .await
+        .map_err(|e| e.with_method(rpc_method))
+}
+
+/// One JSON-RPC message POSTed (not a batch).
+async fn post_message(
+    app: &App,
+    server: &Arc<Server>,
+    who: &Principal,
+    headers: &HeaderMap,
+    message: Message,
+    accept: Accepts,
+) -> Result<Response, HttpError> {
     // One endpoint, two eras: initialize or an Mcp-Session-Id means a legacy session;
     // a request naming 2026-07-28 in its _meta or headers is served statelessly.
     let header_version = headers
         .get(MCP_PROTOCOL_VERSION)
         .and_then(|v| v.to_str().ok());
     let modern = lodge_proto::modern::is_modern_request(&message, header_version);
+    if message.is_request() {
+        server
+            .meter()
+            .rpc_request(modern, RpcMethod::of_opt(message.method()));
+    }
     // An initialize that names 2026-07-28 is a modern request for a removed method.
     let is_initialize = message.method() == Some("initialize") && message.is_request() && !modern;
     if !is_initialize && !headers.contains_key(MCP_SESSION_ID) && modern {
@@ -454,6 +495,11 @@ async fn post_batch(
         .map(|item| Message::parse(item).map_err(FrontError::Parse))
         .collect::<Result<Vec<_>, _>>()?;
     let (requests, others): (Vec<_>, Vec<_>) = messages.into_iter().partition(Message::is_request);
+    for request in &requests {
+        server
+            .meter()
+            .rpc_request(false, RpcMethod::of_opt(request.method()));
+    }
     if requests.iter().any(|m| m.method() == Some("initialize")) {
         return Err(FrontError::BatchWithInitialize.into());
     }

@@ -13,12 +13,17 @@ pub enum EndReason {
     MaxLifetime(Duration),
     /// The client sent DELETE.
     Deleted,
-    /// An operator stopped it.
+    /// An operator stopped it (`DELETE /admin/sessions/{id}`).
     Stopped,
-    /// The MCP server exited on its own: how, and its last stderr line if any.
+    /// Lodge ended a session nobody had used yet, for the reason given: one it could
+    /// not set up for its client, or one it started only to check a server.
+    Discarded(&'static str),
+    /// The MCP server exited on its own: how, its last stderr line if any, and whether
+    /// it was killed for going over its memory limit.
     ServerExited {
         how: String,
         last_stderr: Option<String>,
+        oom: bool,
     },
     ShuttingDown,
     /// The client went away before its initialize was answered.
@@ -40,7 +45,10 @@ impl fmt::Display for EndReason {
             }
             EndReason::Deleted => f.write_str("the client ended it with DELETE"),
             EndReason::Stopped => f.write_str("it was stopped by an operator"),
-            EndReason::ServerExited { how, last_stderr } => {
+            EndReason::Discarded(why) => write!(f, "Lodge ended it: {why}"),
+            EndReason::ServerExited {
+                how, last_stderr, ..
+            } => {
                 write!(f, "the MCP server {how}")?;
                 match last_stderr {
                     Some(line) => write!(f, " (last stderr line: {line})"),
@@ -53,6 +61,25 @@ impl fmt::Display for EndReason {
             }
             EndReason::Failed => f.write_str("Lodge hit an internal error in this session"),
             EndReason::OverBudget(over) => over.fmt(f),
+        }
+    }
+}
+
+impl EndReason {
+    /// Whose doing the end is, as the source of the errors it gives calls still
+    /// pending: the client's (it ended the session), the server's (it exited), or else
+    /// Lodge's (its timeouts, limits, operators and shutdown).
+    pub fn source(&self) -> ErrorSource {
+        match self {
+            EndReason::Deleted | EndReason::Abandoned => ErrorSource::Client,
+            EndReason::ServerExited { .. } => ErrorSource::Server,
+            EndReason::IdleTimeout(_)
+            | EndReason::MaxLifetime(_)
+            | EndReason::Stopped
+            | EndReason::Discarded(_)
+            | EndReason::ShuttingDown
+            | EndReason::Failed
+            | EndReason::OverBudget(_) => ErrorSource::Lodge,
         }
     }
 }
@@ -228,6 +255,14 @@ mod tests {
             assert_eq!(error.source(), source, "{error:?}");
         }
         assert_eq!(ErrorSource::Server.to_string(), "server");
+        let exited = EndReason::ServerExited {
+            how: "was killed".into(),
+            last_stderr: None,
+            oom: true,
+        };
+        assert_eq!(exited.source(), ErrorSource::Server);
+        assert_eq!(EndReason::Deleted.source(), ErrorSource::Client);
+        assert_eq!(EndReason::Stopped.source(), ErrorSource::Lodge);
         assert_eq!(ErrorSource::Auth.as_str(), "auth");
     }
 }

@@ -17,6 +17,7 @@
 mod config;
 mod continuity;
 mod error;
+pub mod metrics;
 mod principal;
 mod quota;
 mod registry;
@@ -31,6 +32,7 @@ pub use config::{Anonymous, Continuity, ServerSpec, SessionConfig, Transport};
 pub use error::{EndReason, ErrorSource, RuntimeError, SessionError};
 pub use lodge_proto::Message;
 pub use lodge_proto::seal::KeyRing;
+pub use metrics::Metrics;
 pub use principal::Principal;
 pub use quota::{Quota, QuotaExceeded};
 pub use registry::{Lookup, Runtime, Server};

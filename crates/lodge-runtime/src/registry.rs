@@ -42,6 +42,8 @@ pub struct Server {
     hosting: ServerHosting,
     /// Said once: `storage = principal` keeps nothing for the anonymous principal.
     anonymous_storage: std::sync::Once,
+    /// This server's metrics, their label sets resolved.
+    meter: Arc<crate::metrics::ServerMetrics>,
 }
 
 impl Server {
@@ -51,6 +53,16 @@ impl Server {
     /// for every one of them.
     pub fn continues(&self) -> bool {
         self.spec.continuity == crate::Continuity::Principal
+    }
+
+    /// This server's metrics.
+    pub fn meter(&self) -> &Arc<crate::metrics::ServerMetrics> {
+        &self.meter
+    }
+
+    /// Started sandboxes waiting in the warm pool now.
+    pub fn warm_pool_ready(&self) -> usize {
+        lock(&self.pool).len()
     }
 
     fn take_pooled(&self) -> Option<Sandbox> {
@@ -95,6 +107,8 @@ pub struct Runtime {
     default_sessions: tokio::sync::Mutex<HashMap<(String, Principal), SessionHandle>>,
     /// What each principal uses of each server's quota.
     quotas: Mutex<crate::quota::Ledger>,
+    /// Lodge's one metrics registry.
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -125,11 +139,17 @@ impl Runtime {
             .as_deref()
             .cloned()
             .unwrap_or_else(KeyRing::random);
+        let metrics = Arc::new(crate::metrics::Metrics::new(
+            servers
+                .iter()
+                .map(|spec| (spec.name.as_str(), spec.backend.name())),
+        ));
         Arc::new(Runtime {
             servers: servers
                 .into_iter()
                 .map(|spec| {
                     Arc::new(Server {
+                        meter: metrics.server(&spec.name).clone(),
                         spec,
                         pool: Mutex::default(),
                         taken: Notify::new(),
@@ -149,7 +169,13 @@ impl Runtime {
             budget,
             default_sessions: tokio::sync::Mutex::default(),
             quotas: Mutex::default(),
+            metrics,
         })
+    }
+
+    /// Lodge's metrics, shared by the front and the runtime.
+    pub fn metrics(&self) -> &Arc<crate::metrics::Metrics> {
+        &self.metrics
     }
 
     pub fn config(&self) -> &SessionConfig {
@@ -235,7 +261,11 @@ impl Runtime {
                 Lookup::Ended(reason) => reason.to_string(),
                 _ => e.to_string(),
             };
-            session.stop(EndReason::Stopped).await;
+            session
+                .stop(EndReason::Discarded(
+                    "it could not be set up for its 2026-07-28 client",
+                ))
+                .await;
             return Err(RuntimeError::Prepare(why));
         }
         Ok(session)
@@ -354,11 +384,12 @@ impl Runtime {
         ));
         let handle = SessionHandle::new(id.clone(), commands_tx, shared.clone());
         lock(&self.sessions).insert(id.clone(), handle.clone());
-        slot.register(id.clone());
+        slot.register(id.clone(), server.meter.clone(), launch.modern);
         let actor = Actor::new(crate::session::Parts {
             id,
             runtime: self.clone(),
             shared,
+            meter: server.meter.clone(),
             commands,
             link: launch.link,
             process: launch.process,
@@ -514,7 +545,10 @@ impl Runtime {
             reached_over_tcp: matches!(server.spec.transport, Transport::Http { .. }),
             kept: self.kept_dir(server, owner),
         };
-        server.spec.backend.spawn(&spec)
+        let started = std::time::Instant::now();
+        let sandbox = server.spec.backend.spawn(&spec)?;
+        server.meter.sandbox_started(started.elapsed());
+        Ok(sandbox)
     }
 
     /// Where `owner`'s `/session` files of `server` are kept (`storage = principal`).

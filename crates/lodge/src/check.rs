@@ -141,7 +141,9 @@ async fn check(
             };
             let skipped = report.as_ref().map_or(0, |r| r.stdout_lines_skipped);
             if let Some(session) = stuck {
-                session.stop(EndReason::Stopped).await;
+                session
+                    .stop(EndReason::Discarded("its server was only being checked"))
+                    .await;
             }
             let mut why = format!(
                 "no answer to initialize or server/discover within {}",
@@ -173,7 +175,9 @@ async fn check(
         .await
         .map(|r| r.stderr_tail)
         .unwrap_or_default();
-    session.stop(EndReason::Stopped).await;
+    session
+        .stop(EndReason::Discarded("its server was only being checked"))
+        .await;
     match tools {
         Ok(tools) => Ok(format!("{hosting}\n  tools: {tools}")),
         Err(why) => Err(Failure {

@@ -1,6 +1,6 @@
 //! The admin listener: health and readiness (open, for load balancers and probes),
-//! the API's OpenAPI document (open: it holds no data), and the session API (behind
-//! [`AdminAccess`]).
+//! the API's OpenAPI document (open: it holds no data), and the session API and
+//! Prometheus `/metrics` (behind [`AdminAccess`]).
 
 mod sessions;
 
@@ -84,6 +84,7 @@ pub fn admin_router(runtime: Arc<Runtime>, access: AdminAccess) -> Router {
             "/admin/sessions/{id}",
             get(sessions::show).delete(sessions::stop),
         )
+        .route("/metrics", get(metrics))
         .route_layer(middleware::from_fn_with_state(access, guard));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -91,6 +92,23 @@ pub fn admin_router(runtime: Arc<Runtime>, access: AdminAccess) -> Router {
         .route("/admin/openapi.json", get(openapi))
         .merge(api)
         .with_state(runtime)
+}
+
+/// Prometheus metrics (text format 0.0.4). The gauges of sandbox memory and warm
+/// pools are read now, the rest is counted as it happens.
+async fn metrics(State(runtime): State<Arc<Runtime>>) -> Response {
+    let memory = sessions::memory_by_server(&runtime.sessions()).await;
+    let metrics = runtime.metrics();
+    for server in runtime.servers() {
+        let name = &server.spec.name;
+        let bytes = memory.get(name).copied().unwrap_or(0);
+        metrics.set_scraped(name, bytes, server.warm_pool_ready());
+    }
+    (
+        [(header::CONTENT_TYPE, lodge_runtime::Metrics::CONTENT_TYPE)],
+        metrics.encode(),
+    )
+        .into_response()
 }
 
 /// The admin API, described for tools (hand-written: it is small and stable).

@@ -96,6 +96,35 @@ fn row(session: &SessionHandle, report: Option<&SessionReport>, usage: Option<Us
 /// Asks every session's actor at once, then reads their sandboxes' usage from
 /// `/proc` on a blocking thread.
 async fn rows(sessions: Vec<SessionHandle>) -> Vec<(Value, Option<SessionReport>)> {
+    let (reports, usages) = reports_and_usage(&sessions).await;
+    sessions
+        .iter()
+        .zip(reports)
+        .enumerate()
+        .map(|(n, (session, report))| {
+            let usage = usages.get(n).copied().flatten();
+            (row(session, report.as_ref(), usage), report)
+        })
+        .collect()
+}
+
+/// The memory each server's live sessions' sandboxes use now, summed per server.
+pub(super) async fn memory_by_server(
+    sessions: &[SessionHandle],
+) -> std::collections::HashMap<String, u64> {
+    let (_, usages) = reports_and_usage(sessions).await;
+    let mut sums = std::collections::HashMap::new();
+    for (session, usage) in sessions.iter().zip(usages) {
+        let bytes = usage.map_or(0, |u| u.memory_bytes);
+        *sums.entry(session.server().to_string()).or_insert(0) += bytes;
+    }
+    sums
+}
+
+/// Each session's report (`None` if it did not answer) and its sandbox's usage.
+async fn reports_and_usage(
+    sessions: &[SessionHandle],
+) -> (Vec<Option<SessionReport>>, Vec<Option<Usage>>) {
     let reports = futures_util::future::join_all(sessions.iter().map(|s| async {
         tokio::time::timeout(std::time::Duration::from_secs(2), s.describe())
             .await
@@ -115,15 +144,7 @@ async fn rows(sessions: Vec<SessionHandle>) -> Vec<(Value, Option<SessionReport>
     })
     .await
     .unwrap_or_default();
-    sessions
-        .iter()
-        .zip(reports)
-        .enumerate()
-        .map(|(n, (session, report))| {
-            let usage = usages.get(n).copied().flatten();
-            (row(session, report.as_ref(), usage), report)
-        })
-        .collect()
+    (reports, usages)
 }
 
 fn bad_request(message: String) -> Response {

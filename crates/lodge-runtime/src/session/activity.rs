@@ -3,9 +3,11 @@
 //! (an elicitation) or model (sampling). Pure and owned by the session's actor, so
 //! recording costs no lock; the actor feeds it what crosses the session.
 
+use crate::metrics::{Asked, Outcome, ServerMetrics};
 use lodge_proto::{Id, Kind, Message};
 use serde::Serialize;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
@@ -73,6 +75,8 @@ pub(crate) struct Activity {
     /// Unanswered questions are forgotten after this long (the call timeout: nobody
     /// waits longer than that).
     forget_after: Duration,
+    /// Counts how clients answer the server's questions, and how long they took.
+    meter: Option<Arc<ServerMetrics>>,
 }
 
 impl Activity {
@@ -82,7 +86,14 @@ impl Activity {
             asked: HashMap::new(),
             last_activity: now,
             forget_after,
+            meter: None,
         }
+    }
+
+    /// Counts answers to the server's questions in `meter`.
+    pub fn metered(mut self, meter: Arc<ServerMetrics>) -> Self {
+        self.meter = Some(meter);
+        self
     }
 
     /// A message crossed the session in `direction`.
@@ -99,8 +110,13 @@ impl Activity {
                     Direction::FromClient => Direction::FromServer,
                     Direction::FromServer => Direction::FromClient,
                 };
-                let method = self.asked.remove(&(asker, id.clone())).map(|(m, _)| m);
-                ("response", method)
+                let asked = self.asked.remove(&(asker, id.clone()));
+                if asker == Direction::FromServer
+                    && let Some((method, since)) = &asked
+                {
+                    self.count_answer(method, *since, message);
+                }
+                ("response", asked.map(|(m, _)| m))
             }
         };
         let code = message.error_code();
@@ -136,9 +152,22 @@ impl Activity {
     }
 
     /// Lodge answered a server request itself, or the client's answer reached the
-    /// server by another road (a 2026-07-28 retry): it no longer waits.
-    pub fn answered_server(&mut self, id: &Id) {
-        self.asked.remove(&(Direction::FromServer, id.clone()));
+    /// server by another road (a 2026-07-28 retry): it no longer waits. `answer` is
+    /// the response the server gets.
+    pub fn answered_server(&mut self, answer: &Message) {
+        let Kind::Response { id } = &answer.kind else {
+            return;
+        };
+        if let Some((method, since)) = self.asked.remove(&(Direction::FromServer, id.clone())) {
+            self.count_answer(&method, since, answer);
+        }
+    }
+
+    /// A question of the server's (`method`, asked at `since`) got `answer`.
+    fn count_answer(&self, method: &str, since: Instant, answer: &Message) {
+        if let (Some(meter), Some(asked)) = (&self.meter, Asked::of(method)) {
+            meter.server_request(asked, Outcome::of(asked, answer), since.elapsed());
+        }
     }
 
     /// Whether the server waits on anything now (the user first).
@@ -258,7 +287,7 @@ mod tests {
             now,
         );
         assert_eq!(a.waiting_on(), Some(WaitingOn::Model));
-        a.answered_server(&Id::from_json_text(r#""s1""#));
+        a.answered_server(&msg(r#"{"jsonrpc":"2.0","id":"s1","result":{}}"#));
         assert_eq!(a.waiting_on(), None);
         assert!(!a.server_asked());
 

@@ -8,6 +8,7 @@ use super::core::{Core, ToServer};
 use super::era::{Adapter, CallState, Ctx, Env};
 use super::{Command, SessionReport, SessionState, Shared};
 use crate::error::{EndReason, SessionError};
+use crate::metrics::{ServerMetrics, Toward};
 use crate::registry::Runtime;
 use crate::session_id::SessionId;
 use crate::upstream::{FromServer, Link};
@@ -35,6 +36,8 @@ pub(crate) struct Slot {
     registered: Option<SessionId>,
     /// The server and principal whose quota counts this session.
     quota: Option<(Arc<str>, crate::Principal)>,
+    /// Where the session is counted (live, started, ended), and its client's era.
+    counted: Option<(Arc<ServerMetrics>, bool)>,
 }
 
 impl Slot {
@@ -43,6 +46,7 @@ impl Slot {
             runtime,
             registered: None,
             quota: None,
+            counted: None,
         }
     }
 
@@ -51,13 +55,20 @@ impl Slot {
         self.quota = Some((server, principal));
     }
 
-    pub fn register(&mut self, id: SessionId) {
+    /// The session is registered under `id`: it counts as started (and live until
+    /// it retires) in `meter`, for a client of the era `modern` says.
+    pub fn register(&mut self, id: SessionId, meter: Arc<ServerMetrics>, modern: bool) {
         self.registered = Some(id);
+        meter.session_started(modern);
+        self.counted = Some((meter, modern));
     }
 
     /// From here on, requests naming the session get 404 with `reason`.
     fn retire(&mut self, reason: EndReason) {
         if let Some(id) = self.registered.take() {
+            if let Some((meter, modern)) = self.counted.take() {
+                meter.session_ended(modern, &reason);
+            }
             self.runtime.retire(&id, reason);
         }
     }
@@ -83,6 +94,7 @@ struct Outbound<'a> {
     activity: &'a mut Activity,
     /// The trace of the command being handled.
     trace: Option<&'a str>,
+    meter: Option<&'a ServerMetrics>,
 }
 
 impl ToServer for Outbound<'_> {
@@ -91,11 +103,14 @@ impl ToServer for Outbound<'_> {
         if self.activity.server_asked() {
             for bytes in &messages {
                 if let Ok(message) = lodge_proto::Message::parse(bytes.clone())
-                    && let lodge_proto::Kind::Response { id } = &message.kind
+                    && matches!(message.kind, lodge_proto::Kind::Response { .. })
                 {
-                    self.activity.answered_server(id);
+                    self.activity.answered_server(&message);
                 }
             }
+        }
+        if let Some(meter) = self.meter {
+            meter.relayed(Toward::Server, messages.iter().map(Bytes::len).sum());
         }
         self.link.send(messages, self.trace)
     }
@@ -111,6 +126,9 @@ pub(crate) struct Actor {
     activity: Activity,
     /// The client's trace for the command being handled (see `Outbound`).
     trace: super::Trace,
+    /// Where what crosses the session is counted; `None` for a view over another
+    /// session (`continuity = principal`), whose calls that session counts.
+    meter: Option<Arc<ServerMetrics>>,
     lifetime_end: Instant,
     /// For a sandbox from a warm pool: tells the pool's refill when the server first answers.
     on_first_answer: Option<Arc<tokio::sync::Notify>>,
@@ -130,6 +148,7 @@ macro_rules! ctx {
                 link: &mut $actor.link,
                 activity: &mut $actor.activity,
                 trace: $actor.trace.as_deref(),
+                meter: $actor.meter.as_deref(),
             },
             env: &$actor.env,
         }
@@ -141,6 +160,7 @@ pub(crate) struct Parts {
     pub id: SessionId,
     pub runtime: Arc<Runtime>,
     pub shared: Arc<Shared>,
+    pub meter: Arc<ServerMetrics>,
     pub commands: mpsc::Receiver<Command>,
     pub link: Link,
     pub process: Option<SandboxProcess>,
@@ -153,15 +173,24 @@ impl Actor {
     pub fn new(parts: Parts) -> Self {
         let config = parts.runtime.config();
         let now = parts.shared.created;
+        // A view's calls, bytes and questions are counted once, by the session behind it.
+        let meter = parts.process.is_some().then_some(parts.meter);
+        let mut core = Core::new(
+            config.event_buffer,
+            config.request_timeout,
+            Budget::new(parts.runtime.budget().clone()),
+            now,
+        );
+        let mut activity = Activity::new(parts.shared.created_at, config.request_timeout);
+        if let Some(meter) = &meter {
+            core = core.metered(meter.clone());
+            activity = activity.metered(meter.clone());
+        }
         Actor {
-            core: Core::new(
-                config.event_buffer,
-                config.request_timeout,
-                Budget::new(parts.runtime.budget().clone()),
-                now,
-            ),
+            core,
             adapter: Adapter::new(parts.shared.modern, parts.policy),
-            activity: Activity::new(parts.shared.created_at, config.request_timeout),
+            activity,
+            meter,
             trace: None,
             env: Env {
                 session: parts.id,
@@ -198,6 +227,9 @@ impl Actor {
                     FromServer::Message(message) => {
                         if let Some(settled) = self.on_first_answer.take() {
                             settled.notify_one();
+                        }
+                        if let Some(meter) = &self.meter {
+                            meter.relayed(Toward::Client, message.bytes.len());
                         }
                         self.activity.record(Direction::FromServer, &message, SystemTime::now());
                         self.adapter.on_server_message(&mut ctx!(self), message);
@@ -380,11 +412,12 @@ impl Actor {
             return EndReason::ServerExited {
                 how: why.unwrap_or_else(|| "ended".into()),
                 last_stderr: None,
+                oom: false,
             };
         };
-        let how = match timeout(EXIT_STATUS_WAIT, process.exited()).await {
-            Ok(report) => report.to_string(),
-            Err(_) => "closed its output".to_string(),
+        let (how, oom) = match timeout(EXIT_STATUS_WAIT, process.exited()).await {
+            Ok(report) => (report.to_string(), report.oom),
+            Err(_) => ("closed its output".to_string(), false),
         };
         let how = match why {
             Some(why) => format!("{how} ({why})"),
@@ -393,6 +426,7 @@ impl Actor {
         EndReason::ServerExited {
             how,
             last_stderr: process.stderr_tail().pop(),
+            oom,
         }
     }
 
@@ -406,12 +440,16 @@ impl Actor {
             commands,
             env,
             mut slot,
+            meter,
             ..
         } = self;
         slot.retire(reason.clone());
         drop(commands);
         let message = format!("The session ended before the server answered: {reason}.");
         for (key, pending) in core.drain() {
+            if let Some(meter) = &meter {
+                meter.rpc_error(pending.method, codes::SESSION_ENDED, reason.source());
+            }
             let id = pending.state.client_id(&key);
             let error = error_body(Some(&id), codes::SESSION_ENDED, &message);
             core.streams

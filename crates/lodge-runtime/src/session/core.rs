@@ -9,10 +9,12 @@
 use super::EventStream;
 use super::budget::{Budget, Charge, OverBudget};
 use super::streams::{STANDALONE, Streams};
-use crate::error::SessionError;
+use crate::error::{ErrorSource, SessionError};
+use crate::metrics::{Method, ServerMetrics};
 use bytes::Bytes;
 use lodge_proto::Id;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -25,6 +27,8 @@ pub(crate) trait ToServer {
 pub(crate) struct Reply {
     pub bytes: Bytes,
     pub error_code: Option<i64>,
+    /// Whose error it is: the server's (relayed) or Lodge's (made here).
+    pub source: ErrorSource,
 }
 
 impl Reply {
@@ -33,6 +37,7 @@ impl Reply {
         Reply {
             bytes,
             error_code: message.error_code(),
+            source: ErrorSource::Server,
         }
     }
 
@@ -42,6 +47,7 @@ impl Reply {
         Reply {
             bytes: Bytes::from(body.to_string()),
             error_code: None,
+            source: ErrorSource::Lodge,
         }
     }
 
@@ -50,6 +56,7 @@ impl Reply {
         Reply {
             bytes: lodge_proto::error_body(Some(id), code, message),
             error_code: Some(code),
+            source: ErrorSource::Lodge,
         }
     }
 }
@@ -71,6 +78,10 @@ pub(crate) struct Pending<S> {
     deadline: Option<Instant>,
     /// What the era adapter keeps about the call.
     pub state: S,
+    /// The client's method, for metrics.
+    pub method: Method,
+    /// When the call reached the session.
+    started: Instant,
 }
 
 impl<S> Pending<S> {
@@ -81,7 +92,15 @@ impl<S> Pending<S> {
             busy: true,
             deadline: None,
             state,
+            method: Method::OTHER,
+            started: Instant::now(),
         }
+    }
+
+    /// The call is of the client's `method` (for metrics).
+    pub fn of_method(mut self, method: &str) -> Self {
+        self.method = Method::of(method);
+        self
     }
 }
 
@@ -111,6 +130,8 @@ pub(crate) struct Core<S> {
     idle_since: Option<Instant>,
     busy: usize,
     next_id: u64,
+    /// Counts finished calls: how long they took, and their errors.
+    meter: Option<Arc<ServerMetrics>>,
 }
 
 /// Marks the ids of requests Lodge itself sends to a server.
@@ -129,7 +150,14 @@ impl<S> Core<S> {
             idle_since: Some(now),
             busy: 0,
             next_id: 0,
+            meter: None,
         }
+    }
+
+    /// Counts finished calls in `meter`.
+    pub fn metered(mut self, meter: Arc<ServerMetrics>) -> Self {
+        self.meter = Some(meter);
+        self
     }
 
     /// A fresh id for a request Lodge sends to the server: `"lodge:N"`, never a
@@ -195,6 +223,17 @@ impl<S> Core<S> {
     pub fn complete(&mut self, id: &Id, response: Option<Reply>) -> Option<Pending<S>> {
         let pending = self.pending.remove(id)?;
         self.unlink(&pending);
+        if let Some(meter) = &self.meter {
+            meter.rpc_duration(pending.method, pending.started.elapsed());
+            if let Some(Reply {
+                error_code: Some(code),
+                source,
+                ..
+            }) = &response
+            {
+                meter.rpc_error(pending.method, *code, *source);
+            }
+        }
         if let Some(reply) = response {
             self.streams
                 .respond(pending.stream, reply.bytes, reply.error_code);
@@ -429,6 +468,9 @@ impl<S> Core<S> {
 
     /// A response Lodge makes itself, on a stream of its own.
     pub fn answer_now(&mut self, reply: Reply) -> (u32, EventStream) {
+        if let (Some(meter), Some(code)) = (&self.meter, reply.error_code) {
+            meter.rpc_error(Method::OTHER, code, reply.source);
+        }
         let (stream, rx) = self.streams.open(false, 1);
         self.streams.respond(stream, reply.bytes, reply.error_code);
         self.streams.settle(stream);

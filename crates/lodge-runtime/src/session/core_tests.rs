@@ -17,6 +17,7 @@ fn reply(text: &str) -> Reply {
     Reply {
         bytes: b(text),
         error_code: None,
+        source: crate::ErrorSource::Server,
     }
 }
 

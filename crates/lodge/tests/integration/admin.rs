@@ -242,6 +242,7 @@ async fn the_admin_api_describes_itself_in_openapi() {
         assert!(session[field].is_object(), "{field} undocumented");
     }
     assert!(doc["paths"]["/admin/sessions/{id}"]["delete"].is_object());
+    assert!(doc["paths"]["/metrics"]["get"].is_object());
 }
 
 /// Runs `lodge sessions ARGS` against `admin`; its exit code, stdout and stderr.

@@ -23,6 +23,7 @@ mod http_upstream;
 mod lifecycle;
 mod load;
 mod malformed;
+mod metrics;
 mod modern;
 mod registry;
 mod relay;

@@ -115,7 +115,25 @@ async fn the_admin_api_needs_its_bearer_token_but_health_checks_do_not() {
         );
         let stop = Raw::send(http.delete(format!("{sessions}/x"))).await;
         assert_eq!(stop.status, 401, "{what}: DELETE {}", stop.body);
+        let mut scrape = http.get(format!("{admin}/metrics"));
+        if let Some(auth) = auth {
+            scrape = scrape.header("authorization", auth);
+        }
+        let scrape = Raw::send(scrape).await;
+        assert_eq!(scrape.status, 401, "{what}: /metrics {}", scrape.body);
     }
+    // Prometheus scrapes with the token.
+    let scrape = Raw::send(
+        http.get(format!("{admin}/metrics"))
+            .bearer_auth("s3cret-admin-token-0123456789"),
+    )
+    .await;
+    assert_eq!(scrape.status, 200, "{}", scrape.body);
+    assert!(
+        scrape.body.contains("lodge_sessions_active{"),
+        "{}",
+        scrape.body
+    );
     let mut client = Raw::new(lodge.url());
     client.initialize().await;
     let listed = Raw::send(

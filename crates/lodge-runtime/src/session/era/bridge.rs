@@ -143,7 +143,8 @@ impl Bridge {
             next_key: 0,
             principal: call.principal.key(),
         };
-        let pending = Pending::new(stream, progress_token, CallState::Bridged(Box::new(state)));
+        let pending = Pending::new(stream, progress_token, CallState::Bridged(Box::new(state)))
+            .of_method(method);
         ctx.core.insert(upstream_id, pending);
         Ok((stream, rx))
     }
@@ -237,6 +238,7 @@ impl Bridge {
                     Some(CallState::Bridged(call)) => Reply {
                         bytes: self.modern_response(call, &message.bytes),
                         error_code,
+                        source: crate::ErrorSource::Server,
                     },
                     _ => {
                         tracing::debug!(session = %ctx.env.session, %id, "response to no pending call dropped");

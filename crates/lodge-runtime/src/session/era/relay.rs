@@ -46,8 +46,10 @@ impl Relay {
             {
                 let initialize = &*method == "initialize";
                 let call = CallState::Relay { initialize };
-                ctx.core
-                    .insert(id, Pending::new(stream, progress_token, call));
+                ctx.core.insert(
+                    id,
+                    Pending::new(stream, progress_token, call).of_method(&method),
+                );
             }
         }
         Ok(rx)

@@ -114,7 +114,9 @@ impl ToModern {
         let mut local = Vec::new();
         for (message, plan) in messages.into_iter().zip(plans) {
             let Kind::Request {
-                id, progress_token, ..
+                id,
+                progress_token,
+                method,
             } = &message.kind
             else {
                 continue;
@@ -128,7 +130,7 @@ impl ToModern {
             };
             ctx.core.insert(
                 id.clone(),
-                Pending::new(stream, progress_token.clone(), state),
+                Pending::new(stream, progress_token.clone(), state).of_method(method),
             );
         }
         for message in local {
