@@ -1,7 +1,8 @@
 //! The admin listener: health and readiness (open, for load balancers and probes),
 //! the API's OpenAPI document (open: it holds no data), and the session API (behind
-//! [`AdminAccess`]).
+//! [`AdminAccess`]); the web console (`console.rs`).
 
+mod console;
 mod sessions;
 
 use crate::auth::{Auth, bearer_token};
@@ -78,8 +79,13 @@ async fn guard(State(access): State<Arc<AdminAccess>>, request: Request, next: N
 
 pub fn admin_router(runtime: Arc<Runtime>, access: AdminAccess) -> Router {
     let access = Arc::new(access);
+    let history = console::start_history(&runtime);
     let api = Router::new()
         .route("/admin/sessions", get(sessions::list))
+        .route(
+            "/admin/history",
+            get(move || async move { console::history_json(&history) }),
+        )
         .route(
             "/admin/sessions/{id}",
             get(sessions::show).delete(sessions::stop),
@@ -90,6 +96,7 @@ pub fn admin_router(runtime: Arc<Runtime>, access: AdminAccess) -> Router {
         .route("/readyz", get(readyz))
         .route("/admin/openapi.json", get(openapi))
         .merge(api)
+        .merge(console::routes())
         .with_state(runtime)
 }
 
