@@ -143,6 +143,10 @@ async fn the_console_pages_are_open_with_a_strict_policy_and_its_data_needs_the_
         }
     }
 
+    let doc = Raw::send(http.get(format!("{admin}/admin/openapi.json"))).await;
+    let doc: Value = serde_json::from_str(&doc.body).unwrap();
+    assert!(doc["paths"]["/admin/history"]["get"].is_object(), "{doc}");
+
     let history = format!("{admin}/admin/history");
     let refused = Raw::send(http.get(&history)).await;
     assert_eq!(refused.status, 401, "{}", refused.body);
