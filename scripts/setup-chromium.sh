@@ -16,8 +16,8 @@ die() { echo "setup-chromium: error: $*" >&2; exit 1; }
 
 found() {
     if [[ -n "${LODGE_TEST_CHROMIUM:-}" ]]; then
-        [[ -x "$LODGE_TEST_CHROMIUM" ]] && echo "$LODGE_TEST_CHROMIUM"
-        return
+        if [[ -x "$LODGE_TEST_CHROMIUM" ]]; then echo "$LODGE_TEST_CHROMIUM"; fi
+        return 0
     fi
     command -v chromium || command -v chromium-browser || true
 }

@@ -5,6 +5,9 @@
 (() => {
   const { api, el, status, every, duration, bytes, text } = Lodge;
   const rows = new Map(); // session id -> <tr>
+  const stopped = new Set(); // ids this page stopped: gone for good, whatever a late list says
+  let asked = 0; // the last list request sent; older answers are dropped
+
   const COLUMNS = ['id', 'state', 'era', 'principal', 'server', 'in_flight', 'waiting_on', 'age', 'memory', 'cpu', 'stop'];
 
   function query() {
@@ -21,6 +24,7 @@
     button.disabled = true;
     const reply = await api('/admin/sessions/' + encodeURIComponent(id), { method: 'DELETE' });
     if (reply.status === 204 || reply.status === 404) {
+      stopped.add(id);
       const row = rows.get(id);
       if (row) row.remove();
       rows.delete(id);
@@ -66,8 +70,10 @@
   }
 
   async function refresh() {
+    const mine = ++asked;
     const reply = await api('/admin/sessions' + query());
     const body = await reply.json();
+    if (mine !== asked) return; // a newer request (filters changed, a stop) answers instead
     if (!reply.ok) {
       status(body.error || 'HTTP ' + reply.status, true);
       return;
@@ -75,7 +81,8 @@
     const tbody = document.querySelector('#sessions tbody');
     const now = Date.now();
     const seen = new Set();
-    for (const s of body.sessions) {
+    const sessions = body.sessions.filter((s) => !stopped.has(s.id));
+    for (const s of sessions) {
       seen.add(s.id);
       let tr = rows.get(s.id);
       if (!tr) {
@@ -91,8 +98,8 @@
         rows.delete(id);
       }
     }
-    document.getElementById('count').textContent = '(' + body.sessions.length + ')';
-    document.getElementById('empty').hidden = body.sessions.length > 0;
+    document.getElementById('count').textContent = '(' + sessions.length + ')';
+    document.getElementById('empty').hidden = sessions.length > 0;
     status('Updated ' + new Date(now).toLocaleTimeString());
   }
 
