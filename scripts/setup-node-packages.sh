@@ -13,7 +13,8 @@
 #           OAuth tests, tests/fixtures/node/idp.mjs)
 #       PLAYWRIGHT=<playwright-core's package directory> (drives scripts/setup-chromium.sh's
 #           Chromium in the web console's browser test, tests/fixtures/node/console.mjs;
-#           playwright-core downloads no browser)
+#           playwright-core downloads no browser; it needs node >= 20, so that test runs
+#           it on scripts/setup-node.sh's Node 22 when NODE is older)
 #
 # Every package is pinned exactly and its dependencies resolved with `npm install --before`
 # (what the registry held at that date), into ${LODGE_CACHE_DIR:-<repo>/.cache}/node-packages.

@@ -56,6 +56,28 @@ fn chromium() -> Option<String> {
     None
 }
 
+/// A node that runs playwright-core (>= 20): setup-node-packages.sh's when it is new
+/// enough (Debian 12's is 18), else scripts/setup-node.sh's Node 22.
+fn node_for_playwright(system: String) -> String {
+    let recent = std::process::Command::new(&system)
+        .args([
+            "-e",
+            "process.exit(+process.versions.node.split('.')[0] >= 20 ? 0 : 1)",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if recent {
+        return system;
+    }
+    let out = std::process::Command::new(repo_root().join("scripts/setup-node.sh"))
+        .arg("node")
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scripts/setup-node.sh node failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 #[tokio::test]
 async fn the_console_shows_a_live_session_its_events_and_stops_it_in_a_browser() {
     let Some(chromium) = chromium() else {
@@ -69,7 +91,7 @@ async fn the_console_shows_a_live_session_its_events_and_stops_it_in_a_browser()
 
     let shots = repo_root().join("target/console");
     let script = repo_root().join("tests/fixtures/node/console.mjs");
-    let run = tokio::process::Command::new(paths("NODE"))
+    let run = tokio::process::Command::new(node_for_playwright(paths("NODE")))
         .arg(&script)
         .env("ADMIN_URL", &admin)
         .env("ADMIN_TOKEN", TOKEN)
