@@ -7,9 +7,10 @@
 
 use super::json;
 use axum::Router;
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use lodge_runtime::Runtime;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, Weak};
@@ -135,14 +136,32 @@ fn unix(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Starts sampling `runtime` into a new history every [`SAMPLE_EVERY`], until the
-/// runtime is dropped. Outside a tokio runtime nothing samples (the history stays empty).
-pub(super) fn start_history(runtime: &Arc<Runtime>) -> Arc<Mutex<History>> {
+/// `GET /admin/history`, with a sampler started for it: it looks at `runtime` every
+/// [`SAMPLE_EVERY`] until the runtime is dropped (outside a tokio runtime nothing samples).
+/// A request also folds what it sees now into the current minute, so the chart's last
+/// point is never older than the page.
+pub(super) fn history(runtime: &Arc<Runtime>) -> MethodRouter<Arc<Runtime>> {
     let history = Arc::new(Mutex::new(History::default()));
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
         handle.spawn(sample(Arc::downgrade(runtime), Arc::downgrade(&history)));
     }
-    history
+    get(move |State(runtime): State<Arc<Runtime>>| async move {
+        let (live, in_flight) = look(&runtime);
+        let mut history = history.lock().unwrap_or_else(|p| p.into_inner());
+        history.record(unix(SystemTime::now()), live, 0, in_flight);
+        let minutes: Vec<_> = history.minutes().copied().collect();
+        json(serde_json::json!({
+            "sample_seconds": SAMPLE_EVERY.as_secs(),
+            "minutes": minutes,
+        }))
+    })
+}
+
+/// How many sessions are live, and how many calls they have in flight.
+fn look(runtime: &Runtime) -> (usize, usize) {
+    let sessions = runtime.sessions();
+    let in_flight = sessions.iter().map(|s| s.in_flight()).sum();
+    (sessions.len(), in_flight)
 }
 
 async fn sample(runtime: Weak<Runtime>, history: Weak<Mutex<History>>) {
@@ -168,16 +187,6 @@ async fn sample(runtime: Weak<Runtime>, history: Weak<Mutex<History>>) {
         );
         since = now;
     }
-}
-
-/// `GET /admin/history`.
-pub(super) fn history_json(history: &Mutex<History>) -> Response {
-    let history = history.lock().unwrap_or_else(|p| p.into_inner());
-    let minutes: Vec<_> = history.minutes().copied().collect();
-    json(serde_json::json!({
-        "sample_seconds": SAMPLE_EVERY.as_secs(),
-        "minutes": minutes,
-    }))
 }
 
 #[cfg(test)]

@@ -79,13 +79,9 @@ async fn guard(State(access): State<Arc<AdminAccess>>, request: Request, next: N
 
 pub fn admin_router(runtime: Arc<Runtime>, access: AdminAccess) -> Router {
     let access = Arc::new(access);
-    let history = console::start_history(&runtime);
     let api = Router::new()
         .route("/admin/sessions", get(sessions::list))
-        .route(
-            "/admin/history",
-            get(move || async move { console::history_json(&history) }),
-        )
+        .route("/admin/history", console::history(&runtime))
         .route(
             "/admin/sessions/{id}",
             get(sessions::show).delete(sessions::stop),

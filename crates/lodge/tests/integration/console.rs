@@ -127,7 +127,7 @@ async fn the_console_shows_a_live_session_its_events_and_stops_it_in_a_browser()
 
 #[tokio::test]
 async fn the_console_pages_are_open_with_a_strict_policy_and_its_data_needs_the_token() {
-    let (_lodge, admin, _dir) = lodge_with_token(&demo_server_toml()).await;
+    let (lodge, admin, _dir) = lodge_with_token(&demo_server_toml()).await;
     let http = reqwest::Client::new();
     for (path, kind) in [
         ("/console", "text/html"),
@@ -176,7 +176,7 @@ async fn the_console_pages_are_open_with_a_strict_policy_and_its_data_needs_the_
     assert_eq!(reply.status, 200, "{}", reply.body);
     let body: Value = serde_json::from_str(&reply.body).unwrap();
     assert_eq!(body["sample_seconds"], 10, "{body}");
-    // The sampler's first look, when Lodge started: one minute, no sessions yet.
+    // The sampler's first look, when Lodge started, and this request's: no sessions yet.
     let minutes = body["minutes"].as_array().unwrap();
     assert!(minutes.len() <= 2, "{body}");
     assert!(
@@ -185,4 +185,12 @@ async fn the_console_pages_are_open_with_a_strict_policy_and_its_data_needs_the_
             .all(|m| m["live_sessions"] == 0 && m["start"].as_u64().unwrap() % 60 == 0),
         "{body}"
     );
+
+    // A live session shows in the current minute at once (the request looks too).
+    let mut client = Raw::new(lodge.url());
+    client.initialize().await;
+    let reply = Raw::send(http.get(&history).bearer_auth(TOKEN)).await;
+    let body: Value = serde_json::from_str(&reply.body).unwrap();
+    let last = body["minutes"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["live_sessions"], 1, "{body}");
 }
