@@ -56,7 +56,11 @@
     const body = await reply.json();
     if (reply.status === 404) {
       const ended = document.getElementById('ended');
-      ended.textContent = 'This session has ended: ' + (body.error || 'not found');
+      const why = body.error || 'not found';
+      // "session ID ended: REASON" while Lodge remembers it; "no session ID" after (or never).
+      ended.textContent = why.startsWith('no session')
+        ? 'No such session (it never existed, or ended long ago): ' + why
+        : 'This session has ended: ' + why;
       ended.hidden = false;
       status('Ended');
       return false;
