@@ -11,6 +11,10 @@
 #       SDK=<@modelcontextprotocol/sdk's package directory>
 #       OIDC_PROVIDER=<oidc-provider's package directory> (the authorization server of the
 #           OAuth tests, tests/fixtures/node/idp.mjs)
+#       PLAYWRIGHT=<playwright-core's package directory> (drives scripts/setup-chromium.sh's
+#           Chromium in the web console's browser test, tests/fixtures/node/console.mjs;
+#           playwright-core downloads no browser; it needs node >= 20, so that test runs
+#           it on scripts/setup-node.sh's Node 22 when NODE is older)
 #
 # Every package is pinned exactly and its dependencies resolved with `npm install --before`
 # (what the registry held at that date), into ${LODGE_CACHE_DIR:-<repo>/.cache}/node-packages.
@@ -27,6 +31,7 @@ PKGS=(
     "@modelcontextprotocol/server-memory@2026.8.31"
     "@modelcontextprotocol/sdk@1.32.2"
     "oidc-provider@9.13.3"
+    "playwright-core@1.65.1"
 )
 NPM_BEFORE="2026-11-24T00:00:00Z"
 
@@ -47,6 +52,7 @@ declare -A ENTRY=(
     [MEMORY]="$MODULES/@modelcontextprotocol/server-memory/dist/index.js"
     [SDK]="$MODULES/@modelcontextprotocol/sdk"
     [OIDC_PROVIDER]="$MODULES/oidc-provider"
+    [PLAYWRIGHT]="$MODULES/playwright-core"
 )
 
 node_bin() {
@@ -89,6 +95,6 @@ fi
 
 echo "NODE=$(node_bin)"
 echo "NODE_MODULES=$MODULES"
-for key in EVERYTHING FILESYSTEM MEMORY SDK OIDC_PROVIDER; do
+for key in EVERYTHING FILESYSTEM MEMORY SDK OIDC_PROVIDER PLAYWRIGHT; do
     echo "$key=${ENTRY[$key]}"
 done

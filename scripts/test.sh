@@ -7,7 +7,10 @@
 # 1. Makes sure the Python fixture venv exists (scripts/setup-python.sh; a no-op when it is
 #    already at the pinned versions) and exports LODGE_TEST_PYTHON=<venv python>, which tests
 #    use to run tests/fixtures/python/server.py. A LODGE_TEST_PYTHON already set is kept.
-# 2. Runs `cargo nextest run --workspace --no-fail-fast` when cargo-nextest is installed,
+# 2. Makes sure Chromium is there for the web console's browser test
+#    (scripts/setup-chromium.sh: Debian's chromium with apt-get when root and missing);
+#    when it cannot be had, that test fails under CI=true and skips elsewhere.
+# 3. Runs `cargo nextest run --workspace --no-fail-fast` when cargo-nextest is installed,
 #    else `cargo test --workspace`. Cargo's incremental builds keep reruns fast.
 set -euo pipefail
 
@@ -18,6 +21,9 @@ if [[ -z "${LODGE_TEST_PYTHON:-}" ]]; then
 fi
 export LODGE_TEST_PYTHON
 echo "test.sh: LODGE_TEST_PYTHON=$LODGE_TEST_PYTHON" >&2
+
+scripts/setup-chromium.sh >/dev/null ||
+    echo "test.sh: no Chromium: the console's browser test skips (fails under CI=true)" >&2
 
 # Tests start the example servers' binaries (conformance-server is no dependency of
 # lodge): build every binary once up front instead of racing to build it from tests.

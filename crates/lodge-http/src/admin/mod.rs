@@ -1,7 +1,8 @@
 //! The admin listener: health and readiness (open, for load balancers and probes),
-//! the API's OpenAPI document (open: it holds no data), and the session API and
-//! Prometheus `/metrics` (behind [`AdminAccess`]).
+//! the API's OpenAPI document (open: it holds no data), the session API and
+//! Prometheus `/metrics` (behind [`AdminAccess`]), and the web console (`console.rs`).
 
+mod console;
 mod sessions;
 
 use crate::auth::{Auth, bearer_token};
@@ -80,6 +81,7 @@ pub fn admin_router(runtime: Arc<Runtime>, access: AdminAccess) -> Router {
     let access = Arc::new(access);
     let api = Router::new()
         .route("/admin/sessions", get(sessions::list))
+        .route("/admin/history", console::history(&runtime))
         .route(
             "/admin/sessions/{id}",
             get(sessions::show).delete(sessions::stop),
@@ -91,6 +93,7 @@ pub fn admin_router(runtime: Arc<Runtime>, access: AdminAccess) -> Router {
         .route("/readyz", get(readyz))
         .route("/admin/openapi.json", get(openapi))
         .merge(api)
+        .merge(console::routes())
         .with_state(runtime)
 }
 

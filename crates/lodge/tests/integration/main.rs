@@ -13,6 +13,7 @@ mod conformance_exact;
 mod conformance_regressions;
 mod connect;
 mod connect_pty;
+mod console;
 mod containment;
 mod containment_servers;
 mod continuity;

@@ -1,0 +1,252 @@
+//! The web console at `/console`: a live session table, one session's page, and an
+//! overview chart of the last hour (`GET /admin/history`, sampled here from the
+//! [`Runtime`]). The HTML, JavaScript and CSS are embedded in the binary; the pages hold
+//! no data, so they are served without auth: every number comes from the authenticated
+//! JSON API, which the page calls with the token the operator typed in (kept in
+//! `sessionStorage`).
+
+use super::json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
+use lodge_runtime::Runtime;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How often the sampler looks at the runtime.
+const SAMPLE_EVERY: Duration = Duration::from_secs(10);
+/// How many one-minute buckets the history keeps.
+pub(crate) const HISTORY_MINUTES: usize = 60;
+
+/// What the pages may do: only what this listener serves, no inline script or style,
+/// no framing.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// The console's pages and assets (open; see the module doc).
+pub(super) fn routes() -> Router<Arc<Runtime>> {
+    Router::new()
+        .route(
+            "/console",
+            get(|| asset(HTML, include_str!("console/index.html"))),
+        )
+        .route(
+            "/console/",
+            get(|| asset(HTML, include_str!("console/index.html"))),
+        )
+        .route(
+            "/console/sessions/{id}",
+            get(|| asset(HTML, include_str!("console/session.html"))),
+        )
+        .route(
+            "/console/assets/common.js",
+            get(|| asset(JS, include_str!("console/common.js"))),
+        )
+        .route(
+            "/console/assets/index.js",
+            get(|| asset(JS, include_str!("console/index.js"))),
+        )
+        .route(
+            "/console/assets/session.js",
+            get(|| asset(JS, include_str!("console/session.js"))),
+        )
+        .route(
+            "/console/assets/console.css",
+            get(|| asset(CSS, include_str!("console/console.css"))),
+        )
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_TYPE, content_type),
+        (header::CONTENT_SECURITY_POLICY, CSP),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::CACHE_CONTROL, "no-cache"),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// One minute of the history: the most sessions live at a sample, how many sessions
+/// started, and the most calls in flight at a sample.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct Minute {
+    /// Unix time of the minute's start.
+    pub start: u64,
+    pub live_sessions: usize,
+    pub sessions_started: usize,
+    pub in_flight: usize,
+}
+
+/// The last [`HISTORY_MINUTES`] minutes, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct History {
+    minutes: VecDeque<Minute>,
+}
+
+impl History {
+    /// Adds a sample taken at `now` (Unix seconds): `live` sessions, `started` of them
+    /// new since the last sample, `in_flight` calls.
+    pub fn record(&mut self, now: u64, live: usize, started: usize, in_flight: usize) {
+        let start = now - now % 60;
+        match self.minutes.back_mut() {
+            // The same minute, or a clock that stepped back (kept in order by folding
+            // into the last minute).
+            Some(last) if last.start >= start => {
+                last.live_sessions = last.live_sessions.max(live);
+                last.sessions_started += started;
+                last.in_flight = last.in_flight.max(in_flight);
+            }
+            _ => self.minutes.push_back(Minute {
+                start,
+                live_sessions: live,
+                sessions_started: started,
+                in_flight,
+            }),
+        }
+        // Minutes more than an hour old go, however few samples there were.
+        while self
+            .minutes
+            .front()
+            .is_some_and(|m| m.start + (HISTORY_MINUTES as u64) * 60 <= start)
+            || self.minutes.len() > HISTORY_MINUTES
+        {
+            self.minutes.pop_front();
+        }
+    }
+
+    pub fn minutes(&self) -> impl Iterator<Item = &Minute> {
+        self.minutes.iter()
+    }
+}
+
+fn unix(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `GET /admin/history`, with a sampler started for it: it looks at `runtime` every
+/// [`SAMPLE_EVERY`] until the runtime is dropped (outside a tokio runtime nothing samples).
+/// A request also folds what it sees now into the current minute, so the chart's last
+/// point is never older than the page.
+pub(super) fn history(runtime: &Arc<Runtime>) -> MethodRouter<Arc<Runtime>> {
+    let history = Arc::new(Mutex::new(History::default()));
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        handle.spawn(sample(Arc::downgrade(runtime), Arc::downgrade(&history)));
+    }
+    get(move |State(runtime): State<Arc<Runtime>>| async move {
+        let (live, in_flight) = look(&runtime);
+        let mut history = history.lock().unwrap_or_else(|p| p.into_inner());
+        history.record(unix(SystemTime::now()), live, 0, in_flight);
+        let minutes: Vec<_> = history.minutes().copied().collect();
+        json(serde_json::json!({
+            "sample_seconds": SAMPLE_EVERY.as_secs(),
+            "minutes": minutes,
+        }))
+    })
+}
+
+/// How many sessions are live, and how many calls they have in flight.
+fn look(runtime: &Runtime) -> (usize, usize) {
+    let sessions = runtime.sessions();
+    let in_flight = sessions.iter().map(|s| s.in_flight()).sum();
+    (sessions.len(), in_flight)
+}
+
+async fn sample(runtime: Weak<Runtime>, history: Weak<Mutex<History>>) {
+    let mut since = SystemTime::now();
+    let mut tick = tokio::time::interval(SAMPLE_EVERY);
+    loop {
+        tick.tick().await;
+        let (Some(runtime), Some(history)) = (runtime.upgrade(), history.upgrade()) else {
+            return;
+        };
+        let now = SystemTime::now();
+        let sessions = runtime.sessions();
+        let started = sessions
+            .iter()
+            .filter(|s| s.created_at() > since && s.created_at() <= now)
+            .count();
+        let in_flight = sessions.iter().map(|s| s.in_flight()).sum();
+        history.lock().unwrap_or_else(|p| p.into_inner()).record(
+            unix(now),
+            sessions.len(),
+            started,
+            in_flight,
+        );
+        since = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_of_one_minute_fold_into_one_bucket() {
+        let mut h = History::default();
+        h.record(600, 2, 1, 0);
+        h.record(610, 5, 2, 3);
+        h.record(650, 1, 0, 1);
+        let all: Vec<_> = h.minutes().copied().collect();
+        assert_eq!(
+            all,
+            [Minute {
+                start: 600,
+                live_sessions: 5,
+                sessions_started: 3,
+                in_flight: 3
+            }]
+        );
+        h.record(660, 1, 0, 0);
+        assert_eq!(h.minutes().count(), 2);
+    }
+
+    #[test]
+    fn the_history_keeps_one_hour_at_most() {
+        let mut h = History::default();
+        for minute in 0..200u64 {
+            h.record(minute * 60 + 5, minute as usize, 1, 0);
+        }
+        assert_eq!(h.minutes().count(), HISTORY_MINUTES);
+        let starts: Vec<_> = h.minutes().map(|m| m.start).collect();
+        assert_eq!((starts[0], starts[59]), (140 * 60, 199 * 60));
+    }
+
+    #[test]
+    fn minutes_older_than_an_hour_go_even_after_a_gap() {
+        let mut h = History::default();
+        h.record(0, 1, 1, 0);
+        h.record(60, 1, 0, 0);
+        h.record(59 * 60, 1, 0, 0);
+        assert_eq!(h.minutes().count(), 3);
+        // An hour after the first: it goes, the second stays.
+        h.record(60 * 60, 1, 0, 0);
+        let starts: Vec<_> = h.minutes().map(|m| m.start).collect();
+        assert_eq!(starts, [60, 59 * 60, 60 * 60]);
+        // A long quiet spell: only the new minute is left.
+        h.record(10 * 60 * 60, 0, 0, 0);
+        assert_eq!(h.minutes().count(), 1);
+    }
+
+    #[test]
+    fn a_clock_stepping_back_does_not_disorder_the_history() {
+        let mut h = History::default();
+        h.record(600, 1, 1, 0);
+        h.record(500, 2, 1, 0);
+        let all: Vec<_> = h.minutes().copied().collect();
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].live_sessions, all[0].sessions_started), (2, 2));
+    }
+}
