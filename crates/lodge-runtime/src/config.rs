@@ -25,6 +25,8 @@ pub struct SessionConfig {
     pub stderr_dir: Option<std::path::PathBuf>,
     /// `[session] stderr_file_bytes`: the most one such file holds.
     pub stderr_file_bytes: u64,
+    /// `[audit]`, started (`Audit::start`): `None` when off.
+    pub audit: Option<Arc<crate::Audit>>,
     /// Longest message line accepted from a server.
     pub max_message_bytes: usize,
     /// Where per-session scratch directories are made.
@@ -58,6 +60,7 @@ impl Default for SessionConfig {
             stderr_cap: 1 << 20,
             stderr_dir: None,
             stderr_file_bytes: 16 << 20,
+            audit: None,
             max_message_bytes: 16 << 20,
             scratch_root: lodge_sandbox::default_scratch_root(),
             request_state_ttl: Duration::from_secs(600),

@@ -14,6 +14,7 @@
 //! and turns the runtime's errors into responses itself.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod config;
 mod continuity;
 mod error;
@@ -28,6 +29,7 @@ mod trace;
 mod upstream;
 mod upstream_http;
 
+pub use audit::{Audit, AuditConfig};
 pub use config::{Anonymous, Continuity, ServerSpec, SessionConfig, Transport};
 pub use error::{EndReason, ErrorSource, RuntimeError, SessionError};
 pub use lodge_proto::Message;

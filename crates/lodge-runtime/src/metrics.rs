@@ -179,6 +179,10 @@ pub enum Outcome {
 impl Outcome {
     const ALL: [&'static str; 4] = ["accept", "decline", "cancel", "error"];
 
+    pub fn as_str(self) -> &'static str {
+        Self::ALL[self as usize]
+    }
+
     /// The outcome of the client's answer `message` to a request of kind `asked`: an
     /// error response is `error`; an elicitation result says its `action`; any other
     /// result is `accept`.

@@ -9,6 +9,11 @@ use tracing_subscriber::EnvFilter;
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut settings = Settings::load(args, &Env::from_process())?;
     init_logging(settings.log_format);
+    if let Some(audit) = &settings.audit {
+        let started = lodge_runtime::Audit::start(audit)
+            .with_context(|| format!("cannot open the audit log {}", audit.path.display()))?;
+        settings.session.audit = Some(started);
+    }
     if let Some(dir) = &settings.session.stderr_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create session.stderr_dir {}", dir.display()))?;

@@ -77,6 +77,7 @@ pub(crate) struct Activity {
     forget_after: Duration,
     /// Counts how clients answer the server's questions, and how long they took.
     meter: Option<Arc<ServerMetrics>>,
+    audit: Option<crate::audit::AuditTap>,
 }
 
 impl Activity {
@@ -87,7 +88,14 @@ impl Activity {
             last_activity: now,
             forget_after,
             meter: None,
+            audit: None,
         }
+    }
+
+    /// Writes an audit line for each elicitation and sampling request answered.
+    pub fn audited(mut self, tap: crate::audit::AuditTap) -> Self {
+        self.audit = Some(tap);
+        self
     }
 
     /// Counts answers to the server's questions in `meter`.
@@ -165,8 +173,15 @@ impl Activity {
 
     /// A question of the server's (`method`, asked at `since`) got `answer`.
     fn count_answer(&self, method: &str, since: Instant, answer: &Message) {
-        if let (Some(meter), Some(asked)) = (&self.meter, Asked::of(method)) {
-            meter.server_request(asked, Outcome::of(asked, answer), since.elapsed());
+        let Some(asked) = Asked::of(method) else {
+            return;
+        };
+        let outcome = Outcome::of(asked, answer);
+        if let Some(meter) = &self.meter {
+            meter.server_request(asked, outcome, since.elapsed());
+        }
+        if let Some(tap) = &self.audit {
+            tap.server_request(method, outcome.as_str(), answer, since.elapsed());
         }
     }
 

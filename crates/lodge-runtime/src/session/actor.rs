@@ -186,6 +186,18 @@ impl Actor {
             core = core.metered(meter.clone());
             activity = activity.metered(meter.clone());
         }
+        // Like metrics: a view's calls are audited by the session behind it.
+        if let Some(audit) = config.audit.clone().filter(|_| parts.process.is_some()) {
+            let owner = &parts.shared.owner;
+            let tap = crate::audit::AuditTap {
+                audit,
+                session: parts.id.shared(),
+                server: parts.shared.server.clone(),
+                principal: (!owner.is_anonymous()).then(|| owner.subject().into()),
+            };
+            core = core.audited(tap.clone());
+            activity = activity.audited(tap);
+        }
         Actor {
             core,
             adapter: Adapter::new(parts.shared.modern, parts.policy),

@@ -82,6 +82,8 @@ pub(crate) struct Pending<S> {
     pub method: Method,
     /// When the call reached the session.
     started: Instant,
+    /// A `tools/call`'s request, for the audit log (a shared copy of its bytes).
+    request: Option<Bytes>,
 }
 
 impl<S> Pending<S> {
@@ -94,12 +96,21 @@ impl<S> Pending<S> {
             state,
             method: Method::OTHER,
             started: Instant::now(),
+            request: None,
         }
     }
 
     /// The call is of the client's `method` (for metrics).
     pub fn of_method(mut self, method: &str) -> Self {
         self.method = Method::of(method);
+        self
+    }
+
+    /// The client's request, kept (a reference, not a copy) for a tool call's audit line.
+    pub fn with_request(mut self, bytes: &Bytes) -> Self {
+        if self.method.as_str() == "tools/call" {
+            self.request = Some(bytes.clone());
+        }
         self
     }
 }
@@ -132,6 +143,7 @@ pub(crate) struct Core<S> {
     next_id: u64,
     /// Counts finished calls: how long they took, and their errors.
     meter: Option<Arc<ServerMetrics>>,
+    audit: Option<crate::audit::AuditTap>,
 }
 
 /// Marks the ids of requests Lodge itself sends to a server.
@@ -151,7 +163,14 @@ impl<S> Core<S> {
             busy: 0,
             next_id: 0,
             meter: None,
+            audit: None,
         }
+    }
+
+    /// Writes an audit line for each tool call that ends.
+    pub fn audited(mut self, tap: crate::audit::AuditTap) -> Self {
+        self.audit = Some(tap);
+        self
     }
 
     /// Counts finished calls in `meter`.
@@ -234,6 +253,10 @@ impl<S> Core<S> {
                 meter.rpc_error(pending.method, *code, *source);
             }
         }
+        if let (Some(tap), Some(request)) = (&self.audit, &pending.request) {
+            let answer = response.as_ref().map(|r| &r.bytes[..]);
+            tap.tool_call(request, answer, pending.started.elapsed());
+        }
         if let Some(reply) = response {
             self.streams
                 .respond(pending.stream, reply.bytes, reply.error_code);
@@ -254,7 +277,14 @@ impl<S> Core<S> {
     /// Every call still pending, removed: for ending the session.
     pub fn drain(&mut self) -> Vec<(Id, Pending<S>)> {
         self.progress.clear();
-        let drained = self.pending.drain().collect();
+        let drained: Vec<_> = self.pending.drain().collect();
+        if let Some(tap) = &self.audit {
+            for (_, pending) in &drained {
+                if let Some(request) = &pending.request {
+                    tap.tool_call(request, None, pending.started.elapsed());
+                }
+            }
+        }
         self.account();
         drained
     }

@@ -38,6 +38,8 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub admin: AdminSection,
     #[serde(default)]
+    pub audit: AuditSection,
+    #[serde(default)]
     pub server: Vec<ServerSection>,
 }
 
@@ -79,6 +81,16 @@ pub(super) struct IntrospectionSection {
 pub(super) struct QuotaSection {
     pub max_sessions: Option<u32>,
     pub sessions_per_minute: Option<u32>,
+}
+
+/// `[audit]`: the audit log; off without `path`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuditSection {
+    pub path: Option<PathBuf>,
+    pub include_content: Option<bool>,
+    pub max_file_bytes: Option<String>,
+    pub keep_files: Option<u32>,
 }
 
 /// `[admin]`: who may use the admin listener.

@@ -79,6 +79,8 @@ pub struct Settings {
     pub startup_check: bool,
     /// `log_format`, `LODGE_LOG_FORMAT`: text (default) or JSON lines.
     pub log_format: LogFormat,
+    /// `[audit]`: `None` when off; `lodge serve` starts it.
+    pub audit: Option<lodge_runtime::AuditConfig>,
 }
 
 /// How `lodge serve` writes its log on stderr.
@@ -308,6 +310,20 @@ impl Settings {
                 .get("LODGE_STARTUP_CHECK")?
                 .or(file.startup_check)
                 .unwrap_or(true),
+            audit: match file.audit.path {
+                None => None,
+                Some(path) => Some(lodge_runtime::AuditConfig {
+                    path: file_dir.join(path),
+                    include_content: file.audit.include_content.unwrap_or(false),
+                    max_file_bytes: match file.audit.max_file_bytes.as_deref() {
+                        None => 64 << 20,
+                        Some(text) => {
+                            server::parse_bytes(text).context("invalid audit.max_file_bytes")?
+                        }
+                    },
+                    keep_files: file.audit.keep_files.unwrap_or(5),
+                }),
+            },
             log_format: match env.get("LODGE_LOG_FORMAT")? {
                 Some(format) => format,
                 None => file

@@ -127,7 +127,10 @@ async fn plan_trip(raw: &Raw, action: &str, admin: &str) -> String {
 
 #[tokio::test]
 async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
-    let config = format!("{}\n[session]\nidle_timeout = \"3s\"\n", demo_server_toml());
+    let config = format!(
+        "{}\n[session]\nidle_timeout = \"3s\"\n[audit]\npath = \"audit/lodge.jsonl\"\ninclude_content = true\n",
+        demo_server_toml()
+    );
     let (lodge, admin) = Lodge::with_admin(&config).await;
     let url = format!("{}/mcp/demo", lodge.base);
     let http = reqwest::Client::new();
@@ -404,5 +407,63 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
             &format!(r#"direction="{direction}""#),
         );
         assert!(delta(&series) > 100.0, "{series}: {}", delta(&series));
+    }
+
+    // The audit log has a line for each tool call, elicitation and sampling request
+    // of that workload, in order.
+    let audit = lodge.config_dir().join("audit/lodge.jsonl");
+    let trip = json!({"destination":"Lisbon","days":3,"budget":"comfort","flights":false});
+    let expected = [
+        ("tool_call", "counter", "ok", None),
+        ("tool_call", "no_such_tool", "error", None),
+        ("tool_call", "counter", "ok", None),
+        ("tool_call", "slow", "ended", None),
+        ("elicitation", "elicitation/create", "accept", Some(trip)),
+        (
+            "sampling",
+            "sampling/createMessage",
+            "accept",
+            Some(json!("Day 1: walk.")),
+        ),
+        ("tool_call", "plan_trip", "ok", None),
+        (
+            "elicitation",
+            "elicitation/create",
+            "decline",
+            Some(Value::Null),
+        ),
+        ("tool_call", "plan_trip", "ok", None),
+    ];
+    let mut lines: Vec<Value> = Vec::new();
+    eventually(Duration::from_secs(10), "the audit lines", async || {
+        lines = std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        lines.len() >= expected.len()
+    })
+    .await;
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+    for (line, (kind, name, outcome, content)) in lines.iter().zip(expected) {
+        let got = (
+            line["kind"].as_str().unwrap(),
+            line["name"].as_str().unwrap(),
+            line["outcome"].as_str().unwrap(),
+        );
+        assert_eq!(got, (kind, name, outcome), "{line}");
+        assert_eq!(
+            (&line["server"], &line["principal"]),
+            (&json!("demo"), &Value::Null)
+        );
+        assert!(
+            line["session"].as_str().is_some_and(|s| s.len() == 32),
+            "{line}"
+        );
+        assert!(line["duration_ms"].as_u64().is_some(), "{line}");
+        assert!(humantime::parse_rfc3339(line["time"].as_str().unwrap()).is_ok());
+        if let Some(content) = content {
+            assert_eq!(line["content"], content, "{line}");
+        }
     }
 }

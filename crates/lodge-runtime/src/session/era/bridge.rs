@@ -144,7 +144,8 @@ impl Bridge {
             principal: call.principal.key(),
         };
         let pending = Pending::new(stream, progress_token, CallState::Bridged(Box::new(state)))
-            .of_method(method);
+            .of_method(method)
+            .with_request(&call.message.bytes);
         ctx.core.insert(upstream_id, pending);
         Ok((stream, rx))
     }

@@ -51,7 +51,9 @@ pub(super) fn call(
         client_id: client_id.clone(),
         listen,
     });
-    let mut pending = Pending::new(stream, progress_token.clone(), state).of_method(method);
+    let mut pending = Pending::new(stream, progress_token.clone(), state)
+        .of_method(method)
+        .with_request(&call.message.bytes);
     pending.busy = !listen;
     ctx.core.insert(upstream_id, pending);
     Ok((stream, rx))

@@ -48,7 +48,9 @@ impl Relay {
                 let call = CallState::Relay { initialize };
                 ctx.core.insert(
                     id,
-                    Pending::new(stream, progress_token, call).of_method(&method),
+                    Pending::new(stream, progress_token, call)
+                        .of_method(&method)
+                        .with_request(&message.bytes),
                 );
             }
         }

@@ -130,7 +130,9 @@ impl ToModern {
             };
             ctx.core.insert(
                 id.clone(),
-                Pending::new(stream, progress_token.clone(), state).of_method(method),
+                Pending::new(stream, progress_token.clone(), state)
+                    .of_method(method)
+                    .with_request(&message.bytes),
             );
         }
         for message in local {

@@ -1,0 +1,342 @@
+//! The audit log (`[audit]`): one JSON line per tool call, elicitation and sampling
+//! request, written by a thread of its own so a slow disk never holds a session up.
+//! Rotated by size; a line that cannot be queued or written is counted and reported
+//! in Lodge's log, never dropped silently.
+
+use lodge_proto::Message;
+use serde_json::{Value, json};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, SystemTime};
+
+/// Lines waiting for the writer; past this a line is dropped (and counted).
+const QUEUE: usize = 4096;
+
+/// `[audit]`.
+#[derive(Clone, Debug)]
+pub struct AuditConfig {
+    pub path: PathBuf,
+    /// Elicitation answers and sampling texts too.
+    pub include_content: bool,
+    /// A file past this size is rotated (`PATH.1`, `PATH.2`, …).
+    pub max_file_bytes: u64,
+    /// Rotated files kept besides the current one.
+    pub keep_files: u32,
+}
+
+/// The audit log's queue and its counts of lost lines.
+#[derive(Debug)]
+pub struct Audit {
+    queue: SyncSender<String>,
+    include_content: bool,
+    /// Lines dropped because the writer was behind, and lines it could not write.
+    dropped: AtomicU64,
+    failed: Arc<AtomicU64>,
+}
+
+impl Audit {
+    /// Opens (appends to) the log and starts its writer thread.
+    pub fn start(config: &AuditConfig) -> std::io::Result<Arc<Audit>> {
+        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir)?;
+        }
+        let file = open(&config.path)?;
+        let (queue, lines) = sync_channel(QUEUE);
+        let failed = Arc::new(AtomicU64::new(0));
+        let writer = Writer {
+            size: file.metadata().map(|m| m.len()).unwrap_or(0),
+            file,
+            config: config.clone(),
+            failed: failed.clone(),
+        };
+        std::thread::Builder::new()
+            .name("lodge-audit".into())
+            .spawn(move || writer.run(lines))?;
+        Ok(Arc::new(Audit {
+            queue,
+            include_content: config.include_content,
+            dropped: AtomicU64::new(0),
+            failed,
+        }))
+    }
+
+    /// Lines lost so far: (not queued because the writer was behind, not written).
+    pub fn lost(&self) -> (u64, u64) {
+        (
+            self.dropped.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
+
+    fn write(&self, line: Value) {
+        match self.queue.try_send(line.to_string()) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n == 1 || n.is_power_of_two() {
+                    tracing::error!(dropped = n, "audit log writer is behind: lines dropped");
+                }
+            }
+        }
+    }
+}
+
+/// What a session's audit lines say about where they come from.
+#[derive(Clone)]
+pub(crate) struct AuditTap {
+    pub audit: Arc<Audit>,
+    pub session: Arc<str>,
+    pub server: Arc<str>,
+    /// `None` without authentication.
+    pub principal: Option<Arc<str>>,
+}
+
+impl AuditTap {
+    fn line(&self, kind: &str, name: &str, outcome: &str, took: Duration) -> Value {
+        json!({
+            "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+            "session": &*self.session,
+            "principal": self.principal.as_deref(),
+            "server": &*self.server,
+            "kind": kind,
+            "name": name,
+            "outcome": outcome,
+            "duration_ms": took.as_millis() as u64,
+        })
+    }
+
+    /// A `tools/call` (its request's bytes) answered with `response` (`None`: the
+    /// session ended before the answer).
+    pub fn tool_call(&self, request: &[u8], response: Option<&[u8]>, took: Duration) {
+        let name = serde_json::from_slice::<Value>(request)
+            .ok()
+            .and_then(|v| v["params"]["name"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let outcome = match response.and_then(|r| serde_json::from_slice::<Value>(r).ok()) {
+            None => "ended",
+            Some(r) if r.get("error").is_some() => "error",
+            Some(r) if r["result"]["isError"] == true => "tool_error",
+            Some(_) => "ok",
+        };
+        self.audit
+            .write(self.line("tool_call", &name, outcome, took));
+    }
+
+    /// A server's elicitation or sampling request (`method`) answered with `answer`,
+    /// counted as `outcome`.
+    pub fn server_request(&self, method: &str, outcome: &str, answer: &Message, took: Duration) {
+        let kind = match method {
+            "elicitation/create" => "elicitation",
+            "sampling/createMessage" => "sampling",
+            _ => return,
+        };
+        let mut line = self.line(kind, method, outcome, took);
+        if self.audit.include_content
+            && let Ok(answer) = serde_json::from_slice::<Value>(&answer.bytes)
+        {
+            line["content"] = match kind {
+                "elicitation" => answer["result"]["content"].clone(),
+                _ => answer["result"]["content"]["text"].clone(),
+            };
+        }
+        self.audit.write(line);
+    }
+}
+
+fn open(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+}
+
+struct Writer {
+    file: File,
+    size: u64,
+    config: AuditConfig,
+    failed: Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn run(mut self, lines: Receiver<String>) {
+        for mut line in lines {
+            line.push('\n');
+            if let Err(e) = self.append(line.as_bytes()) {
+                let n = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
+                if n == 1 || n.is_power_of_two() {
+                    tracing::error!(path = %self.config.path.display(), error = %e, lost = n, "audit log line not written");
+                }
+            }
+        }
+    }
+
+    fn append(&mut self, line: &[u8]) -> std::io::Result<()> {
+        if self.size > 0 && self.size + line.len() as u64 > self.config.max_file_bytes {
+            self.rotate()?;
+        }
+        self.file.write_all(line)?;
+        self.size += line.len() as u64;
+        Ok(())
+    }
+
+    /// PATH becomes PATH.1, PATH.1 PATH.2, … the oldest past `keep_files` goes.
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let path = &self.config.path;
+        let numbered = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+        let keep = self.config.keep_files;
+        if keep == 0 {
+            fs::remove_file(path)?;
+        } else {
+            let _ = fs::remove_file(numbered(keep));
+            for n in (1..keep).rev() {
+                let _ = fs::rename(numbered(n), numbered(n + 1));
+            }
+            fs::rename(path, numbered(1))?;
+        }
+        self.file = open(path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn tap(dir: &Path, max_file_bytes: u64, keep_files: u32) -> (AuditTap, PathBuf) {
+        let path = dir.join("audit").join("lodge.jsonl");
+        let audit = Audit::start(&AuditConfig {
+            path: path.clone(),
+            include_content: false,
+            max_file_bytes,
+            keep_files,
+        })
+        .unwrap();
+        let tap = AuditTap {
+            audit,
+            session: "s1".into(),
+            server: "demo".into(),
+            principal: Some("alice".into()),
+        };
+        (tap, path)
+    }
+
+    fn read_lines(path: &Path) -> Vec<Value> {
+        fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    fn wait_for(path: &Path, n: usize) {
+        for _ in 0..200 {
+            if read_lines(path).len() >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_tool_call_line_says_who_what_and_how_it_went() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tap, path) = tap(dir.path(), 1 << 20, 2);
+        let request =
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"counter"}}"#;
+        tap.tool_call(
+            request,
+            Some(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#),
+            Duration::from_millis(12),
+        );
+        tap.tool_call(
+            request,
+            Some(br#"{"jsonrpc":"2.0","id":1,"result":{"isError":true}}"#),
+            Duration::ZERO,
+        );
+        tap.tool_call(
+            request,
+            Some(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"x"}}"#),
+            Duration::ZERO,
+        );
+        tap.tool_call(request, None, Duration::ZERO);
+        wait_for(&path, 4);
+        let lines = read_lines(&path);
+        let outcomes: Vec<&str> = lines
+            .iter()
+            .map(|l| l["outcome"].as_str().unwrap())
+            .collect();
+        assert_eq!(outcomes, ["ok", "tool_error", "error", "ended"]);
+        let first = &lines[0];
+        assert_eq!(
+            (
+                &first["session"],
+                &first["principal"],
+                &first["server"],
+                &first["kind"],
+                &first["name"],
+                &first["duration_ms"]
+            ),
+            (
+                &json!("s1"),
+                &json!("alice"),
+                &json!("demo"),
+                &json!("tool_call"),
+                &json!("counter"),
+                &json!(12)
+            )
+        );
+        assert!(humantime::parse_rfc3339(first["time"].as_str().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn files_rotate_by_size_and_keep_only_so_many() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tap, path) = tap(dir.path(), 400, 2);
+        let request = br#"{"params":{"name":"t"}}"#;
+        for _ in 0..40 {
+            tap.tool_call(request, None, Duration::ZERO);
+        }
+        let rotated = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
+        for _ in 0..200 {
+            let total: usize = [path.clone(), rotated(1), rotated(2)]
+                .iter()
+                .map(|p| read_lines(p).len())
+                .sum();
+            if rotated(2).exists() && fs::metadata(&path).unwrap().len() > 0 && total > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(rotated(1).exists() && rotated(2).exists());
+        assert!(!rotated(3).exists(), "only keep_files rotated files");
+        for p in [path.clone(), rotated(1), rotated(2)] {
+            assert!(fs::metadata(&p).unwrap().len() <= 400, "{}", p.display());
+        }
+        assert_eq!(tap.audit.lost(), (0, 0));
+    }
+
+    #[test]
+    fn a_line_that_cannot_be_written_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tap, path) = tap(dir.path(), 10, 1);
+        // Rotation needs to rename into a directory that is no longer there.
+        fs::remove_dir_all(path.parent().unwrap()).unwrap();
+        tap.tool_call(br#"{}"#, None, Duration::ZERO);
+        tap.tool_call(br#"{}"#, None, Duration::ZERO);
+        for _ in 0..200 {
+            if tap.audit.lost().1 > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(tap.audit.lost().1 > 0, "{:?}", tap.audit.lost());
+    }
+}
