@@ -5,6 +5,7 @@
 //! a module with `async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>>`,
 //! a variant in [`Which`], and its counts in [`Which::counts`].
 
+mod audit;
 mod auth;
 mod backends;
 mod churn;
@@ -69,10 +70,12 @@ pub enum Which {
     /// every request with cached keys; an opaque token from a warm introspection cache)
     /// vs. the main Lodge with auth off.
     Auth,
+    /// tools/call echo round trips through a Lodge writing an audit log vs. one without.
+    Audit,
 }
 
 impl Which {
-    pub const ALL: [Which; 9] = [
+    pub const ALL: [Which; 10] = [
         Which::ColdStart,
         Which::WarmPool,
         Which::Relay,
@@ -82,6 +85,7 @@ impl Which {
         Which::Churn,
         Which::Memory,
         Which::Auth,
+        Which::Audit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -95,6 +99,7 @@ impl Which {
             Which::Churn => "churn",
             Which::Memory => "memory",
             Which::Auth => "auth",
+            Which::Audit => "audit",
         }
     }
 
@@ -108,11 +113,11 @@ impl Which {
                 warmup: 2,
                 iterations: 20,
             },
-            (Which::Relay | Which::Auth, false) => Counts {
+            (Which::Relay | Which::Auth | Which::Audit, false) => Counts {
                 warmup: 50,
                 iterations: 2000,
             },
-            (Which::Relay | Which::Auth, true) => Counts {
+            (Which::Relay | Which::Auth | Which::Audit, true) => Counts {
                 warmup: 10,
                 iterations: 50,
             },
@@ -181,6 +186,7 @@ impl Which {
             Which::Churn => churn::run(ctx, counts).await,
             Which::Memory => memory::run(ctx, counts).await,
             Which::Auth => auth::run(ctx, counts).await,
+            Which::Audit => audit::run(ctx, counts).await,
         }
     }
 }
