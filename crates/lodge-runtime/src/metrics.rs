@@ -364,6 +364,7 @@ struct Families {
     relayed_bytes: Family<Labels, Counter>,
     sandbox_memory: Family<Labels, Gauge>,
     warm_pool_ready: Family<Labels, Gauge>,
+    audit_lost: Family<Labels, Counter>,
 }
 
 impl Families {
@@ -382,6 +383,7 @@ impl Families {
             relayed_bytes: Family::default(),
             sandbox_memory: Family::default(),
             warm_pool_ready: Family::default(),
+            audit_lost: Family::default(),
         };
         // Counters get their `_total` suffix from the encoder.
         let r = registry;
@@ -444,6 +446,11 @@ impl Families {
             "lodge_sandbox_memory_bytes",
             "Memory used by live sessions' sandboxes (read at scrape time)",
             f.sandbox_memory.clone(),
+        );
+        r.register(
+            "lodge_audit_lines_lost",
+            "Audit log lines lost: the writer was behind (queue_full) or could not write (write_failed)",
+            f.audit_lost.clone(),
         );
         r.register(
             "lodge_warm_pool_ready",
@@ -657,6 +664,7 @@ pub struct Metrics {
     servers: HashMap<String, Arc<ServerMetrics>>,
     /// For requests to a path that names no hosted server (`server="unknown"`).
     unknown: Arc<ServerMetrics>,
+    scraping: std::sync::Mutex<()>,
 }
 
 impl Metrics {
@@ -679,6 +687,7 @@ impl Metrics {
             families,
             servers,
             unknown,
+            scraping: std::sync::Mutex::new(()),
         }
     }
 
@@ -698,6 +707,25 @@ impl Metrics {
             .warm_pool_ready
             .get_or_create(&server)
             .set(i64::try_from(warm_pool_ready).unwrap_or(i64::MAX));
+    }
+
+    /// The audit log's lost lines so far (read at scrape time; scrapes take turns so
+    /// each loss is counted once).
+    pub fn set_audit_lost(&self, (queue_full, write_failed): (u64, u64)) {
+        let _turn = self
+            .scraping
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (why, lost) in [("queue_full", queue_full), ("write_failed", write_failed)] {
+            let counter = self
+                .families
+                .audit_lost
+                .get_or_create(&labels([("reason", why)]));
+            let seen = counter.get();
+            if lost > seen {
+                counter.inc_by(lost - seen);
+            }
+        }
     }
 
     /// Everything, in the Prometheus text format (version 0.0.4).

@@ -107,6 +107,9 @@ async fn metrics(State(runtime): State<Arc<Runtime>>) -> Response {
         let bytes = memory.get(name).copied().unwrap_or(0);
         metrics.set_scraped(name, bytes, server.warm_pool_ready());
     }
+    if let Some(audit) = &runtime.config().audit {
+        metrics.set_audit_lost(audit.lost());
+    }
     (
         [(header::CONTENT_TYPE, lodge_runtime::Metrics::CONTENT_TYPE)],
         metrics.encode(),

@@ -409,6 +409,12 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
         assert!(delta(&series) > 100.0, "{series}: {}", delta(&series));
     }
 
+    // None of its audit lines was lost.
+    for why in ["queue_full", "write_failed"] {
+        let series = format!("lodge_audit_lines_lost_total{{reason=\"{why}\"}}");
+        assert_eq!(after.0.get(&series), Some(&0.0), "{series}");
+    }
+
     // The audit log has a line for each tool call, elicitation and sampling request
     // of that workload, in order.
     let audit = lodge.config_dir().join("audit/lodge.jsonl");
