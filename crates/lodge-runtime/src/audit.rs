@@ -324,6 +324,28 @@ mod tests {
     }
 
     #[test]
+    fn lines_past_a_full_queue_are_counted_not_waited_for() {
+        // A writer that never reads: the queue fills, and the session goes on.
+        let (queue, _stalled) = sync_channel(QUEUE);
+        let audit = Arc::new(Audit {
+            queue,
+            include_content: false,
+            dropped: AtomicU64::new(0),
+            failed: Arc::new(AtomicU64::new(0)),
+        });
+        let tap = AuditTap {
+            audit,
+            session: "s1".into(),
+            server: "demo".into(),
+            principal: None,
+        };
+        for _ in 0..QUEUE + 7 {
+            tap.tool_call(br#"{}"#, None, Duration::ZERO);
+        }
+        assert_eq!(tap.audit.lost(), (7, 0));
+    }
+
+    #[test]
     fn a_line_that_cannot_be_written_is_counted() {
         let dir = tempfile::tempdir().unwrap();
         let (tap, path) = tap(dir.path(), 10, 1);
