@@ -140,6 +140,9 @@ async fn handle(
     if let Some(server) = &server {
         span.record("server", server.spec.name.as_str());
     }
+    if let Some(client) = traceparent(&headers) {
+        lodge_runtime::trace::adopt(&span, client);
+    }
     if let Some(id) = headers
         .get(MCP_SESSION_ID)
         .or_else(|| headers.get(LODGE_SESSION_ID))

@@ -25,7 +25,7 @@ mod registry;
 mod session;
 mod session_id;
 mod storage;
-mod trace;
+pub mod trace;
 mod upstream;
 mod upstream_http;
 

@@ -1,29 +1,73 @@
 //! W3C Trace Context: a client's `traceparent` continued by Lodge, so an HTTP-transport
 //! server's spans join the client's trace with Lodge's hop in between.
+//!
+//! When Lodge exports its spans ([`export_with`], set once by the binary), its `request`
+//! span becomes the child of the client's span and the server's parent; otherwise the
+//! hop gets a fresh parent id that no exported span has.
 
-/// `traceparent` as Lodge passes it on: the client's trace id and flags, with a new
-/// parent id (Lodge's own hop). `None` for anything that is not a valid version-00
-/// `traceparent` (it is then not passed on at all).
+use std::sync::OnceLock;
+
+/// What exports Lodge's spans, as far as trace context goes.
+pub trait SpanExport: Send + Sync {
+    /// Makes `span`, not yet entered, a child of the span `traceparent` (valid) names.
+    fn adopt(&self, span: &tracing::Span, traceparent: &str);
+    /// The `traceparent` naming `span`.
+    fn traceparent(&self, span: &tracing::Span) -> Option<String>;
+}
+
+static EXPORT: OnceLock<Box<dyn SpanExport>> = OnceLock::new();
+
+/// Installs the span exporter for the process (the first call wins).
+pub fn export_with(export: Box<dyn SpanExport>) {
+    let _ = EXPORT.set(export);
+}
+
+/// Called as a request's span is made: a valid client `traceparent` becomes its parent
+/// when spans are exported; otherwise nothing happens.
+pub fn adopt(span: &tracing::Span, traceparent: &str) {
+    if let Some(export) = EXPORT.get()
+        && valid(traceparent)
+    {
+        export.adopt(span, traceparent.trim());
+    }
+}
+
+/// `traceparent` as Lodge passes it on from within the request's span: the client's
+/// trace id and flags, with Lodge's own hop as the parent. `None` for anything that is
+/// not a valid version-00 `traceparent` (it is then not passed on at all).
 pub(crate) fn continued(traceparent: &str) -> Option<String> {
+    if !valid(traceparent) {
+        return None;
+    }
+    if let Some(export) = EXPORT.get()
+        && let Some(own) = export.traceparent(&tracing::Span::current())
+    {
+        return Some(own);
+    }
     let mut parts = traceparent.trim().split('-');
-    let (version, trace_id, parent_id, flags) =
-        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, trace_id, flags) = (parts.next()?, parts.next()?, parts.nth(1)?);
+    let own: u64 = rand::random::<u64>().max(1);
+    Some(format!("{version}-{trace_id}-{own:016x}-{flags}"))
+}
+
+fn valid(traceparent: &str) -> bool {
+    let mut parts = traceparent.trim().split('-');
+    let (Some(version), Some(trace_id), Some(parent_id), Some(flags)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
     let hex = |s: &str, len: usize| {
         s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     };
     let all_zero = |s: &str| s.bytes().all(|b| b == b'0');
-    let valid = parts.next().is_none()
+    parts.next().is_none()
         && version == "00"
         && hex(trace_id, 32)
         && !all_zero(trace_id)
         && hex(parent_id, 16)
         && !all_zero(parent_id)
-        && hex(flags, 2);
-    if !valid {
-        return None;
-    }
-    let own: u64 = rand::random::<u64>().max(1);
-    Some(format!("00-{trace_id}-{own:016x}-{flags}"))
+        && hex(flags, 2)
 }
 
 #[cfg(test)]

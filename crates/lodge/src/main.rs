@@ -8,6 +8,8 @@
 
 mod check;
 mod limits;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod serve;
 mod sessions;
 

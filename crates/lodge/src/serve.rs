@@ -2,13 +2,13 @@
 //! announce, and hand over to lodge-http's `serve`, which drains on Ctrl-C / SIGTERM.
 
 use anyhow::Context;
-use lodge::config::{Env, LogFormat, ServeArgs, Settings};
+use lodge::config::{Env, LogFormat, OtlpConfig, ServeArgs, Settings};
 use lodge_runtime::{Protocol, Runtime, ServerSpec};
 use tracing_subscriber::EnvFilter;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut settings = Settings::load(args, &Env::from_process())?;
-    init_logging(settings.log_format);
+    let exporter = init_logging(settings.log_format, settings.otlp.as_ref())?;
     if let Some(audit) = &settings.audit {
         let started = lodge_runtime::Audit::start(audit)
             .with_context(|| format!("cannot open the audit log {}", audit.path.display()))?;
@@ -25,29 +25,64 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let servers = lodge::config::build_servers(&settings, lodge::config::probe_host)?;
     let per_session = crate::limits::largest_fds_per_session(&servers);
     settings.session.max_sessions = fit_open_files(settings.session.max_sessions, per_session);
-    tokio::runtime::Builder::new_multi_thread()
+    let served = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(serve(settings, servers))
+        .block_on(serve(settings, servers));
+    if let Some(exporter) = exporter {
+        exporter.shutdown();
+    }
+    served
 }
 
 /// The log on stderr: `LODGE_LOG` filters it (default `info`), `log_format` shapes it.
-fn init_logging(format: LogFormat) {
+/// With `[otlp]`, spans are also exported; the returned exporter flushes on shutdown.
+fn init_logging(format: LogFormat, otlp: Option<&OtlpConfig>) -> anyhow::Result<Option<Exporter>> {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::prelude::*;
     let filter = EnvFilter::try_from_env("LODGE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let log = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let log = match format {
         LogFormat::Text => log
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
+            .boxed(),
         LogFormat::Json => log
             .json()
             .with_current_span(true)
             .with_span_list(true)
-            .init(),
+            .boxed(),
+    };
+    let (exporter, spans) = match otlp {
+        Some(config) => {
+            let (exporter, spans) = Exporter::start(config)?;
+            (Some(exporter), Some(spans))
+        }
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(log.with_filter(filter))
+        .with(spans)
+        .init();
+    Ok(exporter)
+}
+
+#[cfg(feature = "otlp")]
+use crate::otlp::Exporter;
+
+/// Stands in for the exporter in a binary built without the `otlp` feature.
+#[cfg(not(feature = "otlp"))]
+struct Exporter;
+
+#[cfg(not(feature = "otlp"))]
+impl Exporter {
+    fn start(_: &OtlpConfig) -> anyhow::Result<(Exporter, tracing_subscriber::layer::Identity)> {
+        anyhow::bail!(
+            "[otlp] endpoint is set, but this lodge was built without the `otlp` feature (cargo build --features otlp)"
+        )
     }
+
+    fn shutdown(self) {}
 }
 
 async fn serve(settings: Settings, servers: Vec<ServerSpec>) -> anyhow::Result<()> {

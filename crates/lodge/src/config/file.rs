@@ -40,6 +40,8 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub audit: AuditSection,
     #[serde(default)]
+    pub otlp: OtlpSection,
+    #[serde(default)]
     pub server: Vec<ServerSection>,
 }
 
@@ -91,6 +93,16 @@ pub(super) struct AuditSection {
     pub include_content: Option<bool>,
     pub max_file_bytes: Option<String>,
     pub keep_files: Option<u32>,
+}
+
+/// `[otlp]`: span export to an OpenTelemetry collector; off without `endpoint`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OtlpSection {
+    /// The collector's OTLP/HTTP base URL; spans go to `ENDPOINT/v1/traces`.
+    pub endpoint: Option<String>,
+    /// `service.name` of the spans; default `lodge`.
+    pub service_name: Option<String>,
 }
 
 /// `[admin]`: who may use the admin listener.

@@ -81,6 +81,41 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// `[audit]`: `None` when off; `lodge serve` starts it.
     pub audit: Option<lodge_runtime::AuditConfig>,
+    /// `[otlp]`, `LODGE_OTLP_ENDPOINT`: `None` when spans are not exported.
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// Where `lodge serve` exports its spans (the `otlp` cargo feature).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OtlpConfig {
+    /// `[otlp] endpoint` + `/v1/traces`.
+    pub traces_url: String,
+    pub service_name: String,
+}
+
+impl OtlpConfig {
+    fn new(endpoint: &str, service_name: Option<String>) -> anyhow::Result<OtlpConfig> {
+        let Some((scheme, rest)) = endpoint
+            .split_once("://")
+            .filter(|(scheme, _)| matches!(*scheme, "http" | "https"))
+        else {
+            bail!(
+                "[otlp] endpoint {endpoint:?} must be an http:// or https:// URL (the collector's OTLP/HTTP port, usually 4318)"
+            );
+        };
+        let rest = rest.trim_end_matches('/');
+        if rest.is_empty() || rest.starts_with('/') || rest.contains(char::is_whitespace) {
+            bail!("[otlp] endpoint {endpoint:?} names no host");
+        }
+        let service_name = service_name.unwrap_or_else(|| "lodge".into());
+        if service_name.trim().is_empty() {
+            bail!("[otlp] service_name must not be empty");
+        }
+        Ok(OtlpConfig {
+            traces_url: format!("{scheme}://{rest}/v1/traces"),
+            service_name,
+        })
+    }
 }
 
 /// How `lodge serve` writes its log on stderr.
@@ -323,6 +358,15 @@ impl Settings {
                     },
                     keep_files: file.audit.keep_files.unwrap_or(5),
                 }),
+            },
+            otlp: match env
+                .get::<String>("LODGE_OTLP_ENDPOINT")?
+                .or(file.otlp.endpoint)
+            {
+                Some(endpoint) if !endpoint.is_empty() => {
+                    Some(OtlpConfig::new(&endpoint, file.otlp.service_name)?)
+                }
+                _ => None,
             },
             log_format: match env.get("LODGE_LOG_FORMAT")? {
                 Some(format) => format,
@@ -572,6 +616,65 @@ command = ["cat"]
             &env(&[("LODGE_IDLE_TIMEOUT", "x")]),
         );
         assert!(format!("{:#}", bad_env.err().unwrap()).contains("LODGE_IDLE_TIMEOUT"));
+    }
+
+    #[test]
+    fn otlp_export_is_off_unless_an_endpoint_is_set() {
+        let load = |text: &str, pairs: &[(&str, &str)]| {
+            let f = config_file(&format!(
+                "[[server]]\nname = \"a\"\ncommand = [\"cat\"]\n{text}"
+            ));
+            let args = ServeArgs {
+                config: Some(f.path().into()),
+                ..ServeArgs::default()
+            };
+            Settings::load(args, &env(pairs)).map_err(|e| format!("{e:#}"))
+        };
+        assert_eq!(load("", &[]).unwrap().otlp, None);
+        let on = load("[otlp]\nendpoint = \"http://collector:4318/\"\n", &[]).unwrap();
+        assert_eq!(
+            on.otlp,
+            Some(OtlpConfig {
+                traces_url: "http://collector:4318/v1/traces".into(),
+                service_name: "lodge".into(),
+            })
+        );
+        let named = load(
+            "[otlp]\nendpoint = \"http://a:4318\"\nservice_name = \"edge\"\n",
+            &[("LODGE_OTLP_ENDPOINT", "https://b:4318")],
+        )
+        .unwrap()
+        .otlp
+        .unwrap();
+        assert_eq!(
+            (named.traces_url.as_str(), named.service_name.as_str()),
+            ("https://b:4318/v1/traces", "edge"),
+            "the environment's endpoint wins"
+        );
+        let off = load(
+            "[otlp]\nendpoint = \"http://a:4318\"\n",
+            &[("LODGE_OTLP_ENDPOINT", "")],
+        );
+        assert_eq!(
+            off.unwrap().otlp,
+            None,
+            "an empty variable turns export off"
+        );
+        for (text, says) in [
+            (
+                "endpoint = \"collector:4318\"",
+                "must be an http:// or https:// URL",
+            ),
+            ("endpoint = \"http://\"", "names no host"),
+            (
+                "endpoint = \"http://a\"\nservice_name = \" \"",
+                "service_name must not be empty",
+            ),
+            ("endpont = \"http://a\"", "unknown field `endpont`"),
+        ] {
+            let err = load(&format!("[otlp]\n{text}\n"), &[]).err().unwrap();
+            assert!(err.contains(says), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod load;
 mod malformed;
 mod metrics;
 mod modern;
+mod otlp;
 mod registry;
 mod relay;
 mod soak;
