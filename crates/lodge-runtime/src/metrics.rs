@@ -691,6 +691,17 @@ impl Metrics {
         }
     }
 
+    /// JSON-RPC requests clients have sent since Lodge started, all servers and eras
+    /// together (the console's chart).
+    pub fn rpc_requests_total(&self) -> u64 {
+        self.servers
+            .values()
+            .flat_map(|server| server.rpc_requests.iter().flatten())
+            .filter_map(OnceLock::get)
+            .map(Counter::get)
+            .sum()
+    }
+
     /// The metrics of server `name`, or of `unknown` for a name no server has.
     pub fn server(&self, name: &str) -> &Arc<ServerMetrics> {
         self.servers.get(name).unwrap_or(&self.unknown)

@@ -5,7 +5,6 @@
 //! a module with `async fn run(ctx: &Ctx, counts: Counts) -> anyhow::Result<Vec<Row>>`,
 //! a variant in [`Which`], and its counts in [`Which::counts`].
 
-mod audit;
 mod auth;
 mod backends;
 mod churn;
@@ -16,6 +15,7 @@ mod memory;
 mod modern;
 mod pipelined;
 mod relay;
+mod switched;
 mod throughput;
 mod warm_pool;
 
@@ -72,10 +72,13 @@ pub enum Which {
     Auth,
     /// tools/call echo round trips through a Lodge writing an audit log vs. one without.
     Audit,
+    /// tools/call echo round trips through a Lodge exporting its spans over OTLP vs.
+    /// one without.
+    Otlp,
 }
 
 impl Which {
-    pub const ALL: [Which; 10] = [
+    pub const ALL: [Which; 11] = [
         Which::ColdStart,
         Which::WarmPool,
         Which::Relay,
@@ -86,6 +89,7 @@ impl Which {
         Which::Memory,
         Which::Auth,
         Which::Audit,
+        Which::Otlp,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +104,7 @@ impl Which {
             Which::Memory => "memory",
             Which::Auth => "auth",
             Which::Audit => "audit",
+            Which::Otlp => "otlp",
         }
     }
 
@@ -113,11 +118,11 @@ impl Which {
                 warmup: 2,
                 iterations: 20,
             },
-            (Which::Relay | Which::Auth | Which::Audit, false) => Counts {
+            (Which::Relay | Which::Auth | Which::Audit | Which::Otlp, false) => Counts {
                 warmup: 50,
                 iterations: 2000,
             },
-            (Which::Relay | Which::Auth | Which::Audit, true) => Counts {
+            (Which::Relay | Which::Auth | Which::Audit | Which::Otlp, true) => Counts {
                 warmup: 10,
                 iterations: 50,
             },
@@ -186,7 +191,8 @@ impl Which {
             Which::Churn => churn::run(ctx, counts).await,
             Which::Memory => memory::run(ctx, counts).await,
             Which::Auth => auth::run(ctx, counts).await,
-            Which::Audit => audit::run(ctx, counts).await,
+            Which::Audit => switched::run(ctx, counts, switched::Switch::Audit).await,
+            Which::Otlp => switched::run(ctx, counts, switched::Switch::Otlp).await,
         }
     }
 }

@@ -80,13 +80,26 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 /// One minute of the history: the most sessions live at a sample, how many sessions
-/// started, and the most calls in flight at a sample.
+/// started, how many JSON-RPC requests clients sent, and the most calls in flight at a
+/// sample.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct Minute {
     /// Unix time of the minute's start.
     pub start: u64,
     pub live_sessions: usize,
     pub sessions_started: usize,
+    pub requests: u64,
+    pub in_flight: usize,
+}
+
+/// What one look at the runtime saw.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Sample {
+    pub live: usize,
+    /// Sessions new since the last sample.
+    pub started: usize,
+    /// JSON-RPC requests since Lodge started (the minute gets the difference).
+    pub requests_total: u64,
     pub in_flight: usize,
 }
 
@@ -94,26 +107,33 @@ pub(crate) struct Minute {
 #[derive(Debug, Default)]
 pub(crate) struct History {
     minutes: VecDeque<Minute>,
+    /// The request count of the last sample: `None` before the first.
+    requests_seen: Option<u64>,
 }
 
 impl History {
-    /// Adds a sample taken at `now` (Unix seconds): `live` sessions, `started` of them
-    /// new since the last sample, `in_flight` calls.
-    pub fn record(&mut self, now: u64, live: usize, started: usize, in_flight: usize) {
+    /// Adds `sample`, taken at `now` (Unix seconds).
+    pub fn record(&mut self, now: u64, sample: Sample) {
         let start = now - now % 60;
+        let requests = sample
+            .requests_total
+            .saturating_sub(self.requests_seen.unwrap_or(sample.requests_total));
+        self.requests_seen = Some(sample.requests_total);
         match self.minutes.back_mut() {
             // The same minute, or a clock that stepped back (kept in order by folding
             // into the last minute).
             Some(last) if last.start >= start => {
-                last.live_sessions = last.live_sessions.max(live);
-                last.sessions_started += started;
-                last.in_flight = last.in_flight.max(in_flight);
+                last.live_sessions = last.live_sessions.max(sample.live);
+                last.sessions_started += sample.started;
+                last.requests += requests;
+                last.in_flight = last.in_flight.max(sample.in_flight);
             }
             _ => self.minutes.push_back(Minute {
                 start,
-                live_sessions: live,
-                sessions_started: started,
-                in_flight,
+                live_sessions: sample.live,
+                sessions_started: sample.started,
+                requests,
+                in_flight: sample.in_flight,
             }),
         }
         // Minutes more than an hour old go, however few samples there were.
@@ -146,9 +166,9 @@ pub(super) fn history(runtime: &Arc<Runtime>) -> MethodRouter<Arc<Runtime>> {
         handle.spawn(sample(Arc::downgrade(runtime), Arc::downgrade(&history)));
     }
     get(move |State(runtime): State<Arc<Runtime>>| async move {
-        let (live, in_flight) = look(&runtime);
+        let now = look(&runtime, 0);
         let mut history = history.lock().unwrap_or_else(|p| p.into_inner());
-        history.record(unix(SystemTime::now()), live, 0, in_flight);
+        history.record(unix(SystemTime::now()), now);
         let minutes: Vec<_> = history.minutes().copied().collect();
         json(serde_json::json!({
             "sample_seconds": SAMPLE_EVERY.as_secs(),
@@ -157,11 +177,16 @@ pub(super) fn history(runtime: &Arc<Runtime>) -> MethodRouter<Arc<Runtime>> {
     })
 }
 
-/// How many sessions are live, and how many calls they have in flight.
-fn look(runtime: &Runtime) -> (usize, usize) {
+/// How many sessions are live, how many calls they have in flight and how many requests
+/// clients have sent; `started` of the sessions are new.
+fn look(runtime: &Runtime, started: usize) -> Sample {
     let sessions = runtime.sessions();
-    let in_flight = sessions.iter().map(|s| s.in_flight()).sum();
-    (sessions.len(), in_flight)
+    Sample {
+        live: sessions.len(),
+        started,
+        requests_total: runtime.metrics().rpc_requests_total(),
+        in_flight: sessions.iter().map(|s| s.in_flight()).sum(),
+    }
 }
 
 async fn sample(runtime: Weak<Runtime>, history: Weak<Mutex<History>>) {
@@ -173,18 +198,16 @@ async fn sample(runtime: Weak<Runtime>, history: Weak<Mutex<History>>) {
             return;
         };
         let now = SystemTime::now();
-        let sessions = runtime.sessions();
-        let started = sessions
+        let started = runtime
+            .sessions()
             .iter()
             .filter(|s| s.created_at() > since && s.created_at() <= now)
             .count();
-        let in_flight = sessions.iter().map(|s| s.in_flight()).sum();
-        history.lock().unwrap_or_else(|p| p.into_inner()).record(
-            unix(now),
-            sessions.len(),
-            started,
-            in_flight,
-        );
+        let sample = look(&runtime, started);
+        history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(unix(now), sample);
         since = now;
     }
 }
@@ -193,12 +216,21 @@ async fn sample(runtime: Weak<Runtime>, history: Weak<Mutex<History>>) {
 mod tests {
     use super::*;
 
+    fn sample(live: usize, started: usize, in_flight: usize) -> Sample {
+        Sample {
+            live,
+            started,
+            in_flight,
+            requests_total: 0,
+        }
+    }
+
     #[test]
     fn samples_of_one_minute_fold_into_one_bucket() {
         let mut h = History::default();
-        h.record(600, 2, 1, 0);
-        h.record(610, 5, 2, 3);
-        h.record(650, 1, 0, 1);
+        h.record(600, sample(2, 1, 0));
+        h.record(610, sample(5, 2, 3));
+        h.record(650, sample(1, 0, 1));
         let all: Vec<_> = h.minutes().copied().collect();
         assert_eq!(
             all,
@@ -206,18 +238,36 @@ mod tests {
                 start: 600,
                 live_sessions: 5,
                 sessions_started: 3,
+                requests: 0,
                 in_flight: 3
             }]
         );
-        h.record(660, 1, 0, 0);
+        h.record(660, sample(1, 0, 0));
         assert_eq!(h.minutes().count(), 2);
+    }
+
+    #[test]
+    fn each_minute_counts_the_requests_since_the_sample_before() {
+        let mut h = History::default();
+        let total = |requests_total| Sample {
+            requests_total,
+            ..Sample::default()
+        };
+        // What came before the first sample is not this minute's.
+        h.record(600, total(40));
+        h.record(610, total(45));
+        h.record(650, total(47));
+        h.record(660, total(50));
+        h.record(670, total(50));
+        let requests: Vec<_> = h.minutes().map(|m| m.requests).collect();
+        assert_eq!(requests, [7, 3]);
     }
 
     #[test]
     fn the_history_keeps_one_hour_at_most() {
         let mut h = History::default();
         for minute in 0..200u64 {
-            h.record(minute * 60 + 5, minute as usize, 1, 0);
+            h.record(minute * 60 + 5, sample(minute as usize, 1, 0));
         }
         assert_eq!(h.minutes().count(), HISTORY_MINUTES);
         let starts: Vec<_> = h.minutes().map(|m| m.start).collect();
@@ -227,24 +277,24 @@ mod tests {
     #[test]
     fn minutes_older_than_an_hour_go_even_after_a_gap() {
         let mut h = History::default();
-        h.record(0, 1, 1, 0);
-        h.record(60, 1, 0, 0);
-        h.record(59 * 60, 1, 0, 0);
+        h.record(0, sample(1, 1, 0));
+        h.record(60, sample(1, 0, 0));
+        h.record(59 * 60, sample(1, 0, 0));
         assert_eq!(h.minutes().count(), 3);
         // An hour after the first: it goes, the second stays.
-        h.record(60 * 60, 1, 0, 0);
+        h.record(60 * 60, sample(1, 0, 0));
         let starts: Vec<_> = h.minutes().map(|m| m.start).collect();
         assert_eq!(starts, [60, 59 * 60, 60 * 60]);
         // A long quiet spell: only the new minute is left.
-        h.record(10 * 60 * 60, 0, 0, 0);
+        h.record(10 * 60 * 60, sample(0, 0, 0));
         assert_eq!(h.minutes().count(), 1);
     }
 
     #[test]
     fn a_clock_stepping_back_does_not_disorder_the_history() {
         let mut h = History::default();
-        h.record(600, 1, 1, 0);
-        h.record(500, 2, 1, 0);
+        h.record(600, sample(1, 1, 0));
+        h.record(500, sample(2, 1, 0));
         let all: Vec<_> = h.minutes().copied().collect();
         assert_eq!(all.len(), 1);
         assert_eq!((all[0].live_sessions, all[0].sessions_started), (2, 2));

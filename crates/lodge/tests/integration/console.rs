@@ -193,4 +193,22 @@ async fn the_console_pages_are_open_with_a_strict_policy_and_its_data_needs_the_
     let body: Value = serde_json::from_str(&reply.body).unwrap();
     let last = body["minutes"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["live_sessions"], 1, "{body}");
+    // Each JSON-RPC request is counted in its minute, once.
+    let requests = |body: &Value| -> u64 {
+        let minutes = body["minutes"].as_array().unwrap();
+        minutes
+            .iter()
+            .map(|m| m["requests"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(requests(&body), 1, "initialize: {body}");
+    client
+        .call(2, "echo", serde_json::json!({"text": "hi"}))
+        .await;
+    client
+        .call(3, "echo", serde_json::json!({"text": "hi"}))
+        .await;
+    let reply = Raw::send(http.get(&history).bearer_auth(TOKEN)).await;
+    let body: Value = serde_json::from_str(&reply.body).unwrap();
+    assert_eq!(requests(&body), 3, "and two calls: {body}");
 }

@@ -111,16 +111,16 @@
     return node;
   }
 
-  async function chart() {
-    const reply = await api('/admin/history');
-    if (!reply.ok) return;
-    const { minutes } = await reply.json();
-    const W = 600, H = 160, L = 30, B = 18, T = 8;
+  // One hour of one-minute buckets as an SVG: `bars` drawn as columns, `lines` as
+  // polylines, on one scale from 0 to the largest value shown.
+  function plot(minutes, label, bars, lines) {
+    const W = 600, H = 120, L = 40, B = 18, T = 8;
     const nowMinute = Math.floor(Date.now() / 60000) * 60;
     const x = (start) => L + ((start - (nowMinute - 59 * 60)) / (60 * 60)) * (W - L);
-    const max = Math.max(1, ...minutes.map((m) => Math.max(m.live_sessions, m.sessions_started, m.in_flight)));
+    const fields = [...bars, ...lines].map(([, field]) => field);
+    const max = Math.max(1, ...minutes.flatMap((m) => fields.map((f) => m[f])));
     const y = (v) => H - B - (v / max) * (H - B - T);
-    const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': 'sessions over the last hour' });
+    const root = svg('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': label });
     root.append(svg('line', { class: 'axis', x1: L, y1: H - B, x2: W, y2: H - B }));
     root.append(svg('line', { class: 'axis', x1: L, y1: T, x2: L, y2: H - B }));
     root.append(svg('text', { x: L - 4, y: T + 8, 'text-anchor': 'end' }, String(max)));
@@ -128,28 +128,36 @@
     root.append(svg('text', { x: L, y: H - 4 }, '−60 min'));
     root.append(svg('text', { x: W, y: H - 4, 'text-anchor': 'end' }, 'now'));
     const bar = (W - L) / 60;
-    for (const m of minutes) {
-      if (m.sessions_started > 0) {
-        root.append(svg('rect', { class: 'started', x: x(m.start) - bar / 2 + 1, y: y(m.sessions_started),
-          width: Math.max(1, bar - 2), height: H - B - y(m.sessions_started) }));
+    for (const [cls, field] of bars) {
+      for (const m of minutes.filter((m) => m[field] > 0)) {
+        root.append(svg('rect', { class: cls, x: x(m.start) - bar / 2 + 1, y: y(m[field]),
+          width: Math.max(1, bar - 2), height: H - B - y(m[field]) }));
       }
     }
-    const line = (cls, field) => {
-      if (minutes.length === 0) return;
+    for (const [cls, field] of lines) {
+      if (minutes.length === 0) continue;
       const points = minutes.map((m) => x(m.start).toFixed(1) + ',' + y(m[field]).toFixed(1)).join(' ');
       root.append(svg('polyline', { class: cls, points }));
-    };
-    line('live', 'live_sessions');
-    line('flight', 'in_flight');
-    for (const m of minutes) {
-      root.append(svg('circle', { class: 'live-dot', cx: x(m.start).toFixed(1), cy: y(m.live_sessions).toFixed(1), r: 2.5 },
-        undefined));
+      for (const m of minutes) {
+        root.append(svg('circle', { class: cls + '-dot', cx: x(m.start).toFixed(1), cy: y(m[field]).toFixed(1), r: 2 }));
+      }
     }
+    return root;
+  }
+
+  async function chart() {
+    const reply = await api('/admin/history');
+    if (!reply.ok) return;
+    const { minutes } = await reply.json();
+    const sessions = plot(minutes, 'sessions over the last hour',
+      [['started', 'sessions_started']], [['live', 'live_sessions'], ['flight', 'in_flight']]);
+    const requests = plot(minutes, 'requests per minute over the last hour', [['requests', 'requests']], []);
     const legend = el('div', { class: 'legend' },
       el('span', { class: 'k-live' }, '— sessions live'),
       el('span', { class: 'k-started' }, '▮ sessions started'),
-      el('span', { class: 'k-flight' }, '-- calls in flight'));
-    document.getElementById('chart').replaceChildren(root, legend);
+      el('span', { class: 'k-flight' }, '-- calls in flight'),
+      el('span', { class: 'k-requests' }, '▮ requests (own scale, below)'));
+    document.getElementById('chart').replaceChildren(sessions, legend, requests);
   }
 
   document.addEventListener('DOMContentLoaded', () => {
