@@ -1,10 +1,13 @@
 //! The audit log (`[audit]`): one JSON line per tool call, elicitation and sampling
-//! request, written by a thread of its own so a slow disk never holds a session up.
+//! request, written by a thread of its own so a slow disk never holds a session up. The
+//! session only queues a small owned [`Line`]; the writer serializes it and writes all
+//! that is queued at once.
 //! Rotated by size; a line that cannot be queued or written is counted and reported
 //! in Lodge's log, never dropped silently.
 
 use lodge_proto::Message;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,6 +18,8 @@ use std::time::{Duration, SystemTime};
 
 /// Lines waiting for the writer; past this a line is dropped (and counted).
 const QUEUE: usize = 4096;
+/// The writer stops taking queued lines into one write past this many bytes.
+const BATCH_BYTES: usize = 64 << 10;
 
 /// `[audit]`.
 #[derive(Clone, Debug)]
@@ -31,7 +36,7 @@ pub struct AuditConfig {
 /// The audit log's queue and its counts of lost lines.
 #[derive(Debug)]
 pub struct Audit {
-    queue: SyncSender<String>,
+    queue: SyncSender<Line>,
     include_content: bool,
     /// Lines dropped because the writer was behind, and lines it could not write.
     dropped: AtomicU64,
@@ -72,8 +77,8 @@ impl Audit {
         )
     }
 
-    fn write(&self, line: Value) {
-        match self.queue.try_send(line.to_string()) {
+    fn write(&self, line: Line) {
+        match self.queue.try_send(line) {
             Ok(()) => {}
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
@@ -95,40 +100,99 @@ pub(crate) struct AuditTap {
     pub principal: Option<Arc<str>>,
 }
 
+/// One line of the log, as queued; the writer turns it into JSON.
+#[derive(Serialize)]
+struct Line {
+    #[serde(serialize_with = "rfc3339")]
+    time: SystemTime,
+    session: Arc<str>,
+    principal: Option<Arc<str>>,
+    server: Arc<str>,
+    kind: &'static str,
+    name: Box<str>,
+    outcome: &'static str,
+    duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<Value>,
+}
+
+fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_millis(*time))
+}
+
+/// Only what a tool call's line needs of its request and response: serde skips the
+/// rest (arguments, content) without building it.
+#[derive(Deserialize)]
+struct Call<'a> {
+    #[serde(borrow)]
+    params: CallParams<'a>,
+}
+
+#[derive(Deserialize)]
+struct CallParams<'a> {
+    #[serde(borrow)]
+    name: std::borrow::Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    result: Option<AnswerFlags>,
+}
+
+#[derive(Deserialize)]
+struct AnswerFlags {
+    #[serde(rename = "isError", default)]
+    is_error: bool,
+}
+
 impl AuditTap {
-    fn line(&self, kind: &str, name: &str, outcome: &str, took: Duration) -> Value {
-        json!({
-            "time": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-            "session": &*self.session,
-            "principal": self.principal.as_deref(),
-            "server": &*self.server,
-            "kind": kind,
-            "name": name,
-            "outcome": outcome,
-            "duration_ms": took.as_millis() as u64,
-        })
+    fn line(&self, kind: &'static str, name: &str, outcome: &'static str, took: Duration) -> Line {
+        Line {
+            time: SystemTime::now(),
+            session: self.session.clone(),
+            principal: self.principal.clone(),
+            server: self.server.clone(),
+            kind,
+            name: name.into(),
+            outcome,
+            duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+            content: None,
+        }
     }
 
-    /// A `tools/call` (its request's bytes) answered with `response` (`None`: the
-    /// session ended before the answer).
-    pub fn tool_call(&self, request: &[u8], response: Option<&[u8]>, took: Duration) {
-        let name = serde_json::from_slice::<Value>(request)
-            .ok()
-            .and_then(|v| v["params"]["name"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let outcome = match response.and_then(|r| serde_json::from_slice::<Value>(r).ok()) {
+    /// A `tools/call` (its request's bytes) answered with `response` and its JSON-RPC
+    /// error code if it is an error (`None`: the session ended before the answer).
+    pub fn tool_call(
+        &self,
+        request: &[u8],
+        response: Option<(&[u8], Option<i64>)>,
+        took: Duration,
+    ) {
+        let call = serde_json::from_slice::<Call>(request).ok();
+        let name = call.as_ref().map_or("", |c| &*c.params.name);
+        let outcome = match response {
             None => "ended",
-            Some(r) if r.get("error").is_some() => "error",
-            Some(r) if r["result"]["isError"] == true => "tool_error",
-            Some(_) => "ok",
+            Some((_, Some(_))) => "error",
+            Some((bytes, None)) => match serde_json::from_slice::<Answer>(bytes) {
+                Ok(Answer {
+                    result: Some(AnswerFlags { is_error: true }),
+                }) => "tool_error",
+                _ => "ok",
+            },
         };
         self.audit
-            .write(self.line("tool_call", &name, outcome, took));
+            .write(self.line("tool_call", name, outcome, took));
     }
 
     /// A server's elicitation or sampling request (`method`) answered with `answer`,
     /// counted as `outcome`.
-    pub fn server_request(&self, method: &str, outcome: &str, answer: &Message, took: Duration) {
+    pub fn server_request(
+        &self,
+        method: &str,
+        outcome: &'static str,
+        answer: &Message,
+        took: Duration,
+    ) {
         let kind = match method {
             "elicitation/create" => "elicitation",
             "sampling/createMessage" => "sampling",
@@ -138,10 +202,10 @@ impl AuditTap {
         if self.audit.include_content
             && let Ok(answer) = serde_json::from_slice::<Value>(&answer.bytes)
         {
-            line["content"] = match kind {
+            line.content = Some(match kind {
                 "elicitation" => answer["result"]["content"].clone(),
                 _ => answer["result"]["content"]["text"].clone(),
-            };
+            });
         }
         self.audit.write(line);
     }
@@ -164,25 +228,63 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(mut self, lines: Receiver<String>) {
-        for mut line in lines {
-            line.push('\n');
-            if let Err(e) = self.append(line.as_bytes()) {
-                let n = self.failed.fetch_add(1, Ordering::Relaxed) + 1;
-                if n == 1 || n.is_power_of_two() {
-                    tracing::error!(path = %self.config.path.display(), error = %e, lost = n, "audit log line not written");
+    fn run(mut self, lines: Receiver<Line>) {
+        let mut batch = Vec::with_capacity(BATCH_BYTES);
+        // Waits for a line, then takes every other one already queued: one write for
+        // all of them.
+        while let Ok(first) = lines.recv() {
+            let mut next = Some(first);
+            while let Some(line) = next.take() {
+                let start = batch.len();
+                if serde_json::to_writer(&mut batch, &line).is_err() {
+                    batch.truncate(start);
+                    self.lost(1, "cannot be serialized".into());
+                } else {
+                    batch.push(b'\n');
+                    // What the file would hold before and after this line.
+                    let before = self.size + start as u64;
+                    if before > 0 && self.size + batch.len() as u64 > self.config.max_file_bytes {
+                        // It does not fit: what came before goes to the current file,
+                        // it starts the next one.
+                        let line = batch.split_off(start);
+                        self.flush(&mut batch);
+                        if let Err(e) = self.rotate() {
+                            self.lost(1, e.to_string());
+                            continue;
+                        }
+                        batch = line;
+                    }
+                }
+                if batch.len() < BATCH_BYTES {
+                    next = lines.try_recv().ok();
                 }
             }
+            self.flush(&mut batch);
         }
     }
 
-    fn append(&mut self, line: &[u8]) -> std::io::Result<()> {
-        if self.size > 0 && self.size + line.len() as u64 > self.config.max_file_bytes {
-            self.rotate()?;
+    /// Appends the lines in `batch` to the current file, emptying it.
+    fn flush(&mut self, batch: &mut Vec<u8>) {
+        if batch.is_empty() {
+            return;
         }
-        self.file.write_all(line)?;
-        self.size += line.len() as u64;
-        Ok(())
+        match self.file.write_all(batch) {
+            Ok(()) => self.size += batch.len() as u64,
+            Err(e) => {
+                let n = batch.iter().filter(|b| **b == b'\n').count() as u64;
+                self.lost(n, e.to_string());
+            }
+        }
+        batch.clear();
+    }
+
+    fn lost(&self, lines: u64, why: String) {
+        let before = self.failed.fetch_add(lines, Ordering::Relaxed);
+        let n = before + lines;
+        // Said on the first loss, then each time the count passes a power of two.
+        if before == 0 || n.ilog2() > before.ilog2() {
+            tracing::error!(path = %self.config.path.display(), error = %why, lost = n, "audit log lines not written");
+        }
     }
 
     /// PATH becomes PATH.1, PATH.1 PATH.2, … the oldest past `keep_files` goes.
@@ -209,6 +311,7 @@ impl Writer {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn tap(dir: &Path, max_file_bytes: u64, keep_files: u32) -> (AuditTap, PathBuf) {
         let path = dir.join("audit").join("lodge.jsonl");
@@ -253,17 +356,23 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"counter"}}"#;
         tap.tool_call(
             request,
-            Some(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#),
+            Some((br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#, None)),
             Duration::from_millis(12),
         );
         tap.tool_call(
             request,
-            Some(br#"{"jsonrpc":"2.0","id":1,"result":{"isError":true}}"#),
+            Some((
+                br#"{"jsonrpc":"2.0","id":1,"result":{"isError":true}}"#,
+                None,
+            )),
             Duration::ZERO,
         );
         tap.tool_call(
             request,
-            Some(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"x"}}"#),
+            Some((
+                br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"x"}}"#,
+                Some(-32602),
+            )),
             Duration::ZERO,
         );
         tap.tool_call(request, None, Duration::ZERO);

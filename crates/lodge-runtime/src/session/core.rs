@@ -254,7 +254,7 @@ impl<S> Core<S> {
             }
         }
         if let (Some(tap), Some(request)) = (&self.audit, &pending.request) {
-            let answer = response.as_ref().map(|r| &r.bytes[..]);
+            let answer = response.as_ref().map(|r| (&r.bytes[..], r.error_code));
             tap.tool_call(request, answer, pending.started.elapsed());
         }
         if let Some(reply) = response {
