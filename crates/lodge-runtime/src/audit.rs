@@ -129,6 +129,26 @@ impl AuditTap {
     /// A server's elicitation or sampling request (`method`) answered with `answer`,
     /// counted as `outcome`.
     pub fn server_request(&self, method: &str, outcome: &str, answer: &Message, took: Duration) {
+        self.server_answer(method, outcome, took, || {
+            let mut answer = serde_json::from_slice::<Value>(&answer.bytes).ok()?;
+            Some(answer["result"].take())
+        });
+    }
+
+    /// The same for a 2026-07-28 server's input request (`method`), answered in a
+    /// retry's `inputResponses` with `result` (the answer without a JSON-RPC envelope).
+    pub fn input_answered(&self, method: &str, outcome: &str, result: &Value, took: Duration) {
+        self.server_answer(method, outcome, took, || Some(result.clone()));
+    }
+
+    /// `result` is read only with `include_content`.
+    fn server_answer(
+        &self,
+        method: &str,
+        outcome: &str,
+        took: Duration,
+        result: impl FnOnce() -> Option<Value>,
+    ) {
         let kind = match method {
             "elicitation/create" => "elicitation",
             "sampling/createMessage" => "sampling",
@@ -136,11 +156,11 @@ impl AuditTap {
         };
         let mut line = self.line(kind, method, outcome, took);
         if self.audit.include_content
-            && let Ok(answer) = serde_json::from_slice::<Value>(&answer.bytes)
+            && let Some(result) = result()
         {
             line["content"] = match kind {
-                "elicitation" => answer["result"]["content"].clone(),
-                _ => answer["result"]["content"]["text"].clone(),
+                "elicitation" => result["content"].clone(),
+                _ => result["content"]["text"].clone(),
             };
         }
         self.audit.write(line);
