@@ -317,6 +317,40 @@ mod tests {
     }
 
     #[test]
+    fn an_input_answer_is_a_line_of_its_kind_without_content_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tap, path) = tap(dir.path(), 1 << 20, 2);
+        let answer = json!({"action": "accept", "content": {"name": "Ada"}});
+        tap.input_answered(
+            "elicitation/create",
+            "accept",
+            &answer,
+            Duration::from_millis(5),
+        );
+        tap.input_answered(
+            "roots/list",
+            "accept",
+            &json!({"roots": []}),
+            Duration::ZERO,
+        );
+        tap.input_answered(
+            "sampling/createMessage",
+            "error",
+            &Value::Null,
+            Duration::ZERO,
+        );
+        wait_for(&path, 2);
+        let lines = read_lines(&path);
+        let got: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|l| (l["kind"].as_str().unwrap(), l["outcome"].as_str().unwrap()))
+            .collect();
+        assert_eq!(got, [("elicitation", "accept"), ("sampling", "error")]);
+        assert_eq!(lines[0]["duration_ms"], 5);
+        assert!(lines[0].get("content").is_none(), "include_content is off");
+    }
+
+    #[test]
     fn files_rotate_by_size_and_keep_only_so_many() {
         let dir = tempfile::tempdir().unwrap();
         let (tap, path) = tap(dir.path(), 400, 2);
