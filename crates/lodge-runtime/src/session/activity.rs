@@ -1,5 +1,5 @@
-//! What a session has been doing, for operators: its last protocol events (no
-//! payloads), when it last moved, and whether its server waits on the client's user
+//! What a session has been doing, for operators: its last protocol events (without
+//! payloads unless `[admin] event_payloads` is on), when it last moved, and whether its server waits on the client's user
 //! (an elicitation) or model (sampling). Pure and owned by the session's actor, so
 //! recording costs no lock; the actor feeds it what crosses the session.
 //!
@@ -23,6 +23,10 @@ use tokio::time::Instant;
 
 /// How many protocol events a session keeps (the oldest go first).
 pub const EVENTS_KEPT: usize = 50;
+/// With `[admin] event_payloads`, the most bytes of a message's JSON text an event
+/// keeps (cut on a char boundary): a session holds at most `EVENTS_KEPT` times this
+/// (200 KiB) of payloads.
+pub const PAYLOAD_BYTES: usize = 4096;
 /// How many unanswered server requests are remembered; a server that asks more at
 /// once is still relayed, its oldest questions are just no longer shown. (The same
 /// bound again for a 2026-07-28 server's input requests.)
@@ -37,7 +41,7 @@ pub enum Direction {
     FromServer,
 }
 
-/// One message that crossed the session, without its payload.
+/// One message that crossed the session, with its payload only when configured.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProtocolEvent {
     #[serde(serialize_with = "rfc3339")]
@@ -51,6 +55,35 @@ pub struct ProtocolEvent {
     /// For a response: `ok`, or `error` with its `code`.
     pub status: Option<&'static str>,
     pub code: Option<i64>,
+    /// With `[admin] event_payloads`: the message's JSON text, at most
+    /// [`PAYLOAD_BYTES`] of it (`payload` and `payload_truncated`; both absent when off).
+    #[serde(flatten)]
+    pub payload: Option<Payload>,
+}
+
+/// The start of a message's JSON text, kept in its event.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Payload {
+    /// The text, cut to at most [`PAYLOAD_BYTES`] on a char boundary.
+    pub payload: Box<str>,
+    /// Whether the message was longer than that.
+    pub payload_truncated: bool,
+}
+
+impl Payload {
+    pub fn of(bytes: &[u8]) -> Payload {
+        let head = &bytes[..bytes.len().min(PAYLOAD_BYTES)];
+        // A cut inside a multi-byte char leaves an incomplete sequence at the end:
+        // keep what precedes it. (Messages are parsed JSON, so valid UTF-8.)
+        let text = match std::str::from_utf8(head) {
+            Ok(text) => text,
+            Err(e) => std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default(),
+        };
+        Payload {
+            payload_truncated: text.len() < bytes.len(),
+            payload: text.into(),
+        }
+    }
 }
 
 fn rfc3339<S: serde::Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -100,6 +133,8 @@ pub(crate) struct Activity {
     /// Counts how clients answer the server's questions, and how long they took.
     meter: Option<Arc<ServerMetrics>>,
     audit: Option<crate::audit::AuditTap>,
+    /// `[admin] event_payloads`: events keep their message's text.
+    payloads: bool,
 }
 
 impl Activity {
@@ -112,7 +147,14 @@ impl Activity {
             forget_after,
             meter: None,
             audit: None,
+            payloads: false,
         }
+    }
+
+    /// Events keep (the start of) their message's JSON text.
+    pub fn with_payloads(mut self, on: bool) -> Self {
+        self.payloads = on;
+        self
     }
 
     /// Writes an audit line for each elicitation and sampling request answered.
@@ -162,6 +204,7 @@ impl Activity {
             method,
             status,
             code,
+            payload: self.payloads.then(|| Payload::of(&message.bytes)),
         });
     }
 
@@ -379,6 +422,39 @@ mod tests {
         let json = serde_json::to_value(&events[0]).unwrap();
         assert_eq!(json["time"], "1970-01-01T00:00:05.000Z");
         assert_eq!(json["direction"], "from_client");
+    }
+
+    #[test]
+    fn events_carry_payloads_only_when_configured_and_cut_to_a_bound() {
+        let text = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#;
+        let mut off = activity();
+        off.record(Direction::FromClient, &msg(text), SystemTime::UNIX_EPOCH);
+        let event = &off.events()[0];
+        assert_eq!(event.payload, None);
+        let json = serde_json::to_value(event).unwrap();
+        assert!(json.get("payload").is_none() && json.get("payload_truncated").is_none());
+
+        let mut on = activity().with_payloads(true);
+        on.record(Direction::FromClient, &msg(text), SystemTime::UNIX_EPOCH);
+        let json = serde_json::to_value(&on.events()[0]).unwrap();
+        assert_eq!(json["payload"], text);
+        assert_eq!(json["payload_truncated"], false);
+        assert_eq!(json["method"], "tools/call", "the other fields stay");
+
+        // A long message, with a 3-byte char straddling the bound: cut before it.
+        let head = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"data":""#;
+        let head = format!("{head}{}", "a".repeat(PAYLOAD_BYTES - 1 - head.len()));
+        let long = format!(r#"{head}€€€€"}}}}"#);
+        let message = Message::parse(Bytes::from(long.clone())).unwrap();
+        on.record(Direction::FromServer, &message, SystemTime::UNIX_EPOCH);
+        let payload = on.events()[1].payload.clone().unwrap();
+        assert!(payload.payload_truncated);
+        assert_eq!(*payload.payload, head, "cut before the char, not inside it");
+        assert_eq!(payload.payload.len(), PAYLOAD_BYTES - 1);
+        // Exactly the bound is whole; one byte more is cut.
+        let ascii = "b".repeat(PAYLOAD_BYTES);
+        assert!(!Payload::of(ascii.as_bytes()).payload_truncated);
+        assert!(Payload::of(format!("{ascii}c").as_bytes()).payload_truncated);
     }
 
     #[test]

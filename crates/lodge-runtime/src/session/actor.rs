@@ -196,7 +196,8 @@ impl Actor {
             Budget::new(parts.runtime.budget().clone()),
             now,
         );
-        let mut activity = Activity::new(parts.shared.created_at, config.request_timeout);
+        let mut activity = Activity::new(parts.shared.created_at, config.request_timeout)
+            .with_payloads(config.event_payloads);
         if let Some(meter) = &meter {
             core = core.metered(meter.clone());
             activity = activity.metered(meter.clone());
