@@ -281,8 +281,20 @@ impl Activity {
     }
 
     /// Whether a 2026-07-28 server has an input request out (for outbound retries to
-    /// be looked at).
-    pub fn inputs_asked(&self) -> bool {
+    /// be looked at). Questions past the call timeout are dropped here (they are
+    /// oldest first), so one the client never retries stops costing outbound messages
+    /// their look.
+    pub fn inputs_asked(&mut self) -> bool {
+        if !self.inputs.is_empty() {
+            let now = Instant::now();
+            while self
+                .inputs
+                .front()
+                .is_some_and(|i| now.duration_since(i.since) >= self.forget_after)
+            {
+                self.inputs.pop_front();
+            }
+        }
         !self.inputs.is_empty()
     }
 
@@ -596,6 +608,12 @@ mod tests {
         a.server_asks_input("confirm", "elicitation/create");
         tokio::time::advance(Duration::from_secs(61)).await;
         assert_eq!(a.waiting_on(false), None);
+        assert!(
+            !a.inputs_asked(),
+            "outbound messages are no longer looked at"
+        );
+        a.server_asks_input("confirm", "elicitation/create");
+        tokio::time::advance(Duration::from_secs(61)).await;
         a.server_asks_input("other", "roots/list");
         assert_eq!(a.inputs.len(), 1);
         for n in 0..WAITS_KEPT * 2 {
