@@ -193,6 +193,32 @@ impl AuditTap {
         answer: &Message,
         took: Duration,
     ) {
+        self.server_answer(method, outcome, took, || {
+            let mut answer = serde_json::from_slice::<Value>(&answer.bytes).ok()?;
+            Some(answer["result"].take())
+        });
+    }
+
+    /// The same for a 2026-07-28 server's input request (`method`), answered in a
+    /// retry's `inputResponses` with `result` (the answer without a JSON-RPC envelope).
+    pub fn input_answered(
+        &self,
+        method: &str,
+        outcome: &'static str,
+        result: &Value,
+        took: Duration,
+    ) {
+        self.server_answer(method, outcome, took, || Some(result.clone()));
+    }
+
+    /// `result` is read only with `include_content`.
+    fn server_answer(
+        &self,
+        method: &str,
+        outcome: &'static str,
+        took: Duration,
+        result: impl FnOnce() -> Option<Value>,
+    ) {
         let kind = match method {
             "elicitation/create" => "elicitation",
             "sampling/createMessage" => "sampling",
@@ -200,11 +226,11 @@ impl AuditTap {
         };
         let mut line = self.line(kind, method, outcome, took);
         if self.audit.include_content
-            && let Ok(answer) = serde_json::from_slice::<Value>(&answer.bytes)
+            && let Some(result) = result()
         {
             line.content = Some(match kind {
-                "elicitation" => answer["result"]["content"].clone(),
-                _ => answer["result"]["content"]["text"].clone(),
+                "elicitation" => result["content"].clone(),
+                _ => result["content"]["text"].clone(),
             });
         }
         self.audit.write(line);
@@ -403,6 +429,40 @@ mod tests {
             )
         );
         assert!(humantime::parse_rfc3339(first["time"].as_str().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn an_input_answer_is_a_line_of_its_kind_without_content_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tap, path) = tap(dir.path(), 1 << 20, 2);
+        let answer = json!({"action": "accept", "content": {"name": "Ada"}});
+        tap.input_answered(
+            "elicitation/create",
+            "accept",
+            &answer,
+            Duration::from_millis(5),
+        );
+        tap.input_answered(
+            "roots/list",
+            "accept",
+            &json!({"roots": []}),
+            Duration::ZERO,
+        );
+        tap.input_answered(
+            "sampling/createMessage",
+            "error",
+            &Value::Null,
+            Duration::ZERO,
+        );
+        wait_for(&path, 2);
+        let lines = read_lines(&path);
+        let got: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|l| (l["kind"].as_str().unwrap(), l["outcome"].as_str().unwrap()))
+            .collect();
+        assert_eq!(got, [("elicitation", "accept"), ("sampling", "error")]);
+        assert_eq!(lines[0]["duration_ms"], 5);
+        assert!(lines[0].get("content").is_none(), "include_content is off");
     }
 
     #[test]

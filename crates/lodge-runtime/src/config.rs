@@ -47,6 +47,10 @@ pub struct SessionConfig {
     pub max_buffered_bytes_total: usize,
     /// Keys for sealing `requestState`s (`None`: a random key, valid in this process).
     pub request_state_keys: Option<Arc<lodge_proto::seal::KeyRing>>,
+    /// `[admin] event_payloads`: each protocol event of a session (the admin API's
+    /// `events`) keeps its message's JSON text, cut to 4 KiB; at most 50 events, so
+    /// 200 KiB a session. Off by default: payloads may hold users' data.
+    pub event_payloads: bool,
 }
 
 impl Default for SessionConfig {
@@ -68,6 +72,7 @@ impl Default for SessionConfig {
             request_timeout: Duration::from_secs(30 * 60),
             max_buffered_bytes: 64 << 20,
             max_buffered_bytes_total: 1 << 30,
+            event_payloads: false,
         }
     }
 }

@@ -167,6 +167,13 @@ impl Asked {
     }
 }
 
+/// An elicitation result's `action`, read without the rest of the answer.
+#[derive(serde::Deserialize)]
+struct Action<'a> {
+    #[serde(borrow)]
+    action: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// How a client answered a server's request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -198,16 +205,33 @@ impl Outcome {
             #[serde(borrow)]
             result: Option<Action<'a>>,
         }
-        #[derive(serde::Deserialize)]
-        struct Action<'a> {
-            #[serde(borrow)]
-            action: Option<std::borrow::Cow<'a, str>>,
-        }
         let action = serde_json::from_slice::<Answer>(&message.bytes)
             .ok()
             .and_then(|a| a.result)
             .and_then(|r| r.action);
-        match action.as_deref() {
+        Outcome::of_action(action.as_deref())
+    }
+
+    /// The outcome of `answer`, one value of a 2026-07-28 retry's `inputResponses`
+    /// (the result a client gives an input request, with no JSON-RPC envelope): a
+    /// value that is not an object (Lodge sends `null` for a legacy client's error
+    /// answer) or carries an `error` is `error`; otherwise as [`Outcome::of`].
+    pub fn of_answer(asked: Asked, answer: &serde_json::Value) -> Outcome {
+        let Some(answer) = answer.as_object() else {
+            return Outcome::Error;
+        };
+        if answer.contains_key("error") {
+            return Outcome::Error;
+        }
+        if asked != Asked::Elicitation {
+            return Outcome::Accept;
+        }
+        Outcome::of_action(answer.get("action").and_then(serde_json::Value::as_str))
+    }
+
+    /// An elicitation result's `action`; a missing or unknown one is an error.
+    fn of_action(action: Option<&str>) -> Outcome {
+        match action {
             Some("decline") => Outcome::Decline,
             Some("cancel") => Outcome::Cancel,
             Some("accept") => Outcome::Accept,
@@ -830,6 +854,29 @@ mod tests {
         assert_eq!(Outcome::of(Asked::Roots, &error), Outcome::Error);
         assert_eq!(Asked::of("roots/list"), Some(Asked::Roots));
         assert_eq!(Asked::of("ping"), None);
+    }
+
+    #[test]
+    fn input_responses_of_a_retry_have_outcomes() {
+        use serde_json::json;
+        let e = Asked::Elicitation;
+        let of = Outcome::of_answer;
+        assert_eq!(
+            of(e, &json!({"action":"accept","content":{}})),
+            Outcome::Accept
+        );
+        assert_eq!(of(e, &json!({"action":"decline"})), Outcome::Decline);
+        assert_eq!(of(e, &json!({"action":"cancel"})), Outcome::Cancel);
+        assert_eq!(of(e, &json!({"role":"assistant"})), Outcome::Error);
+        assert_eq!(of(e, &serde_json::Value::Null), Outcome::Error);
+        let sampled = json!({"role":"assistant","content":{"type":"text","text":"x"}});
+        assert_eq!(of(Asked::Sampling, &sampled), Outcome::Accept);
+        assert_eq!(of(Asked::Roots, &json!({"roots":[]})), Outcome::Accept);
+        assert_eq!(
+            of(Asked::Roots, &json!({"error":{"code":-1}})),
+            Outcome::Error
+        );
+        assert_eq!(of(Asked::Sampling, &json!("text")), Outcome::Error);
     }
 
     /// Metrics with a series of every family.

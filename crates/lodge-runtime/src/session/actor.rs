@@ -88,7 +88,9 @@ impl Drop for Slot {
 }
 
 /// The link to the server as the adapters see it: what Lodge sends on it also tells
-/// the session's activity when a question of the server's has been answered.
+/// the session's activity when a question of the server's has been answered (a
+/// legacy server's request by a response, a 2026-07-28 server's input request by a
+/// retry's `inputResponses`), and adapters tell it of a 2026-07-28 server's questions.
 struct Outbound<'a> {
     link: &'a mut Link,
     activity: &'a mut Activity,
@@ -109,10 +111,23 @@ impl ToServer for Outbound<'_> {
                 }
             }
         }
+        // Only while a 2026-07-28 server has an input request out (never for a legacy
+        // server); and a message is parsed only if it names `inputResponses`.
+        if self.activity.inputs_asked() {
+            for bytes in &messages {
+                if let Some(responses) = super::activity::input_responses(bytes) {
+                    self.activity.answered_inputs(&responses);
+                }
+            }
+        }
         if let Some(meter) = self.meter {
             meter.relayed(Toward::Server, messages.iter().map(Bytes::len).sum());
         }
         self.link.send(messages, self.trace)
+    }
+
+    fn server_asks(&mut self, key: &str, method: &str) {
+        self.activity.server_asks_input(key, method);
     }
 }
 
@@ -181,7 +196,8 @@ impl Actor {
             Budget::new(parts.runtime.budget().clone()),
             now,
         );
-        let mut activity = Activity::new(parts.shared.created_at, config.request_timeout);
+        let mut activity = Activity::new(parts.shared.created_at, config.request_timeout)
+            .with_payloads(config.event_payloads);
         if let Some(meter) = &meter {
             core = core.metered(meter.clone());
             activity = activity.metered(meter.clone());
@@ -300,7 +316,7 @@ impl Actor {
         let (now, wall) = (Instant::now(), SystemTime::now());
         let on_wall_clock = |at: Instant| wall + at.saturating_duration_since(now);
         let in_flight = self.core.in_flight();
-        let waiting_on = self.activity.waiting_on().filter(|_| in_flight > 0);
+        let waiting_on = self.activity.waiting_on(in_flight > 0);
         let state = if self.env.shared.hosting.get().is_none() {
             SessionState::Starting
         } else if waiting_on.is_some() {

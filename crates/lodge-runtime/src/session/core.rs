@@ -21,6 +21,11 @@ use tokio::time::Instant;
 /// Where messages for the server go: all of a batch, or none.
 pub(crate) trait ToServer {
     fn send(&mut self, messages: Vec<Bytes>) -> Result<(), SessionError>;
+
+    /// A 2026-07-28 server asked the client `method` under input `key`, in an
+    /// `input_required` result (it is a question for the session's activity, told
+    /// by the adapter that read the result; the retry answering it is sent here).
+    fn server_asks(&mut self, _key: &str, _method: &str) {}
 }
 
 /// A response for a client, with its JSON-RPC error code if it is an error.

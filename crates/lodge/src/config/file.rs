@@ -112,6 +112,10 @@ pub(super) struct AdminSection {
     pub token_file: Option<PathBuf>,
     /// Or an `[auth]` token with this scope.
     pub scope: Option<String>,
+    /// Protocol events in `GET /admin/sessions/{id}` carry their message's JSON text
+    /// (its first 4 KiB).
+    #[serde(default)]
+    pub event_payloads: bool,
 }
 
 #[derive(Deserialize, Default)]

@@ -296,6 +296,7 @@ impl Settings {
                 Some(path) => Some(Arc::new(read_key_file(&file_dir.join(path))?)),
                 None => None,
             },
+            event_payloads: file.admin.event_payloads,
             ..defaults
         };
         if session.max_sessions == 0 {
@@ -512,6 +513,7 @@ command = ["cat"]
         assert_eq!(s.listen.port(), 9000);
         assert_eq!(s.session.idle_timeout, Duration::from_secs(600));
         assert_eq!(s.session.max_sessions, 5);
+        assert!(!s.session.event_payloads, "off by default");
         assert_eq!(s.session.max_buffered_bytes, 8 << 20);
         assert_eq!(s.session.max_buffered_bytes_total, 1 << 30, "the default");
         assert_eq!(s.servers.len(), 2);
@@ -695,6 +697,7 @@ sessions_per_minute = 10
 [admin]
 token_file = "admin.token"
 scope = "mcp:admin"
+event_payloads = true
 [[server]]
 name = "a"
 command = ["cat"]
@@ -715,6 +718,10 @@ quota = { max_sessions = 1 }
         );
         assert_eq!(s.admin.token.as_deref(), Some("0123456789abcdef0123"));
         assert_eq!(s.admin.scope.as_deref(), Some("mcp:admin"));
+        assert!(
+            s.session.event_payloads,
+            "[admin] event_payloads reaches the sessions"
+        );
         let quota = s.servers[0].quota;
         assert_eq!((quota.max_sessions, quota.sessions_per_minute), (1, 10));
     }

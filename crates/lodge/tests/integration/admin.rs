@@ -173,6 +173,12 @@ async fn the_session_list_says_what_each_session_does_and_filters_it() {
         !detail.to_string().contains("protocolVersion"),
         "no payloads"
     );
+    assert!(
+        events
+            .iter()
+            .all(|e| e.get("payload").is_none() && e.get("payload_truncated").is_none()),
+        "{events:?}"
+    );
 
     let (status, body) = get(&format!("{admin}/admin/sessions/no-such-session")).await;
     assert_eq!(status, 404, "{body}");
@@ -180,12 +186,29 @@ async fn the_session_list_says_what_each_session_does_and_filters_it() {
 
 #[tokio::test]
 async fn an_operator_stops_a_session_its_sandbox_ends_and_its_client_learns_why() {
-    let (lodge, admin) = Lodge::with_admin(&demo_server_toml()).await;
+    // With `[admin] event_payloads`, its events show what crossed it, too.
+    let config = format!("{}\n[admin]\nevent_payloads = true\n", demo_server_toml());
+    let (lodge, admin) = Lodge::with_admin(&config).await;
     let mut client = Raw::new(lodge.url());
     client.initialize().await;
     let id = client.session.clone().unwrap();
     let (_, detail) = get(&format!("{admin}/admin/sessions/{id}")).await;
     let pid = u32::try_from(detail["pid"].as_u64().unwrap()).unwrap();
+    let events = detail["events"].as_array().unwrap();
+    let initialized = events
+        .iter()
+        .find(|e| e["kind"] == "response" && e["method"] == "initialize")
+        .unwrap_or_else(|| panic!("{events:?}"));
+    let payload: Value = serde_json::from_str(initialized["payload"].as_str().unwrap()).unwrap();
+    assert!(
+        payload["result"]["protocolVersion"].is_string(),
+        "{payload}"
+    );
+    assert_eq!(initialized["payload_truncated"], false);
+    assert!(
+        events.iter().all(|e| e["payload"].is_string()),
+        "{events:?}"
+    );
 
     let http = reqwest::Client::new();
     let url = format!("{admin}/admin/sessions/{id}");

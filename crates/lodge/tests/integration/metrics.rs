@@ -1,10 +1,11 @@
 //! `/metrics` against a real Lodge: a scripted workload (sessions ended every way a
 //! test can end them, elicitations accepted and declined, a server's JSON-RPC error,
-//! a 404) moves each counter it touches by exactly what it did.
+//! a 404) moves each counter it touches by exactly what it did. A 2026-07-28 server's
+//! elicitations (asked in `input_required` results) count like a legacy server's.
 
 #![allow(clippy::unwrap_used)]
 
-use crate::common::{Lodge, Raw, demo_server_toml, eventually, process_alive};
+use crate::common::{Lodge, Raw, conformance_server, demo_server_toml, eventually, process_alive};
 use lodge_testkit::sse::EventReader;
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -125,11 +126,101 @@ async fn plan_trip(raw: &Raw, action: &str, admin: &str) -> String {
         .to_string()
 }
 
+/// The 2026-07-28 conformance server's elicitation tool, called by a 2026-07-28
+/// client: its `input_required` result shows the session waiting on the user until
+/// the retry answers `{"name": "Ada"}`. Returns the runtime session's id.
+async fn elicit_modern(url: &str, admin: &str) -> String {
+    let http = reqwest::Client::new();
+    let tool = "test_input_required_result_elicitation";
+    let post = |id: u64, session: Option<&str>, extra: Value| {
+        let mut params = json!({"name": tool, "arguments": {},
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}}}});
+        params
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let body = json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":params});
+        lodge_testkit::http::modern_post(
+            &http,
+            url,
+            session,
+            "tools/call",
+            Some(tool),
+            body.to_string(),
+        )
+    };
+    let reply = Raw::send(post(1, None, json!({}))).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let session = reply.headers["lodge-session-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let result = last_json(&reply)["result"].clone();
+    assert_eq!(result["resultType"], "input_required", "{result}");
+    assert_eq!(
+        result["inputRequests"]["user_name"]["method"],
+        "elicitation/create"
+    );
+    let detail = Raw::send(http.get(format!("{admin}/admin/sessions/{session}"))).await;
+    let detail = detail.json();
+    assert_eq!(
+        (&detail["state"], &detail["waiting_on"]),
+        (&json!("waiting"), &json!("user")),
+        "{detail}"
+    );
+    let answer = json!({"user_name": {"action": "accept", "content": {"name": "Ada"}}});
+    let mut retry = json!({"inputResponses": answer});
+    if let Some(state) = result.get("requestState") {
+        retry["requestState"] = state.clone();
+    }
+    let reply = Raw::send(post(2, Some(&session), retry)).await;
+    let done = last_json(&reply);
+    assert_eq!(
+        done["result"]["content"][0]["text"], "Hello, Ada!",
+        "{done}"
+    );
+    let detail = Raw::send(http.get(format!("{admin}/admin/sessions/{session}"))).await;
+    assert_eq!(detail.json()["waiting_on"], Value::Null, "{}", detail.body);
+    session
+}
+
+/// The JSON of a reply's body, or of its last SSE event.
+fn last_json(reply: &lodge_testkit::raw::Reply) -> Value {
+    match reply.events().last() {
+        Some(event) => event.json(),
+        None => reply.json(),
+    }
+}
+
+/// The same tool called by a legacy client, whose elicitation (pushed by Lodge) it
+/// declines.
+async fn elicit_legacy_of_modern(url: &str) {
+    let mut raw = Raw::new(url.to_string());
+    raw.initialize().await;
+    let call = raw.post_builder(&json!({"jsonrpc":"2.0","id":1,"method":"tools/call",
+        "params":{"name":"test_input_required_result_elicitation"}}));
+    let mut reader = EventReader::new(call.send().await.unwrap());
+    let ask = next_matching(&mut reader, |v| v["method"] == "elicitation/create").await;
+    let answer = raw
+        .post(json!({"jsonrpc":"2.0","id":ask["id"],"result":{"action":"decline"}}))
+        .await;
+    assert_eq!(answer.status, 202, "{}", answer.body);
+    let response = next_matching(&mut reader, |v| v["id"] == 1).await;
+    assert_eq!(
+        response["result"]["content"][0]["text"], "No name given: action=decline.",
+        "{response}"
+    );
+    assert!(matches!(delete(&raw).await, 200 | 204));
+}
+
 #[tokio::test]
 async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
     let config = format!(
-        "{}\n[session]\nidle_timeout = \"3s\"\n[audit]\npath = \"audit/lodge.jsonl\"\ninclude_content = true\n",
-        demo_server_toml()
+        "{}\n[[server]]\nname = \"modern\"\ncommand = [{:?}]\nprotocol = \"modern\"\n\
+         [session]\nidle_timeout = \"3s\"\n[audit]\npath = \"audit/lodge.jsonl\"\ninclude_content = true\n",
+        demo_server_toml(),
+        conformance_server()
     );
     let (lodge, admin) = Lodge::with_admin(&config).await;
     let url = format!("{}/mcp/demo", lodge.base);
@@ -242,9 +333,17 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
     assert_eq!(reply.status, 404, "{}", reply.body);
     let ghost_code = reply.json()["error"]["code"].as_i64().unwrap();
 
+    // 8. and 9. A 2026-07-28 server's elicitation, asked in an input_required result:
+    //    answered (accept) in a 2026-07-28 client's retry, passed through; and pushed
+    //    by Lodge to a legacy client, who declines.
+    let modern_url = format!("{}/mcp/modern", lodge.base);
+    elicit_modern(&modern_url, &admin).await;
+    elicit_legacy_of_modern(&modern_url).await;
+
     let after = Scrape::take(&admin).await;
     let delta = |series: &str| after.get(series) - before.get(series);
     let demo = |name: &str, labels: &str| format!("{name}{{server=\"demo\",{labels}}}");
+    let modern = |name: &str, labels: &str| format!("{name}{{server=\"modern\",{labels}}}");
     let expected: Vec<(String, f64)> = vec![
         (demo("lodge_sessions_started_total", r#"era="legacy""#), 6.0),
         (demo("lodge_sessions_started_total", r#"era="modern""#), 1.0),
@@ -370,6 +469,28 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
             demo("lodge_http_requests_total", r#"method="POST",status="404""#),
             1.0,
         ),
+        // The 2026-07-28 server's questions, each counted once, when answered.
+        (
+            modern(
+                "lodge_server_requests_total",
+                r#"method="elicitation/create",outcome="accept""#,
+            ),
+            1.0,
+        ),
+        (
+            modern(
+                "lodge_server_requests_total",
+                r#"method="elicitation/create",outcome="decline""#,
+            ),
+            1.0,
+        ),
+        (
+            modern(
+                "lodge_server_request_wait_seconds_count",
+                r#"method="elicitation/create""#,
+            ),
+            2.0,
+        ),
     ];
     let wrong: Vec<String> = expected
         .iter()
@@ -419,26 +540,56 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
     // of that workload, in order.
     let audit = lodge.config_dir().join("audit/lodge.jsonl");
     let trip = json!({"destination":"Lisbon","days":3,"budget":"comfort","flights":false});
+    let name = json!({"name": "Ada"});
+    let elicits = "test_input_required_result_elicitation";
     let expected = [
-        ("tool_call", "counter", "ok", None),
-        ("tool_call", "no_such_tool", "error", None),
-        ("tool_call", "counter", "ok", None),
-        ("tool_call", "slow", "ended", None),
-        ("elicitation", "elicitation/create", "accept", Some(trip)),
+        ("demo", "tool_call", "counter", "ok", None),
+        ("demo", "tool_call", "no_such_tool", "error", None),
+        ("demo", "tool_call", "counter", "ok", None),
+        ("demo", "tool_call", "slow", "ended", None),
         (
+            "demo",
+            "elicitation",
+            "elicitation/create",
+            "accept",
+            Some(trip),
+        ),
+        (
+            "demo",
             "sampling",
             "sampling/createMessage",
             "accept",
             Some(json!("Day 1: walk.")),
         ),
-        ("tool_call", "plan_trip", "ok", None),
+        ("demo", "tool_call", "plan_trip", "ok", None),
         (
+            "demo",
             "elicitation",
             "elicitation/create",
             "decline",
             Some(Value::Null),
         ),
-        ("tool_call", "plan_trip", "ok", None),
+        ("demo", "tool_call", "plan_trip", "ok", None),
+        // The 2026-07-28 client's call: its input_required round, the answer its
+        // retry carried, the retry.
+        ("modern", "tool_call", elicits, "ok", None),
+        (
+            "modern",
+            "elicitation",
+            "elicitation/create",
+            "accept",
+            Some(name),
+        ),
+        ("modern", "tool_call", elicits, "ok", None),
+        // The legacy client's: Lodge's rounds stay inside the one call.
+        (
+            "modern",
+            "elicitation",
+            "elicitation/create",
+            "decline",
+            Some(Value::Null),
+        ),
+        ("modern", "tool_call", elicits, "ok", None),
     ];
     let mut lines: Vec<Value> = Vec::new();
     eventually(Duration::from_secs(10), "the audit lines", async || {
@@ -451,7 +602,7 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
     })
     .await;
     assert_eq!(lines.len(), expected.len(), "{lines:#?}");
-    for (line, (kind, name, outcome, content)) in lines.iter().zip(expected) {
+    for (line, (server, kind, name, outcome, content)) in lines.iter().zip(expected) {
         let got = (
             line["kind"].as_str().unwrap(),
             line["name"].as_str().unwrap(),
@@ -460,7 +611,7 @@ async fn a_workload_moves_each_counter_by_exactly_what_it_did() {
         assert_eq!(got, (kind, name, outcome), "{line}");
         assert_eq!(
             (&line["server"], &line["principal"]),
-            (&json!("demo"), &Value::Null)
+            (&json!(server), &Value::Null)
         );
         assert!(
             line["session"].as_str().is_some_and(|s| s.len() == 32),

@@ -434,6 +434,42 @@ fn passthrough_remaps_ids_both_ways() {
 }
 
 #[test]
+fn passthrough_tells_the_activity_of_a_servers_input_requests_only() {
+    let mut s = Session::modern_passthrough();
+    let _rx = s
+        .modern(&modern_request(
+            3,
+            "tools/call",
+            json!({"name": "ask"}),
+            json!({}),
+        ))
+        .unwrap();
+    s.server(r#"{"jsonrpc":"2.0","id":"lodge:1","result":{"resultType":"input_required","requestState":"x","inputRequests":{"user_name":{"method":"elicitation/create","params":{"message":"?"}},"model":{"method":"sampling/createMessage","params":{}}}}}"#);
+    assert_eq!(
+        s.out.asked,
+        [
+            ("model".to_string(), "sampling/createMessage".to_string()),
+            ("user_name".to_string(), "elicitation/create".to_string())
+        ]
+    );
+    // A complete result that merely mentions the word, and another method's: nothing.
+    let _rx = s
+        .modern(&modern_request(
+            4,
+            "tools/call",
+            json!({"name": "ask"}),
+            json!({}),
+        ))
+        .unwrap();
+    s.server(r#"{"jsonrpc":"2.0","id":"lodge:2","result":{"content":[{"type":"text","text":"input_required"}]}}"#);
+    let _rx = s
+        .modern(&modern_request(5, "tools/list", json!({}), json!({})))
+        .unwrap();
+    s.server(r#"{"jsonrpc":"2.0","id":"lodge:3","result":{"resultType":"input_required","inputRequests":{"k":{"method":"roots/list"}}}}"#);
+    assert_eq!(s.out.asked.len(), 2);
+}
+
+#[test]
 fn passthrough_subscriptions_are_retagged_and_idle() {
     let mut s = Session::modern_passthrough();
     let mut rx = s

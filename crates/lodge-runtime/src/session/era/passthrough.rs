@@ -62,10 +62,19 @@ pub(super) fn call(
 pub(super) fn on_server_message(ctx: &mut Ctx<'_>, message: Message) {
     match &message.kind {
         Kind::Response { id } => {
-            let Some(CallState::Passthrough(call)) = ctx.core.get(id).map(|p| &p.state) else {
+            let Some(pending) = ctx.core.get(id) else {
                 tracing::debug!(session = %ctx.env.session, %id, "response to no pending call dropped");
                 return;
             };
+            let CallState::Passthrough(call) = &pending.state else {
+                tracing::debug!(session = %ctx.env.session, %id, "response to no pending call dropped");
+                return;
+            };
+            if may_ask(pending.method.as_str()) {
+                for (key, method) in input_requests(&message.bytes) {
+                    ctx.out.server_asks(&key, &method);
+                }
+            }
             let bytes = replace_id(&message.bytes, &call.client_id)
                 .unwrap_or_else(|| message.bytes.clone());
             ctx.core.complete(id, Some(Reply::relayed(bytes, &message)));
@@ -108,6 +117,51 @@ pub(super) fn on_server_message(ctx: &mut Ctx<'_>, message: Message) {
                 tracing::debug!(session = %ctx.env.session, %method, "notification outside any subscription dropped")
             }
         },
+    }
+}
+
+/// Whether a call of `method` may end in an `input_required` result (SEP-2322).
+fn may_ask(method: &str) -> bool {
+    matches!(method, "tools/call" | "prompts/get" | "resources/read")
+}
+
+/// The input requests (key, method) of a 2026-07-28 server's response, if it is an
+/// `input_required` result.
+///
+/// Passthrough relays results unparsed, and this adapter only ever serves 2026-07-28
+/// servers, so a legacy server's messages never come here (its questions are
+/// requests, seen by `Activity::record`). For a modern server the cost is one
+/// vectorised byte search of a call's response for `input_required`; only a response
+/// containing it (an MRTR round, or a result that merely mentions the word) is
+/// parsed, and then only as far as `resultType` and each request's `method`.
+fn input_requests(bytes: &[u8]) -> Vec<(String, String)> {
+    #[derive(serde::Deserialize)]
+    struct Response {
+        result: Option<InputRequired>,
+    }
+    #[derive(serde::Deserialize)]
+    struct InputRequired {
+        #[serde(rename = "resultType")]
+        result_type: Option<String>,
+        #[serde(rename = "inputRequests", default)]
+        input_requests: std::collections::BTreeMap<String, Request>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Request {
+        method: String,
+    }
+    if memchr::memmem::find(bytes, b"input_required").is_none() {
+        return Vec::new();
+    }
+    match serde_json::from_slice::<Response>(bytes) {
+        Ok(Response {
+            result: Some(result),
+        }) if result.result_type.as_deref() == Some("input_required") => result
+            .input_requests
+            .into_iter()
+            .map(|(key, request)| (key, request.method))
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -20,10 +20,12 @@ use tokio::time::Instant;
 
 pub const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{"elicitation":{}},"clientInfo":{"name":"t","version":"1"}}}"#;
 
-/// Stands in for the server's link: records what Lodge sends; `busy` refuses it.
+/// Stands in for the server's link: records what Lodge sends, and the 2026-07-28
+/// server's input requests it was told of (key, method); `busy` refuses sending.
 #[derive(Default)]
 pub struct Recorder {
     sent: Vec<Bytes>,
+    pub asked: Vec<(String, String)>,
     pub busy: bool,
 }
 
@@ -34,6 +36,10 @@ impl ToServer for Recorder {
         }
         self.sent.extend(messages);
         Ok(())
+    }
+
+    fn server_asks(&mut self, key: &str, method: &str) {
+        self.asked.push((key.into(), method.into()));
     }
 }
 

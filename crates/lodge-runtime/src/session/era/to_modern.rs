@@ -296,6 +296,8 @@ impl ToModern {
         call.awaiting = requests.len();
         let mut pushes = Vec::new();
         for (key, request) in requests {
+            // Parsed here anyway: the activity learns of the question for free.
+            ctx.out.server_asks(&key, &request.method);
             let push_id = ctx.core.mint_id();
             let params = request.params.as_deref().map_or("{}", RawValue::get);
             let push = format!(

@@ -109,6 +109,11 @@ fn input_required_becomes_requests_to_the_client_and_a_retry() {
     let pushed = only_json(&mut rx);
     assert_eq!(pushed["method"], "elicitation/create");
     assert_eq!(pushed["params"], json!({"message": "?"}));
+    assert_eq!(
+        s.out.asked,
+        [("q".to_string(), "elicitation/create".to_string())],
+        "the activity learns of the question"
+    );
     let push_id = pushed["id"].as_str().unwrap().to_string();
     assert!(push_id.starts_with("lodge:"));
     s.deliver(
