@@ -469,21 +469,27 @@ mod tests {
     fn files_rotate_by_size_and_keep_only_so_many() {
         let dir = tempfile::tempdir().unwrap();
         let (tap, path) = tap(dir.path(), 400, 2);
-        let request = br#"{"params":{"name":"t"}}"#;
-        for _ in 0..40 {
-            tap.tool_call(request, None, Duration::ZERO);
+        for n in 0..40 {
+            let request = format!(r#"{{"params":{{"name":"t{n}"}}}}"#);
+            tap.tool_call(request.as_bytes(), None, Duration::ZERO);
         }
         let rotated = |n: u32| PathBuf::from(format!("{}.{n}", path.display()));
-        for _ in 0..200 {
-            let total: usize = [path.clone(), rotated(1), rotated(2)]
-                .iter()
-                .map(|p| read_lines(p).len())
-                .sum();
-            if rotated(2).exists() && fs::metadata(&path).unwrap().len() > 0 && total > 0 {
+        // The writer is done once the live file ends with the last line (lines are
+        // written in order); before that a file may be mid-write or mid-rename.
+        let last_name = || {
+            let text = fs::read_to_string(&path).unwrap_or_default();
+            let line = text.lines().last().unwrap_or_default().to_owned();
+            serde_json::from_str::<Value>(&line).ok()?["name"]
+                .as_str()
+                .map(str::to_owned)
+        };
+        for _ in 0..500 {
+            if last_name().as_deref() == Some("t39") {
                 break;
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        assert_eq!(last_name().as_deref(), Some("t39"));
         assert!(rotated(1).exists() && rotated(2).exists());
         assert!(!rotated(3).exists(), "only keep_files rotated files");
         for p in [path.clone(), rotated(1), rotated(2)] {
