@@ -3,7 +3,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng};
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -35,28 +35,49 @@ impl Sealer {
 
     pub fn seal(&self, payload: &impl Serialize) -> String {
         let plain = serde_json::to_vec(payload).unwrap_or_default();
-        let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
-        // Encryption fails only for absurd lengths (> 256 GiB).
-        let sealed = self
-            .cipher
-            .encrypt(&nonce, plain.as_slice())
-            .unwrap_or_default();
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&sealed);
-        URL_SAFE_NO_PAD.encode(out)
+        URL_SAFE_NO_PAD.encode(self.seal_bytes(&plain, b""))
     }
 
     pub fn open<T: DeserializeOwned>(&self, token: &str) -> Result<T, Unsealable> {
         let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| Unsealable)?;
+        let plain = self.open_bytes(&raw, b"")?;
+        serde_json::from_slice(&plain).map_err(|_| Unsealable)
+    }
+
+    /// `plain` sealed as nonce, ciphertext and tag; `context` is authenticated but not
+    /// carried, so a token sealed for one use never opens as another's.
+    pub fn seal_bytes(&self, plain: &[u8], context: &[u8]) -> Vec<u8> {
+        let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+        // Encryption fails only for absurd lengths (> 256 GiB).
+        let sealed = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plain,
+                    aad: context,
+                },
+            )
+            .unwrap_or_default();
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    pub fn open_bytes(&self, raw: &[u8], context: &[u8]) -> Result<Vec<u8>, Unsealable> {
         if raw.len() <= NONCE_LEN {
             return Err(Unsealable);
         }
         let (nonce, sealed) = raw.split_at(NONCE_LEN);
-        let plain = self
-            .cipher
-            .decrypt(Nonce::from_slice(nonce), sealed)
-            .map_err(|_| Unsealable)?;
-        serde_json::from_slice(&plain).map_err(|_| Unsealable)
+        self.cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: context,
+                },
+            )
+            .map_err(|_| Unsealable)
     }
 }
 
@@ -166,12 +187,29 @@ impl KeyRing {
 
     pub fn open<T: DeserializeOwned>(&self, token: &str) -> Result<T, Unsealable> {
         let (id, sealed) = token.split_once('.').ok_or(Unsealable)?;
-        let sealer = match &self.previous {
-            _ if id == self.current.0 => &self.current.1,
-            Some((previous, sealer)) if id == previous => sealer,
-            _ => return Err(Unsealable),
-        };
-        sealer.open(sealed)
+        self.sealer(id)?.open(sealed)
+    }
+
+    /// `KID.BASE64URL` of `plain` sealed under the current key with `context`
+    /// (see [`Sealer::seal_bytes`]).
+    pub fn seal_bytes(&self, plain: &[u8], context: &[u8]) -> String {
+        let sealed = self.current.1.seal_bytes(plain, context);
+        format!("{}.{}", self.current.0, URL_SAFE_NO_PAD.encode(sealed))
+    }
+
+    pub fn open_bytes(&self, token: &str, context: &[u8]) -> Result<Vec<u8>, Unsealable> {
+        let (id, sealed) = token.split_once('.').ok_or(Unsealable)?;
+        let raw = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| Unsealable)?;
+        self.sealer(id)?.open_bytes(&raw, context)
+    }
+
+    /// The current key, or the previous one while it is configured.
+    fn sealer(&self, id: &str) -> Result<&Sealer, Unsealable> {
+        match &self.previous {
+            _ if id == self.current.0 => Ok(&self.current.1),
+            Some((previous, sealer)) if id == previous => Ok(sealer),
+            _ => Err(Unsealable),
+        }
     }
 }
 

@@ -14,7 +14,7 @@ use lodge_sandbox::{Sandbox, SandboxError, SandboxId, SandboxSpec};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -99,6 +99,8 @@ pub struct Runtime {
     released: Notify,
     /// Seals the `requestState` Lodge hands 2026-07-28 clients when it bridges MRTR.
     state_codec: Arc<StateCodec>,
+    /// Mints and opens session ids.
+    tokens: lodge_cluster::TokenCodec,
     /// The byte budgets for unread server messages, with the count all sessions share.
     budget: crate::session::BudgetLimits,
     /// The runtime session 2026-07-28 requests naming none share, per server and
@@ -139,6 +141,10 @@ impl Runtime {
             .as_deref()
             .cloned()
             .unwrap_or_else(KeyRing::random);
+        let tokens = config
+            .session_tokens
+            .clone()
+            .unwrap_or_else(lodge_cluster::TokenCodec::single);
         let metrics = Arc::new(crate::metrics::Metrics::new(
             servers
                 .iter()
@@ -166,6 +172,7 @@ impl Runtime {
             draining: AtomicBool::new(false),
             released: Notify::new(),
             state_codec: Arc::new(StateCodec::new(keys)),
+            tokens,
             budget,
             default_sessions: tokio::sync::Mutex::default(),
             quotas: Mutex::default(),
@@ -202,9 +209,19 @@ impl Runtime {
         lock(&self.sessions).values().cloned().collect()
     }
 
+    /// A new session's public id: a token naming this node, `sandbox` and `owner`.
+    fn mint_id(&self, sandbox: [u8; 16], owner: &Principal) -> SessionId {
+        let principal = lodge_cluster::principal_digest(&owner.key());
+        SessionId::new(self.tokens.mint(sandbox, principal, SystemTime::now()))
+    }
+
     /// The session `id` names, whoever owns it: for operators, and for a session's
-    /// own actor. Requests use [`Runtime::lookup_as`].
+    /// own actor. Requests use [`Runtime::lookup_as`]. A text that is no token of
+    /// this cluster is not looked up.
     pub fn lookup(&self, id: &str) -> Lookup {
+        if self.tokens.open(id).is_err() {
+            return Lookup::Unknown;
+        }
         if let Some(handle) = lock(&self.sessions).get(id) {
             return Lookup::Live(handle.clone());
         }
@@ -216,6 +233,11 @@ impl Runtime {
 
     /// The session `id` names, if `principal` owns it; [`Lookup::Unknown`] otherwise.
     pub fn lookup_as(&self, id: &str, principal: &Principal) -> Lookup {
+        match self.tokens.open(id) {
+            Ok(token) if token.principal == lodge_cluster::principal_digest(&principal.key()) => {}
+            // Forged, or another principal's: not looked up.
+            _ => return Lookup::Unknown,
+        }
         if let Some(handle) = lock(&self.sessions).get(id) {
             return match handle.owner() == principal {
                 true => Lookup::Live(handle.clone()),
@@ -340,7 +362,9 @@ impl Runtime {
         // Kept for the full idle timeout, like a runtime session a client came back to.
         behind.adopt();
         let slot = self.take_slot()?;
-        let id = SessionId::mint();
+        // The view's session lives in the sandbox of the one behind it.
+        let sandbox = self.tokens.open(behind.id()).map_or([0; 16], |t| t.sandbox);
+        let id = self.mint_id(sandbox, owner);
         let (to_server, write_queue) = mpsc::channel(WRITE_QUEUE);
         let (from_server_tx, from_server) = mpsc::channel(FROM_SERVER_QUEUE);
         tokio::spawn(crate::continuity::serve(
@@ -466,9 +490,9 @@ impl Runtime {
                 }
             }
         };
-        let id = SessionId::mint();
         let pid = sandbox.process.pid();
         let sandbox_id = sandbox.process.sandbox_id();
+        let id = self.mint_id(sandbox_id.bytes(), owner);
         let link = match &server.spec.transport {
             Transport::Stdio => Link::Stdio(StdioLink::new(
                 id.shared(),

@@ -1,8 +1,9 @@
 //! The public handle of a session: what clients send back as `Mcp-Session-Id`
 //! (legacy era) or `Lodge-Session-Id` (2026-07-28). Opaque to clients and to the rest
-//! of Lodge: today 128 random bits; the cluster mode will make it a sealed token. It
-//! is never a sandbox's id, scratch directory or cgroup name (lodge-sandbox mints
-//! those from its own `SandboxId`), so changing one never changes the others.
+//! of Lodge: the text of a sealed `lodge_cluster` session token, which the registry
+//! mints and opens. It is never a sandbox's id, scratch directory or cgroup name
+//! (lodge-sandbox mints those from its own `SandboxId`), so changing one never changes
+//! the others.
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -12,15 +13,9 @@ use std::sync::Arc;
 pub struct SessionId(Arc<str>);
 
 impl SessionId {
-    /// 128 random bits from the OS-seeded CSPRNG, as 32 lowercase hex characters.
-    pub(crate) fn mint() -> Self {
-        let bytes: [u8; 16] = rand::random();
-        let hex = bytes.iter().fold(String::with_capacity(32), |mut s, b| {
-            use std::fmt::Write;
-            let _ = write!(s, "{b:02x}");
-            s
-        });
-        SessionId(hex.into())
+    /// A minted token's text.
+    pub(crate) fn new(token: String) -> Self {
+        SessionId(token.into())
     }
 
     pub fn as_str(&self) -> &str {
@@ -57,16 +52,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn minted_ids_are_32_hex_digits_and_distinct() {
-        let (a, b) = (SessionId::mint(), SessionId::mint());
-        assert_eq!(a.as_str().len(), 32);
-        assert!(
-            a.as_str()
-                .bytes()
-                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
-        );
-        assert_ne!(a, b);
-        let map: std::collections::HashMap<SessionId, u8> = [(a.clone(), 1)].into();
-        assert_eq!(map.get(a.as_str()), Some(&1), "found by the client's text");
+    fn a_session_is_found_by_the_clients_text() {
+        let id = SessionId::new("k1.abc".into());
+        let map: std::collections::HashMap<SessionId, u8> = [(id.clone(), 1)].into();
+        assert_eq!(map.get("k1.abc"), Some(&1));
     }
 }

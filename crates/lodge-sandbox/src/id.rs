@@ -21,6 +21,11 @@ impl SandboxId {
         SandboxId(rand::random())
     }
 
+    /// Its 128 bits (a session token carries them).
+    pub fn bytes(&self) -> [u8; 16] {
+        self.0
+    }
+
     /// The 32 lowercase hex digits.
     pub(crate) fn hex(&self) -> String {
         self.to_string()

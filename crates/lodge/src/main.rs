@@ -1,4 +1,4 @@
-//! The `lodge` command: `serve`, `check`, `doctor`, the bundled demo server, and `connect`, which
+//! The `lodge` command: `serve`, `check`, `sessions`, `cluster`, `doctor`, the bundled demo server, and `connect`, which
 //! dispatches to the `lodge-connect` crate.
 //!
 //! It owns the command line, the config file (parsed and checked without side effects;
@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod check;
+mod cluster;
 mod limits;
 #[cfg(feature = "otlp")]
 mod otlp;
@@ -51,6 +52,8 @@ enum Command {
     /// EXIT CODES: 0 ok · 1 the admin API refused or failed (unknown session, bad token,
     /// unreachable) · 2 usage
     Sessions(sessions::SessionsArgs),
+    /// Cluster mode's tools: `keygen` writes the key file every node shares.
+    Cluster(cluster::ClusterArgs),
     /// Report which isolation features this host supports, and which sandbox backend
     /// `lodge serve` will pick, and why.
     Doctor,
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Connect(args) => return lodge_connect::run(args),
         Command::Check(args) => check::run(args),
         Command::Sessions(args) => sessions::run(args),
+        Command::Cluster(args) => cluster::run(args),
         Command::Doctor => doctor(),
         Command::SandboxHelper { args } => lodge_sandbox::run_helper(args),
         Command::DemoServer => run_demo_server(),

@@ -42,7 +42,17 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub otlp: OtlpSection,
     #[serde(default)]
+    pub cluster: ClusterSection,
+    #[serde(default)]
     pub server: Vec<ServerSection>,
+}
+
+/// `[cluster]`: this node's name and the key its session tokens are sealed with.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClusterSection {
+    pub node_id: Option<String>,
+    pub key_file: Option<PathBuf>,
 }
 
 /// `[auth]`: Lodge as an OAuth resource server.

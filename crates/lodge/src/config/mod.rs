@@ -297,6 +297,7 @@ impl Settings {
                 None => None,
             },
             event_payloads: file.admin.event_payloads,
+            session_tokens: session_tokens(&file.cluster, file_dir)?,
             ..defaults
         };
         if session.max_sessions == 0 {
@@ -455,6 +456,32 @@ fn read_small_file(path: &Path, key: &str) -> anyhow::Result<String> {
     Ok(text)
 }
 
+/// `[cluster]`: `None` (a random key, node `local`) unless a key file is set.
+fn session_tokens(
+    cluster: &file::ClusterSection,
+    file_dir: &Path,
+) -> anyhow::Result<Option<lodge_cluster::TokenCodec>> {
+    let node = match &cluster.node_id {
+        Some(id) => lodge_cluster::NodeId::parse(id)
+            .map_err(|e| anyhow::anyhow!("[cluster] node_id {id:?}: {e}"))?,
+        None => lodge_cluster::NodeId::single(),
+    };
+    let Some(path) = &cluster.key_file else {
+        if cluster.node_id.is_some() {
+            bail!(
+                "[cluster] node_id needs key_file: every node seals and opens session ids \
+                 with the same key (`lodge cluster keygen --out FILE` writes one)"
+            );
+        }
+        return Ok(None);
+    };
+    let path = file_dir.join(path);
+    let text = read_small_file(&path, "[cluster] key_file")?;
+    let keys = lodge_runtime::KeyRing::parse(&text)
+        .with_context(|| format!("invalid [cluster] key_file {}", path.display()))?;
+    Ok(Some(lodge_cluster::TokenCodec::new(Arc::new(keys), node)))
+}
+
 /// Reads the keys that seal `requestState`s (several nodes share one file, so a
 /// client's retry opens on whichever node it reaches).
 fn read_key_file(path: &Path) -> anyhow::Result<lodge_runtime::KeyRing> {
@@ -579,6 +606,51 @@ command = ["cat"]
             err,
             "request_state_key_file /dev/zero is over 65536 bytes: not a key file"
         );
+    }
+
+    #[test]
+    fn cluster_session_tokens_name_the_node_and_use_the_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = "[[server]]\nname = \"a\"\ncommand = [\"cat\"]\n";
+        let load = |cluster: &str| {
+            Settings::from_text(&format!("[cluster]\n{cluster}\n{server}"), dir.path())
+                .map_err(|e| format!("{e:#}"))
+        };
+        assert!(load("").unwrap().session.session_tokens.is_none());
+        std::fs::write(
+            dir.path().join("cluster.key"),
+            lodge_cluster::generate_key_file(),
+        )
+        .unwrap();
+        let tokens = load("node_id = \"lodge-1\"\nkey_file = \"cluster.key\"")
+            .unwrap()
+            .session
+            .session_tokens
+            .unwrap();
+        assert_eq!(tokens.node().as_str(), "lodge-1");
+        let alone = load("key_file = \"cluster.key\"")
+            .unwrap()
+            .session
+            .session_tokens;
+        assert_eq!(alone.unwrap().node().as_str(), "local");
+        assert!(
+            load("node_id = \"a\"")
+                .err()
+                .unwrap()
+                .starts_with("[cluster] node_id needs key_file")
+        );
+        assert!(
+            load("node_id = \"a b\"\nkey_file = \"cluster.key\"")
+                .err()
+                .unwrap()
+                .starts_with("[cluster] node_id \"a b\": a node id is 1 to 63 letters")
+        );
+        std::fs::write(dir.path().join("cluster.key"), "k1 AAAA\n").unwrap();
+        let err = load("key_file = \"cluster.key\"").err().unwrap();
+        assert!(err.starts_with("invalid [cluster] key_file"), "{err}");
+        assert!(err.ends_with("the key must be exactly 32 bytes"), "{err}");
+        let err = load("redis_url = \"redis://x\"").err().unwrap();
+        assert!(err.contains("unknown field `redis_url`"), "{err}");
     }
 
     #[test]

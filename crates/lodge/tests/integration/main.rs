@@ -9,6 +9,7 @@ mod auth;
 mod backends;
 mod check;
 mod clients;
+mod cluster;
 mod conformance_exact;
 mod conformance_regressions;
 mod connect;

@@ -112,7 +112,11 @@ impl Session {
             adapter,
             out: Recorder::default(),
             env: Env {
-                session: crate::SessionId::mint(),
+                session: crate::SessionId::new(lodge_cluster::TokenCodec::single().mint(
+                    [0; 16],
+                    [0; 16],
+                    std::time::SystemTime::now(),
+                )),
                 shared,
                 codec: Arc::new(StateCodec::new(KeyRing::random())),
                 request_state_ttl: Duration::from_secs(60),
