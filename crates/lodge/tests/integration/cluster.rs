@@ -1,5 +1,6 @@
 //! Cluster mode as far as it is built: session ids are tokens sealed with the
 //! `[cluster] key_file` that `lodge cluster keygen` writes.
+#![allow(clippy::unwrap_used)]
 
 use crate::common::{LODGE, Lodge, Raw, demo_server_toml};
 use serde_json::json;
