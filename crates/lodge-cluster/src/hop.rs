@@ -45,6 +45,18 @@ pub enum HopError {
     Stale,
 }
 
+impl std::fmt::Display for HopError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HopError::Malformed => "the Lodge-Hop header is missing or malformed",
+            HopError::Forged => "the Lodge-Hop header is not sealed by this cluster's key",
+            HopError::Stale => "the Lodge-Hop header's time is over 30 s from this node's clock",
+        })
+    }
+}
+
+impl std::error::Error for HopError {}
+
 fn context(from: &str, ms: u64, method: &str, session: &str) -> Vec<u8> {
     // Lengths first: no two inputs give the same bytes.
     format!(

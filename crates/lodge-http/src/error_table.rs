@@ -8,7 +8,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use lodge_proto::ParseError;
 use lodge_proto::codes;
 use lodge_proto::modern::ModernError;
-use lodge_runtime::{ErrorSource, QuotaExceeded, RuntimeError, SessionError};
+use lodge_runtime::{ErrorSource, QuotaExceeded, Refused, RuntimeError, SessionError};
 
 /// What an error is counted as: whose fault, and a short reason that stays the same
 /// from release to release (a metric label value, so never a message).
@@ -65,6 +65,10 @@ impl FrontError {
             FrontError::Modern(ModernError::HeaderMismatch(_)) => (S::BAD_REQUEST, codes::HEADER_MISMATCH, Client, "header_mismatch"),
             FrontError::Modern(ModernError::Removed(_)) => (S::NOT_FOUND, codes::METHOD_NOT_FOUND, Client, "removed_method"),
             FrontError::BadRequestState(_) => (S::BAD_REQUEST, codes::INVALID_PARAMS, Client, "bad_request_state"),
+            FrontError::NodeGone(_) => (S::NOT_FOUND, codes::SESSION_NOT_FOUND, Lodge, "node_gone"),
+            FrontError::ForwardLoop { .. } => (S::LOOP_DETECTED, codes::INTERNAL_ERROR, Lodge, "forward_loop"),
+            FrontError::HopRefused(_) => (S::FORBIDDEN, codes::FORBIDDEN, Client, "hop_refused"),
+            FrontError::OwnerFailed { .. } => (S::BAD_GATEWAY, codes::INTERNAL_ERROR, Lodge, "owner_failed"),
             FrontError::Auth { refusal, .. } => match refusal {
                 AuthRefusal::Missing => (S::UNAUTHORIZED, codes::UNAUTHORIZED, Auth, "token_missing"),
                 AuthRefusal::Invalid(_) => (S::UNAUTHORIZED, codes::UNAUTHORIZED, Auth, "token_invalid"),
@@ -81,6 +85,8 @@ impl FrontError {
                     RuntimeError::Prepare(_) => (S::BAD_GATEWAY, codes::SERVER_START_FAILED, "server_prepare_failed"),
                     RuntimeError::Quota(QuotaExceeded::Sessions { .. }) => (S::TOO_MANY_REQUESTS, codes::QUOTA_EXCEEDED, "quota_max_sessions"),
                     RuntimeError::Quota(QuotaExceeded::Rate { .. }) => (S::TOO_MANY_REQUESTS, codes::QUOTA_EXCEEDED, "quota_sessions_per_minute"),
+                    RuntimeError::Cluster(Refused::OverQuota(_)) => (S::TOO_MANY_REQUESTS, codes::QUOTA_EXCEEDED, "cluster_quota"),
+                    RuntimeError::Cluster(Refused::Unavailable(_)) => (S::SERVICE_UNAVAILABLE, codes::UNAVAILABLE, "cluster_quota_unavailable"),
                 };
                 (status, code, e.source(), reason)
             }

@@ -66,6 +66,22 @@ pub(crate) enum FrontError {
     BadRequestState(StateError),
     Runtime(RuntimeError),
     Session(SessionError),
+    /// Cluster: the session's owner node is not among the live members (or refused
+    /// the connection): it died, and its sessions with it.
+    NodeGone(String),
+    /// Cluster: a forwarded request reached a node that does not own the session
+    /// (a node's `advertise` points at another node).
+    ForwardLoop {
+        owner: String,
+        here: String,
+    },
+    /// Cluster: a request on the internal listener without a valid hop header.
+    HopRefused(lodge_cluster::HopError),
+    /// Cluster: the owner node failed while answering a forwarded request.
+    OwnerFailed {
+        owner: String,
+        why: String,
+    },
     /// The request's credentials were refused; `challenge` is its `WWW-Authenticate`.
     Auth {
         refusal: crate::auth::AuthRefusal,
@@ -199,6 +215,21 @@ impl fmt::Display for FrontError {
             ),
             FrontError::Modern(e) => write!(f, "{e}"),
             FrontError::BadRequestState(e) => write!(f, "{e}"),
+            FrontError::NodeGone(node) => write!(
+                f,
+                "Session not found: the node that held this session ({node}) is gone; initialize again"
+            ),
+            FrontError::ForwardLoop { owner, here } => write!(
+                f,
+                "a request forwarded for node {owner}'s session reached node {here}: check [cluster] advertise on {owner}"
+            ),
+            FrontError::HopRefused(e) => write!(
+                f,
+                "the internal listener serves other Lodge nodes only: {e}"
+            ),
+            FrontError::OwnerFailed { owner, why } => {
+                write!(f, "node {owner}, which holds this session, failed to answer: {why}")
+            }
             FrontError::Auth { refusal, .. } => write!(f, "{refusal}"),
             FrontError::Runtime(e) => write!(f, "{e}"),
             FrontError::Session(e) => write!(f, "{e}"),

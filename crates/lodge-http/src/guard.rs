@@ -35,6 +35,8 @@ pub struct FrontConfig {
     /// OAuth (`[auth] mode = "oauth"`): every MCP request needs a valid token, and
     /// sessions belong to its principal. `None`: no authentication.
     pub auth: Option<std::sync::Arc<crate::auth::Auth>>,
+    /// Cluster mode: requests for sessions other nodes own are forwarded to them.
+    pub cluster: Option<std::sync::Arc<crate::forward::Cluster>>,
 }
 
 impl Default for FrontConfig {
@@ -49,6 +51,7 @@ impl Default for FrontConfig {
             body_read_timeout: Duration::from_secs(30),
             max_connections_per_client: 256,
             auth: None,
+            cluster: None,
         }
     }
 }

@@ -14,8 +14,10 @@
 mod accept;
 mod admin;
 pub mod auth;
+mod drain;
 mod error_table;
 mod errors;
+mod forward;
 mod guard;
 mod mcp;
 mod modern;
@@ -24,10 +26,12 @@ mod serve;
 mod sse;
 mod unanswered;
 
-pub use admin::{AdminAccess, admin_router};
+pub use admin::{AdminAccess, AdminConfig, ClusterAdmin, admin_router, session_rows};
+pub use drain::Drain;
+pub use forward::Cluster;
 pub use guard::FrontConfig;
-pub use mcp::router;
-pub use serve::{LISTEN_BACKLOG, bind, serve, serve_admin};
+pub use mcp::{internal_router, router};
+pub use serve::{LISTEN_BACKLOG, bind, serve, serve_admin, serve_internal};
 
 /// Runs the front's header parsers (Host, Origin, Accept, Content-Type,
 /// `Mcp-Session-Id`, `MCP-Protocol-Version`, `Last-Event-ID`, repeated headers) on

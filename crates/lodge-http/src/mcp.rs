@@ -2,13 +2,14 @@
 //! legacy (stateful) era, as the 2025-11-25 transport spec says.
 
 use crate::errors::{CountedError, FrontError, HttpError};
+use crate::forward::Destination;
 use crate::guard::FrontConfig;
 use crate::sse;
 use crate::unanswered::Unanswered;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -24,12 +25,32 @@ use std::sync::Arc;
 struct App {
     runtime: Arc<Runtime>,
     front: FrontConfig,
+    /// The node-to-node listener of cluster mode: only requests other nodes forward.
+    internal: bool,
 }
 
 /// The MCP endpoint for every server the runtime hosts: each at `/mcp/{name}`,
 /// the first also at `/mcp`.
 pub fn router(runtime: Arc<Runtime>, front: FrontConfig) -> Router {
-    let app = Arc::new(App { runtime, front });
+    endpoint(App {
+        runtime,
+        front,
+        internal: false,
+    })
+}
+
+/// The same endpoint for other nodes of the cluster ([`FrontConfig::cluster`]): every
+/// request must carry a valid hop header, and is served here, never forwarded again.
+pub fn internal_router(runtime: Arc<Runtime>, front: FrontConfig) -> Router {
+    endpoint(App {
+        runtime,
+        front,
+        internal: true,
+    })
+}
+
+fn endpoint(app: App) -> Router {
+    let app = Arc::new(app);
     let mut router = Router::new()
         .route("/mcp", any(default_server))
         .route("/mcp/{server}", any(named_server));
@@ -76,6 +97,7 @@ fn metadata(app: &App, server: Option<&str>) -> Response {
 async fn default_server(
     State(app): State<Arc<App>>,
     method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -85,7 +107,7 @@ async fn default_server(
         None => app.runtime.metrics().server("").clone(),
     };
     let http_method = method.clone();
-    let response = handle(&app, server, None, method, headers, body)
+    let response = handle(&app, server, None, method, uri, headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     count(&meter, &http_method, &response);
@@ -104,6 +126,7 @@ async fn named_server(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
     method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -111,7 +134,7 @@ async fn named_server(
     // A name no server has counts as `unknown`.
     let meter = app.runtime.metrics().server(&name).clone();
     let http_method = method.clone();
-    let response = handle(&app, server, Some(&name), method, headers, body)
+    let response = handle(&app, server, Some(&name), method, uri, headers, body)
         .await
         .unwrap_or_else(IntoResponse::into_response);
     count(&meter, &http_method, &response);
@@ -125,6 +148,7 @@ async fn handle(
     server: Option<Arc<Server>>,
     path_name: Option<&str>,
     method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
@@ -151,7 +175,7 @@ async fn handle(
         span.record("session", id);
     }
     tracing::Instrument::instrument(
-        handle_in_span(app, server, path_name, method, headers, body),
+        handle_in_span(app, server, path_name, method, uri, headers, body),
         span,
     )
     .await
@@ -162,6 +186,7 @@ async fn handle_in_span(
     server: Option<Arc<Server>>,
     path_name: Option<&str>,
     method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
@@ -171,6 +196,26 @@ async fn handle_in_span(
     {
         return Err(FrontError::RepeatedHeader(name).into());
     }
+    // A session another node owns is served there: before credentials, which the
+    // owner checks as it would for a client of its own.
+    let body = match &app.front.cluster {
+        Some(cluster) => {
+            let read = async |body| read_body(app, &headers, body).await;
+            let internal = app.internal;
+            match cluster
+                .route(&app.runtime, &method, &headers, body, internal, read)
+                .await?
+            {
+                (Destination::Here, body) => body,
+                (Destination::There(owner, signed), body) => {
+                    return Ok(cluster
+                        .forward(owner, &signed, method, &uri, headers, body)
+                        .await?);
+                }
+            }
+        }
+        None => body,
+    };
     // Who is asking comes first: nothing, not even which servers exist, is told to
     // a request without a valid token.
     let who = authenticate(app, path_name, &headers).await?;

@@ -75,18 +75,38 @@ pub async fn serve(
 pub async fn serve_admin(
     listener: TcpListener,
     runtime: Arc<Runtime>,
-    access: crate::AdminAccess,
+    admin: crate::AdminConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = ConnectionLimits::of(&FrontConfig::default());
     serve_until(
         listener,
-        crate::admin_router(runtime, access),
+        crate::admin_router(runtime, admin),
         limits,
         shutdown,
         async {},
     )
     .await;
+    Ok(())
+}
+
+/// Serves the internal (node-to-node) listener of cluster mode
+/// ([`crate::internal_router`]) until `shutdown` resolves. Other nodes hold one
+/// connection per stream they forward, so the per-client cap of the public listener
+/// does not apply here: each node is one client address.
+///
+/// Give it a `shutdown` that resolves after [`serve`] returns: sessions served through
+/// other nodes stay reachable while this node drains.
+pub async fn serve_internal(
+    listener: TcpListener,
+    runtime: Arc<Runtime>,
+    front: FrontConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let mut limits = ConnectionLimits::of(&front);
+    limits.max_per_client = usize::MAX;
+    let app = crate::internal_router(runtime, front);
+    serve_until(listener, app, limits, shutdown, async {}).await;
     Ok(())
 }
 

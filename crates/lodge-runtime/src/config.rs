@@ -49,6 +49,8 @@ pub struct SessionConfig {
     pub request_state_keys: Option<Arc<lodge_proto::seal::KeyRing>>,
     /// Mints and opens session ids (`None`: this node alone, with a random key).
     pub session_tokens: Option<lodge_cluster::TokenCodec>,
+    /// Cluster-wide limits every new session is admitted against (cluster mode).
+    pub admission: Option<Arc<dyn crate::Admission>>,
     /// `[admin] event_payloads`: each protocol event of a session (the admin API's
     /// `events`) keeps its message's JSON text, cut to 4 KiB; at most 50 events, so
     /// 200 KiB a session. Off by default: payloads may hold users' data.
@@ -72,6 +74,7 @@ impl Default for SessionConfig {
             request_state_ttl: Duration::from_secs(600),
             request_state_keys: None,
             session_tokens: None,
+            admission: None,
             request_timeout: Duration::from_secs(30 * 60),
             max_buffered_bytes: 64 << 20,
             max_buffered_bytes_total: 1 << 30,

@@ -146,13 +146,19 @@ pub enum RuntimeError {
     Prepare(String),
     #[error("{0}")]
     Quota(crate::QuotaExceeded),
+    /// Refused by the cluster's limits, or they could not be checked.
+    #[error("{0}")]
+    Cluster(crate::Refused),
 }
 
 impl RuntimeError {
     pub fn source(&self) -> ErrorSource {
         match self {
             RuntimeError::AtCapacity(_) | RuntimeError::ShuttingDown => ErrorSource::Lodge,
-            RuntimeError::Quota(_) => ErrorSource::Client,
+            RuntimeError::Quota(_) | RuntimeError::Cluster(crate::Refused::OverQuota(_)) => {
+                ErrorSource::Client
+            }
+            RuntimeError::Cluster(crate::Refused::Unavailable(_)) => ErrorSource::Lodge,
             // Out of descriptors, processes or memory: the host is full, whichever
             // server was about to start.
             RuntimeError::HostExhausted(_) => ErrorSource::Lodge,

@@ -14,6 +14,7 @@
 //! and turns the runtime's errors into responses itself.
 #![forbid(unsafe_code)]
 
+mod admission;
 mod audit;
 mod config;
 mod continuity;
@@ -29,6 +30,7 @@ pub mod trace;
 mod upstream;
 mod upstream_http;
 
+pub use admission::{Admission, Admitting, Refused};
 pub use audit::{Audit, AuditConfig};
 pub use config::{Anonymous, Continuity, ServerSpec, SessionConfig, Transport};
 pub use error::{EndReason, ErrorSource, RuntimeError, SessionError};

@@ -469,6 +469,14 @@ impl Runtime {
                 .map_err(RuntimeError::Quota)?;
             slot.counts_for(name, owner.clone());
         }
+        if let Some(admission) = &self.config.admission {
+            admission
+                .admit(&server.spec.name, owner, quota.max_sessions)
+                .await
+                .map_err(RuntimeError::Cluster)?;
+            let name: Arc<str> = server.spec.name.as_str().into();
+            slot.admitted(admission.clone(), name, owner.clone());
+        }
         // A pooled sandbox was started before anyone asked for it, so it cannot know
         // its user: an authenticated principal's session gets a sandbox of its own.
         let pooled = owner.is_anonymous().then(|| server.take_pooled()).flatten();
@@ -680,14 +688,34 @@ impl Runtime {
         self.released.notify_waiters();
     }
 
-    /// Drains: refuses new sessions and requests, lets in-flight calls finish for up
-    /// to `grace`, then ends every session and waits for their sandboxes to go.
-    pub async fn shutdown(&self, grace: Duration) {
+    /// A node leaving the cluster: takes no new sessions from now on (and empties its
+    /// warm pools), while its live sessions are served until they end.
+    pub fn drain(&self) {
         self.draining.store(true, Ordering::Relaxed);
         for server in &self.servers {
             lock(&server.pool).clear(); // dropping a sandbox kills it and removes its scratch
             server.taken.notify_one();
         }
+    }
+
+    /// Waits until no session is live, or `deadline` passes; says whether none is.
+    pub async fn sessions_ended(&self, deadline: Instant) -> bool {
+        while self.live_sessions() > 0 {
+            let released = self.released.notified();
+            if self.live_sessions() == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                return self.live_sessions() == 0;
+            }
+        }
+        true
+    }
+
+    /// Drains: refuses new sessions and requests, lets in-flight calls finish for up
+    /// to `grace`, then ends every session and waits for their sandboxes to go.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.drain();
         let until = Instant::now() + grace;
         while Instant::now() < until && self.sessions().iter().any(|s| s.in_flight() > 0) {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -8,6 +8,7 @@
 
 mod check;
 mod cluster;
+mod coordinator;
 mod limits;
 #[cfg(feature = "otlp")]
 mod otlp;
@@ -52,6 +53,11 @@ enum Command {
     /// EXIT CODES: 0 ok · 1 the admin API refused or failed (unknown session, bad token,
     /// unreachable) · 2 usage
     Sessions(sessions::SessionsArgs),
+    /// Drain a node through its admin API: it takes no new sessions (`/readyz` answers
+    /// 503), serves its live ones until they end or --deadline passes, then stops.
+    ///
+    /// EXIT CODES: 0 draining · 1 the admin API refused or failed · 2 usage
+    Drain(sessions::DrainArgs),
     /// Cluster mode's tools: `keygen` writes the key file every node shares.
     Cluster(cluster::ClusterArgs),
     /// Report which isolation features this host supports, and which sandbox backend
@@ -77,6 +83,7 @@ fn main() -> ExitCode {
         Command::Connect(args) => return lodge_connect::run(args),
         Command::Check(args) => check::run(args),
         Command::Sessions(args) => sessions::run(args),
+        Command::Drain(args) => sessions::drain(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Doctor => doctor(),
         Command::SandboxHelper { args } => lodge_sandbox::run_helper(args),

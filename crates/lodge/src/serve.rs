@@ -85,10 +85,36 @@ impl Exporter {
     fn shutdown(self) {}
 }
 
-async fn serve(settings: Settings, servers: Vec<ServerSpec>) -> anyhow::Result<()> {
+async fn serve(mut settings: Settings, servers: Vec<ServerSpec>) -> anyhow::Result<()> {
     let listener = lodge_http::bind(settings.listen)
         .with_context(|| format!("cannot listen on {}", settings.listen))?;
     let addr = listener.local_addr()?;
+    let coordinator = match &settings.cluster {
+        Some(cluster) => Some(crate::coordinator::Coordinator::new(cluster)?),
+        None => None,
+    };
+    let internal = match &settings.cluster {
+        Some(cluster) => Some(lodge_http::bind(cluster.internal_listen).with_context(|| {
+            format!(
+                "cannot listen on {} ([cluster] internal_listen)",
+                cluster.internal_listen
+            )
+        })?),
+        None => None,
+    };
+    if let (Some(cluster), Some(coordinator), Some(tokens)) = (
+        &settings.cluster,
+        &coordinator,
+        &settings.session.session_tokens,
+    ) {
+        settings.session.admission = Some(coordinator.clone());
+        let hop = lodge_cluster::HopSigner::new(cluster.keys.clone(), cluster.node.clone());
+        settings.front.cluster = Some(std::sync::Arc::new(lodge_http::Cluster::new(
+            tokens.clone(),
+            hop,
+            coordinator.members().clone(),
+        )));
+    }
     let settings = settings.bound(addr);
     let access = lodge_http::AdminAccess {
         token: settings.admin.token.clone(),
@@ -116,12 +142,23 @@ async fn serve(settings: Settings, servers: Vec<ServerSpec>) -> anyhow::Result<(
         startup_check(&runtime).await?;
     }
     announce(&settings, &specs, addr);
+    if let Some(coordinator) = &coordinator {
+        coordinator.start(&runtime).await;
+    }
     runtime.start_warm_pools();
     runtime.start_storage_sweeps();
 
-    // The admin listener outlives the MCP one, so /readyz says "draining" while
-    // sessions end.
-    let (mcp_done, admin_stop) = tokio::sync::oneshot::channel::<()>();
+    // The admin and internal listeners outlive the MCP one: /readyz says "draining"
+    // while sessions end, and other nodes still reach this node's sessions.
+    let (mcp_done, _) = tokio::sync::watch::channel(());
+    let after_mcp = |done: &tokio::sync::watch::Sender<()>| {
+        let mut done = done.subscribe();
+        async move {
+            let _ = done.changed().await;
+        }
+    };
+    let drain = lodge_http::Drain::default();
+    let drain_deadline = settings.cluster.as_ref().map(|c| c.drain_deadline);
     let admin = match admin {
         Some(admin) => {
             println!(
@@ -132,30 +169,93 @@ async fn serve(settings: Settings, servers: Vec<ServerSpec>) -> anyhow::Result<(
                     false => "bearer token required",
                 }
             );
-            let stop = async move {
-                let _ = admin_stop.await;
+            let config = lodge_http::AdminConfig {
+                access,
+                cluster: coordinator
+                    .clone()
+                    .map(|c| c as std::sync::Arc<dyn lodge_http::ClusterAdmin>),
+                drain: drain.clone(),
+                drain_deadline,
             };
             Some(tokio::spawn(lodge_http::serve_admin(
                 admin,
                 runtime.clone(),
-                access,
-                stop,
+                config,
+                after_mcp(&mcp_done),
             )))
         }
         None => None,
     };
-    lodge_http::serve(listener, runtime, settings.front, shutdown_signal())
+    let internal = match internal {
+        Some(internal) => {
+            println!(
+                "  cluster: node {} (other nodes forward to {}), Redis {}",
+                runtime
+                    .config()
+                    .session_tokens
+                    .as_ref()
+                    .map_or("?".to_string(), |t| t.node().to_string()),
+                internal.local_addr()?,
+                settings
+                    .cluster
+                    .as_ref()
+                    .map_or("", |c| c.redis_url.as_str()),
+            );
+            Some(tokio::spawn(lodge_http::serve_internal(
+                internal,
+                runtime.clone(),
+                settings.front.clone(),
+                after_mcp(&mcp_done),
+            )))
+        }
+        None => None,
+    };
+    let stop = stop_or_drain(runtime.clone(), drain, drain_deadline);
+    lodge_http::serve(listener, runtime, settings.front, stop)
         .await
         .context("the MCP listener failed")?;
     let _ = mcp_done.send(());
-    if let Some(admin) = admin {
-        admin
-            .await
-            .context("the admin listener task failed")?
-            .context("the admin listener failed")?;
+    for (task, what) in [(admin, "admin"), (internal, "internal")] {
+        if let Some(task) = task {
+            task.await
+                .with_context(|| format!("the {what} listener task failed"))?
+                .with_context(|| format!("the {what} listener failed"))?;
+        }
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Resolves when Lodge should stop serving: on Ctrl-C or SIGTERM, or, when a drain
+/// is asked for (`POST /admin/drain`, or SIGTERM on a cluster node, whose
+/// `drain_deadline` is given), once the node's live sessions have ended or the
+/// deadline has passed. A second signal during a drain cuts it short.
+async fn stop_or_drain(
+    runtime: std::sync::Arc<Runtime>,
+    drain: lodge_http::Drain,
+    cluster_deadline: Option<std::time::Duration>,
+) {
+    let deadline = tokio::select! {
+        () = shutdown_signal() => match cluster_deadline {
+            Some(deadline) => deadline,
+            None => return,
+        },
+        deadline = drain.requested() => deadline,
+    };
+    runtime.drain();
+    tracing::info!(
+        sessions = runtime.live_sessions(),
+        deadline = %humantime::format_duration(deadline),
+        "draining: no new sessions here; live ones are served until they end or the deadline passes"
+    );
+    let until = tokio::time::Instant::now() + deadline;
+    tokio::select! {
+        ended = runtime.sessions_ended(until) => match ended {
+            true => tracing::info!("drained: every session has ended"),
+            false => tracing::info!(sessions = runtime.live_sessions(), "the drain deadline passed; ending the sessions left"),
+        },
+        () = shutdown_signal() => tracing::info!("a second signal: ending the sessions left now"),
+    }
 }
 
 /// Starts each server once before serving: a broken server stops Lodge now, with its

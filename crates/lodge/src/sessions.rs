@@ -16,6 +16,16 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct SessionsArgs {
     #[command(subcommand)]
     verb: Verb,
+    #[command(flatten)]
+    target: AdminArgs,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+/// Which admin API, and its credentials.
+#[derive(Args, Debug)]
+pub struct AdminArgs {
     /// The admin listener's base URL [env: LODGE_ADMIN_URL] [default: http://127.0.0.1:8788].
     #[arg(long, global = true, value_name = "URL")]
     admin: Option<String>,
@@ -30,9 +40,41 @@ pub struct SessionsArgs {
     /// A file holding the admin bearer token (as `[admin] token_file`).
     #[arg(long, global = true, value_name = "FILE")]
     token_file: Option<PathBuf>,
-    /// Print the API's JSON instead of a table.
-    #[arg(long, global = true)]
-    json: bool,
+}
+
+/// `lodge drain`: the node takes no new sessions and stops once its live ones have
+/// ended or the deadline has passed.
+#[derive(Args, Debug)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    target: AdminArgs,
+    /// How long live sessions are still served (e.g. 30m, 2h) [default: the node's
+    /// [cluster] drain_deadline, or 30m].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    deadline: Option<Duration>,
+}
+
+pub fn drain(args: DrainArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let admin = Admin::new(&args.target)?;
+        let mut request = admin.http.post(admin.url("/admin/drain")?);
+        if let Some(deadline) = args.deadline {
+            let deadline = humantime::format_duration(deadline).to_string();
+            request = request.json(&serde_json::json!({ "deadline": deadline }));
+        }
+        let body = admin.send(request).await?;
+        println!(
+            "draining {}: no new sessions there; its {} live sessions are served until they end or {}, then it stops",
+            admin.base,
+            body["sessions"].as_u64().unwrap_or(0),
+            body["deadline"].as_str().unwrap_or("the deadline"),
+        );
+        Ok(())
+    })
 }
 
 #[derive(Subcommand, Debug)]
@@ -67,7 +109,7 @@ pub fn run(args: SessionsArgs) -> anyhow::Result<()> {
 }
 
 async fn run_async(args: SessionsArgs) -> anyhow::Result<()> {
-    let admin = Admin::new(&args)?;
+    let admin = Admin::new(&args.target)?;
     match &args.verb {
         Verb::List {
             server,
@@ -135,7 +177,7 @@ struct Admin {
 }
 
 impl Admin {
-    fn new(args: &SessionsArgs) -> anyhow::Result<Self> {
+    fn new(args: &AdminArgs) -> anyhow::Result<Self> {
         let base = args
             .admin
             .clone()

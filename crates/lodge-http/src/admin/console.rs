@@ -27,7 +27,7 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// The console's pages and assets (open; see the module doc).
-pub(super) fn routes() -> Router<Arc<Runtime>> {
+pub(super) fn routes() -> Router<super::AdminState> {
     Router::new()
         .route(
             "/console",
@@ -160,7 +160,7 @@ fn unix(time: SystemTime) -> u64 {
 /// [`SAMPLE_EVERY`] until the runtime is dropped (outside a tokio runtime nothing samples).
 /// A request also folds what it sees now into the current minute, so the chart's last
 /// point is never older than the page.
-pub(super) fn history(runtime: &Arc<Runtime>) -> MethodRouter<Arc<Runtime>> {
+pub(super) fn history(runtime: &Arc<Runtime>) -> MethodRouter<super::AdminState> {
     let history = Arc::new(Mutex::new(History::default()));
     if let Ok(handle) = tokio::runtime::Handle::try_current() {
         handle.spawn(sample(Arc::downgrade(runtime), Arc::downgrade(&history)));

@@ -2,8 +2,12 @@
 //! the API's OpenAPI document (open: it holds no data), the session API and
 //! Prometheus `/metrics` (behind [`AdminAccess`]), and the web console (`console.rs`).
 
+mod cluster;
 mod console;
 mod sessions;
+
+pub use cluster::ClusterAdmin;
+pub use sessions::session_rows;
 
 use crate::auth::{Auth, bearer_token};
 use axum::Router;
@@ -77,10 +81,43 @@ async fn guard(State(access): State<Arc<AdminAccess>>, request: Request, next: N
     }
 }
 
-pub fn admin_router(runtime: Arc<Runtime>, access: AdminAccess) -> Router {
-    let access = Arc::new(access);
+/// What the admin listener serves besides the runtime: who may use it, the rest of
+/// the cluster (cluster mode), and the drain switch `POST /admin/drain` flips.
+#[derive(Clone, Default)]
+pub struct AdminConfig {
+    pub access: AdminAccess,
+    pub cluster: Option<Arc<dyn ClusterAdmin>>,
+    pub drain: crate::Drain,
+    /// The deadline of a `POST /admin/drain` that names none.
+    pub drain_deadline: Option<std::time::Duration>,
+}
+
+/// The admin handlers' state; most need only the runtime.
+#[derive(Clone)]
+pub(crate) struct AdminState {
+    runtime: Arc<Runtime>,
+    cluster: Option<Arc<dyn ClusterAdmin>>,
+    drain: crate::Drain,
+    drain_deadline: std::time::Duration,
+}
+
+impl axum::extract::FromRef<AdminState> for Arc<Runtime> {
+    fn from_ref(state: &AdminState) -> Self {
+        state.runtime.clone()
+    }
+}
+
+pub fn admin_router(runtime: Arc<Runtime>, config: AdminConfig) -> Router {
+    let access = Arc::new(config.access);
+    let state = AdminState {
+        runtime: runtime.clone(),
+        cluster: config.cluster,
+        drain: config.drain,
+        drain_deadline: config.drain_deadline.unwrap_or(DEFAULT_DRAIN_DEADLINE),
+    };
     let api = Router::new()
         .route("/admin/sessions", get(sessions::list))
+        .route("/admin/drain", axum::routing::post(drain))
         .route("/admin/history", console::history(&runtime))
         .route(
             "/admin/sessions/{id}",
@@ -94,7 +131,46 @@ pub fn admin_router(runtime: Arc<Runtime>, access: AdminAccess) -> Router {
         .route("/admin/openapi.json", get(openapi))
         .merge(api)
         .merge(console::routes())
-        .with_state(runtime)
+        .with_state(state)
+}
+
+/// A drain without a deadline of its own serves live sessions this long.
+const DEFAULT_DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DrainRequest {
+    #[serde(default, with = "humantime_serde")]
+    deadline: Option<std::time::Duration>,
+}
+
+/// `POST /admin/drain {"deadline": "30m"}`: no new sessions here from now on; live
+/// ones are served until they end or the deadline passes; then Lodge stops.
+async fn drain(State(state): State<AdminState>, body: axum::body::Bytes) -> Response {
+    let request: DrainRequest = match body.iter().all(u8::is_ascii_whitespace) {
+        true => DrainRequest::default(),
+        false => match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(e) => {
+                let error = format!("the body must be {{\"deadline\": \"30m\"}} or empty: {e}");
+                return (
+                    StatusCode::BAD_REQUEST,
+                    json(serde_json::json!({ "error": error })),
+                )
+                    .into_response();
+            }
+        },
+    };
+    let deadline = request.deadline.unwrap_or(state.drain_deadline);
+    state.runtime.drain();
+    state.drain.request(deadline);
+    tracing::info!(deadline = %humantime::format_duration(deadline), "draining: no new sessions; live ones are served until they end or the deadline passes");
+    let body = serde_json::json!({
+        "status": "draining",
+        "sessions": state.runtime.live_sessions(),
+        "deadline": humantime::format_rfc3339_seconds(std::time::SystemTime::now() + deadline).to_string(),
+    });
+    (StatusCode::ACCEPTED, json(body)).into_response()
 }
 
 /// Prometheus metrics (text format 0.0.4). The gauges of sandbox memory and warm
@@ -126,11 +202,15 @@ async fn openapi() -> Response {
         .into_response()
 }
 
-async fn readyz(State(runtime): State<Arc<Runtime>>) -> Response {
-    if runtime.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
-    } else {
-        "ready\n".into_response()
+/// 503 only when this node takes no new sessions (draining); a cluster whose store
+/// is unreachable still serves its sessions: 200, saying what is degraded.
+async fn readyz(State(state): State<AdminState>) -> Response {
+    if state.runtime.is_draining() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
+    }
+    match state.cluster.as_ref().and_then(|c| c.degraded()) {
+        Some(redis) => json(serde_json::json!({ "status": "degraded", "redis": redis })),
+        None => "ready\n".into_response(),
     }
 }
 

@@ -1,10 +1,11 @@
 //! `/admin/sessions`: which sessions exist, whose they are, what they do and use;
 //! one session's last stderr lines and protocol events; stopping one.
 
-use super::json;
+use super::{AdminState, ClusterAdmin, json};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use lodge_cluster::NodeId;
 use lodge_runtime::{EndReason, Lookup, Runtime, SessionHandle, SessionReport, SessionState};
 use lodge_sandbox::Usage;
 use serde::Deserialize;
@@ -151,8 +152,20 @@ fn bad_request(message: String) -> Response {
     (StatusCode::BAD_REQUEST, json(json!({ "error": message }))).into_response()
 }
 
+/// This node's sessions as the list shows them, oldest first (what a cluster node
+/// publishes to the directory).
+pub async fn session_rows(runtime: &Runtime) -> Vec<Value> {
+    let mut sessions = runtime.sessions();
+    sessions.sort_by_key(|s| s.created());
+    rows(sessions)
+        .await
+        .into_iter()
+        .map(|(row, _)| row)
+        .collect()
+}
+
 pub(super) async fn list(
-    State(runtime): State<Arc<Runtime>>,
+    State(state): State<AdminState>,
     filters: Result<Query<Filters>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Query(filters) = match filters {
@@ -162,15 +175,22 @@ pub(super) async fn list(
     if let Err(e) = filters.check() {
         return bad_request(e);
     }
-    let mut sessions = runtime.sessions();
-    sessions.sort_by_key(|s| s.created());
-    let rows: Vec<Value> = rows(sessions)
-        .await
-        .into_iter()
-        .map(|(row, _)| row)
-        .filter(|row| filters.admits(row))
-        .collect();
-    json(json!({ "sessions": rows }))
+    let mut rows = session_rows(&state.runtime).await;
+    let mut answer = json!({});
+    if let Some(cluster) = &state.cluster {
+        for row in &mut rows {
+            row["node"] = json!(cluster.node().as_str());
+        }
+        // The rest of the cluster as its nodes last published it; without the
+        // directory, this node's own, saying the list is partial.
+        match cluster.other_sessions().await {
+            Ok(others) => rows.extend(others),
+            Err(e) => answer["partial"] = json!(format!("only this node's sessions: {e}")),
+        }
+    }
+    rows.retain(|row| filters.admits(row));
+    answer["sessions"] = Value::Array(rows);
+    json(answer)
 }
 
 fn not_found(id: &str, lookup: Lookup) -> Response {
@@ -181,10 +201,36 @@ fn not_found(id: &str, lookup: Lookup) -> Response {
     (StatusCode::NOT_FOUND, json(json!({ "error": message }))).into_response()
 }
 
-pub(super) async fn show(State(runtime): State<Arc<Runtime>>, Path(id): Path<String>) -> Response {
-    let session = match runtime.lookup(&id) {
+/// The node `id` names as its owner, when that is another node of the cluster.
+fn elsewhere(state: &AdminState, id: &str) -> Option<(Arc<dyn ClusterAdmin>, NodeId)> {
+    let cluster = state.cluster.as_ref()?;
+    let owner = state
+        .runtime
+        .config()
+        .session_tokens
+        .as_ref()?
+        .open(id)
+        .ok()?
+        .node;
+    (owner != *cluster.node()).then(|| (cluster.clone(), owner))
+}
+
+pub(super) async fn show(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
+    let session = match state.runtime.lookup(&id) {
         Lookup::Live(session) => session,
-        other => return not_found(&id, other),
+        other => {
+            // Another node's session: its directory row (stderr and events stay there).
+            if let Some((cluster, owner)) = elsewhere(&state, &id)
+                && let Ok(rows) = cluster.other_sessions().await
+                && let Some(mut row) = rows.into_iter().find(|r| r["id"].as_str() == Some(&id))
+            {
+                row["detail"] = json!(format!(
+                    "this session lives on node {owner}: its stderr and events are on that node's admin API"
+                ));
+                return json(row);
+            }
+            return not_found(&id, other);
+        }
     };
     let Some((mut row, report)) = rows(vec![session]).await.pop() else {
         return not_found(&id, Lookup::Unknown);
@@ -198,13 +244,35 @@ pub(super) async fn show(State(runtime): State<Arc<Runtime>>, Path(id): Path<Str
     json(row)
 }
 
-pub(super) async fn stop(State(runtime): State<Arc<Runtime>>, Path(id): Path<String>) -> Response {
-    match runtime.lookup(&id) {
+pub(super) async fn stop(State(state): State<AdminState>, Path(id): Path<String>) -> Response {
+    match state.runtime.lookup(&id) {
         Lookup::Live(session) => {
             tracing::info!(session = %id, "stopped by an operator");
             session.stop(EndReason::Stopped).await;
             StatusCode::NO_CONTENT.into_response()
         }
-        other => not_found(&id, other),
+        other => match elsewhere(&state, &id) {
+            // Told over the control channel; the owner stops it and answers nobody.
+            Some((cluster, owner)) => match cluster.stop(owner.clone(), id.clone()).await {
+                Ok(true) => {
+                    tracing::info!(session = %id, node = %owner, "asked the owner node to stop a session");
+                    let body = json!({ "status": "stopping", "node": owner.as_str() });
+                    (StatusCode::ACCEPTED, json(body)).into_response()
+                }
+                Ok(false) => {
+                    let error = format!("session {id} was on node {owner}, which is gone");
+                    (StatusCode::NOT_FOUND, json(json!({ "error": error }))).into_response()
+                }
+                Err(e) => {
+                    let error = format!("cannot reach node {owner} to stop session {id}: {e}");
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json(json!({ "error": error })),
+                    )
+                        .into_response()
+                }
+            },
+            None => not_found(&id, other),
+        },
     }
 }

@@ -36,6 +36,8 @@ pub(crate) struct Slot {
     registered: Option<SessionId>,
     /// The server and principal whose quota counts this session.
     quota: Option<(Arc<str>, crate::Principal)>,
+    /// The cluster's limits that count this session, for its server and principal.
+    admitted: Option<(Arc<dyn crate::Admission>, Arc<str>, crate::Principal)>,
     /// Where the session is counted (live, started, ended), and its client's era.
     counted: Option<(Arc<ServerMetrics>, bool)>,
 }
@@ -46,6 +48,7 @@ impl Slot {
             runtime,
             registered: None,
             quota: None,
+            admitted: None,
             counted: None,
         }
     }
@@ -53,6 +56,16 @@ impl Slot {
     /// This session counts against `principal`'s quota on `server` until it ends.
     pub fn counts_for(&mut self, server: Arc<str>, principal: crate::Principal) {
         self.quota = Some((server, principal));
+    }
+
+    /// The cluster's `admission` counted this session; it is told when it goes.
+    pub fn admitted(
+        &mut self,
+        admission: Arc<dyn crate::Admission>,
+        server: Arc<str>,
+        principal: crate::Principal,
+    ) {
+        self.admitted = Some((admission, server, principal));
     }
 
     /// The session is registered under `id`: it counts as started (and live until
@@ -82,6 +95,9 @@ impl Drop for Slot {
         }
         if let Some((server, principal)) = self.quota.take() {
             self.runtime.release_quota(&server, &principal);
+        }
+        if let Some((admission, server, principal)) = self.admitted.take() {
+            admission.release(&server, &principal);
         }
         self.runtime.release();
     }

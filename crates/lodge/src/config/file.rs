@@ -47,12 +47,20 @@ pub(super) struct FileConfig {
     pub server: Vec<ServerSection>,
 }
 
-/// `[cluster]`: this node's name and the key its session tokens are sealed with.
+/// `[cluster]`: this node's name, the key its session tokens are sealed with, and,
+/// with a `node_id`, how it meets the other nodes.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ClusterSection {
     pub node_id: Option<String>,
     pub key_file: Option<PathBuf>,
+    pub redis_url: Option<String>,
+    pub internal_listen: Option<std::net::SocketAddr>,
+    pub advertise: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub drain_deadline: Option<std::time::Duration>,
+    /// Live sessions in the whole cluster.
+    pub max_sessions: Option<u32>,
 }
 
 /// `[auth]`: Lodge as an OAuth resource server.

@@ -83,7 +83,28 @@ pub struct Settings {
     pub audit: Option<lodge_runtime::AuditConfig>,
     /// `[otlp]`, `LODGE_OTLP_ENDPOINT`: `None` when spans are not exported.
     pub otlp: Option<OtlpConfig>,
+    /// `[cluster]` with a `node_id`: `None` for a Lodge on its own.
+    pub cluster: Option<ClusterSettings>,
 }
+
+/// One node of a cluster: how it meets the others.
+#[derive(Clone, Debug)]
+pub struct ClusterSettings {
+    pub node: lodge_cluster::NodeId,
+    pub keys: Arc<lodge_runtime::KeyRing>,
+    pub redis_url: String,
+    /// The node-to-node listener.
+    pub internal_listen: SocketAddr,
+    /// `host:port` other nodes reach `internal_listen` at.
+    pub advertise: String,
+    /// On SIGTERM: how long live sessions are still served before they are ended.
+    pub drain_deadline: Duration,
+    /// Live sessions in the whole cluster (`None`: only each node's own limit).
+    pub max_sessions: Option<u32>,
+}
+
+/// `[cluster] drain_deadline` unless set.
+pub const DEFAULT_DRAIN_DEADLINE: Duration = Duration::from_secs(30 * 60);
 
 /// Where `lodge serve` exports its spans (the `otlp` cargo feature).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -250,6 +271,7 @@ impl Settings {
             }
         }
 
+        let (cluster_keys, cluster) = cluster_settings(&file.cluster, file_dir)?;
         let defaults = SessionConfig::default();
         let s = file.session;
         let session = SessionConfig {
@@ -294,10 +316,13 @@ impl Settings {
             )? as u64,
             request_state_keys: match &s.request_state_key_file {
                 Some(path) => Some(Arc::new(read_key_file(&file_dir.join(path))?)),
-                None => None,
+                // A cluster's retries open on any node: the cluster key seals them.
+                None => cluster.as_ref().map(|c| c.keys.clone()),
             },
             event_payloads: file.admin.event_payloads,
-            session_tokens: session_tokens(&file.cluster, file_dir)?,
+            session_tokens: cluster_keys
+                .clone()
+                .map(|(keys, node)| lodge_cluster::TokenCodec::new(keys, node)),
             ..defaults
         };
         if session.max_sessions == 0 {
@@ -339,6 +364,7 @@ impl Settings {
         let admin = auth::admin(file.admin, auth_config.as_ref(), file_dir)?;
         Ok(Settings {
             listen,
+            cluster,
             admin_listen: env
                 .get("LODGE_ADMIN_LISTEN")?
                 .or(args.admin_listen)
@@ -393,7 +419,9 @@ impl Settings {
                 keep_alive_timeout,
                 body_read_timeout,
                 max_connections_per_client,
+                // `lodge serve` adds these once it runs: the validator and the members.
                 auth: None,
+                cluster: None,
             },
             session,
             servers,
@@ -457,29 +485,84 @@ fn read_small_file(path: &Path, key: &str) -> anyhow::Result<String> {
 }
 
 /// `[cluster]`: `None` (a random key, node `local`) unless a key file is set.
-fn session_tokens(
+type ClusterKeys = (Arc<lodge_runtime::KeyRing>, lodge_cluster::NodeId);
+
+/// `[cluster]`: the key session tokens are sealed with (`None`: a random one, node
+/// `local`) and, with a `node_id`, the node's cluster settings.
+fn cluster_settings(
     cluster: &file::ClusterSection,
     file_dir: &Path,
-) -> anyhow::Result<Option<lodge_cluster::TokenCodec>> {
+) -> anyhow::Result<(Option<ClusterKeys>, Option<ClusterSettings>)> {
     let node = match &cluster.node_id {
         Some(id) => lodge_cluster::NodeId::parse(id)
             .map_err(|e| anyhow::anyhow!("[cluster] node_id {id:?}: {e}"))?,
         None => lodge_cluster::NodeId::single(),
     };
-    let Some(path) = &cluster.key_file else {
-        if cluster.node_id.is_some() {
-            bail!(
-                "[cluster] node_id needs key_file: every node seals and opens session ids \
-                 with the same key (`lodge cluster keygen --out FILE` writes one)"
-            );
+    let keys = match &cluster.key_file {
+        Some(path) => {
+            let path = file_dir.join(path);
+            let text = read_small_file(&path, "[cluster] key_file")?;
+            let keys = lodge_runtime::KeyRing::parse(&text)
+                .with_context(|| format!("invalid [cluster] key_file {}", path.display()))?;
+            Some((Arc::new(keys), node.clone()))
         }
-        return Ok(None);
+        None => None,
     };
-    let path = file_dir.join(path);
-    let text = read_small_file(&path, "[cluster] key_file")?;
-    let keys = lodge_runtime::KeyRing::parse(&text)
-        .with_context(|| format!("invalid [cluster] key_file {}", path.display()))?;
-    Ok(Some(lodge_cluster::TokenCodec::new(Arc::new(keys), node)))
+    if cluster.node_id.is_none() {
+        let set = [
+            ("redis_url", cluster.redis_url.is_some()),
+            ("internal_listen", cluster.internal_listen.is_some()),
+            ("advertise", cluster.advertise.is_some()),
+            ("drain_deadline", cluster.drain_deadline.is_some()),
+            ("max_sessions", cluster.max_sessions.is_some()),
+        ];
+        if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+            bail!("[cluster] {key} needs node_id: it configures a node of a cluster");
+        }
+        return Ok((keys, None));
+    }
+    let Some((ring, _)) = &keys else {
+        bail!(
+            "[cluster] node_id needs key_file: every node seals and opens session ids \
+             with the same key (`lodge cluster keygen --out FILE` writes one)"
+        );
+    };
+    let Some(redis_url) = cluster.redis_url.clone() else {
+        bail!("[cluster] node_id needs redis_url: nodes find each other through Redis");
+    };
+    if !redis_url.starts_with("redis://") && !redis_url.starts_with("unix://") {
+        bail!("[cluster] redis_url {redis_url:?} must start with redis:// (or unix://)");
+    }
+    let Some(internal_listen) = cluster.internal_listen else {
+        bail!(
+            "[cluster] node_id needs internal_listen: the address other nodes forward requests to"
+        );
+    };
+    let advertise = match &cluster.advertise {
+        Some(advertise) => {
+            lodge_cluster::Member::parse(node.clone(), &format!("v1 {advertise} 0")).map_err(
+                |_| anyhow::anyhow!("[cluster] advertise {advertise:?} is not HOST:PORT"),
+            )?;
+            advertise.clone()
+        }
+        None if internal_listen.ip().is_unspecified() => bail!(
+            "[cluster] internal_listen {internal_listen} listens on every address: set advertise to the one other nodes reach"
+        ),
+        None => internal_listen.to_string(),
+    };
+    if cluster.max_sessions == Some(0) {
+        bail!("[cluster] max_sessions must be at least 1");
+    }
+    let settings = ClusterSettings {
+        node,
+        keys: ring.clone(),
+        redis_url,
+        internal_listen,
+        advertise,
+        drain_deadline: cluster.drain_deadline.unwrap_or(DEFAULT_DRAIN_DEADLINE),
+        max_sessions: cluster.max_sessions,
+    };
+    Ok((keys, Some(settings)))
 }
 
 /// Reads the keys that seal `requestState`s (several nodes share one file, so a
@@ -622,12 +705,54 @@ command = ["cat"]
             lodge_cluster::generate_key_file(),
         )
         .unwrap();
-        let tokens = load("node_id = \"lodge-1\"\nkey_file = \"cluster.key\"")
-            .unwrap()
-            .session
-            .session_tokens
-            .unwrap();
+        let node = "node_id = \"lodge-1\"\nkey_file = \"cluster.key\"\n";
+        let full = format!(
+            "{node}redis_url = \"redis://10.0.0.9\"\ninternal_listen = \"10.0.0.1:8790\"\nmax_sessions = 9\n"
+        );
+        let settings = load(&full).unwrap();
+        let tokens = settings.session.session_tokens.unwrap();
         assert_eq!(tokens.node().as_str(), "lodge-1");
+        let cluster = settings.cluster.unwrap();
+        assert_eq!(cluster.advertise, "10.0.0.1:8790");
+        assert_eq!(cluster.drain_deadline, DEFAULT_DRAIN_DEADLINE);
+        assert_eq!(cluster.max_sessions, Some(9));
+        // A cluster's requestStates open on every node: they use the cluster key.
+        assert_eq!(
+            settings.session.request_state_keys.unwrap().current_id(),
+            cluster.keys.current_id()
+        );
+        let err = load(node).err().unwrap();
+        assert!(
+            err.starts_with("[cluster] node_id needs redis_url"),
+            "{err}"
+        );
+        let err = load(&format!("{node}redis_url = \"redis://x\""))
+            .err()
+            .unwrap();
+        assert!(
+            err.starts_with("[cluster] node_id needs internal_listen"),
+            "{err}"
+        );
+        let every = format!("{node}redis_url = \"redis://x\"\ninternal_listen = \"0.0.0.0:8790\"");
+        let err = load(&every).err().unwrap();
+        assert!(
+            err.contains("set advertise to the one other nodes reach"),
+            "{err}"
+        );
+        let settings = load(&format!(
+            "{every}\nadvertise = \"lodge-0.lodge:8790\"\ndrain_deadline = \"90s\""
+        ));
+        let cluster = settings.unwrap().cluster.unwrap();
+        assert_eq!(cluster.advertise, "lodge-0.lodge:8790");
+        assert_eq!(cluster.drain_deadline, Duration::from_secs(90));
+        let err = load(&format!("{every}\nadvertise = \"a/b\""))
+            .err()
+            .unwrap();
+        assert!(err.contains("advertise \"a/b\" is not HOST:PORT"), "{err}");
+        let err = load(&format!("{node}redis_url = \"http://x\""))
+            .err()
+            .unwrap();
+        assert!(err.contains("must start with redis://"), "{err}");
         let alone = load("key_file = \"cluster.key\"")
             .unwrap()
             .session
@@ -650,7 +775,12 @@ command = ["cat"]
         assert!(err.starts_with("invalid [cluster] key_file"), "{err}");
         assert!(err.ends_with("the key must be exactly 32 bytes"), "{err}");
         let err = load("redis_url = \"redis://x\"").err().unwrap();
-        assert!(err.contains("unknown field `redis_url`"), "{err}");
+        assert_eq!(
+            err,
+            "[cluster] redis_url needs node_id: it configures a node of a cluster"
+        );
+        let err = load("colour = 1").err().unwrap();
+        assert!(err.contains("unknown field `colour`"), "{err}");
     }
 
     #[test]
