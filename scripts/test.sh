@@ -25,6 +25,13 @@ echo "test.sh: LODGE_TEST_PYTHON=$LODGE_TEST_PYTHON" >&2
 scripts/setup-chromium.sh >/dev/null ||
     echo "test.sh: no Chromium: the console's browser test skips (fails under CI=true)" >&2
 
+# The cluster test starts a redis-server of its own (Debian's; installed here when root).
+if ! command -v redis-server >/dev/null 2>&1 && [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing Debian's redis-server for the cluster test" >&2
+    (export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server) >&2 ||
+        echo "test.sh: no redis-server: the cluster test skips (fails under CI=true)" >&2
+fi
+
 # Tests start the example servers' binaries (conformance-server is no dependency of
 # lodge): build every binary once up front instead of racing to build it from tests.
 cargo build --workspace --bins --quiet

@@ -96,6 +96,8 @@ pub struct Runtime {
     /// Sessions whose sandbox exists (live, or ending).
     live: AtomicUsize,
     draining: AtomicBool,
+    /// Shutting down: calls in flight finish, no new request is taken.
+    closing: AtomicBool,
     released: Notify,
     /// Seals the `requestState` Lodge hands 2026-07-28 clients when it bridges MRTR.
     state_codec: Arc<StateCodec>,
@@ -170,6 +172,7 @@ impl Runtime {
             ended: Mutex::default(),
             live: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
             released: Notify::new(),
             state_codec: Arc::new(StateCodec::new(keys)),
             tokens,
@@ -197,8 +200,14 @@ impl Runtime {
         self.servers.iter().find(|s| s.spec.name == name)
     }
 
+    /// No new sessions are taken (a drain, or shutdown).
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    /// Shutting down: live sessions take no new requests either.
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
     }
 
     pub fn live_sessions(&self) -> usize {
@@ -715,6 +724,7 @@ impl Runtime {
     /// Drains: refuses new sessions and requests, lets in-flight calls finish for up
     /// to `grace`, then ends every session and waits for their sandboxes to go.
     pub async fn shutdown(&self, grace: Duration) {
+        self.closing.store(true, Ordering::Relaxed);
         self.drain();
         let until = Instant::now() + grace;
         while Instant::now() < until && self.sessions().iter().any(|s| s.in_flight() > 0) {

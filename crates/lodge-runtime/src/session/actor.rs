@@ -381,7 +381,7 @@ impl Actor {
         &mut self,
         command: Command,
     ) -> Result<(), (EndReason, Option<oneshot::Sender<()>>)> {
-        let draining = self.runtime.is_draining();
+        let draining = self.runtime.is_closing();
         match command {
             Command::Requests {
                 messages,

@@ -1,5 +1,6 @@
-//! Cluster mode as far as it is built: session ids are tokens sealed with the
-//! `[cluster] key_file` that `lodge cluster keygen` writes.
+//! Cluster mode: session ids are tokens sealed with the `[cluster] key_file` that
+//! `lodge cluster keygen` writes; three real nodes and a real Redis serve one session
+//! through whichever node a request reaches.
 #![allow(clippy::unwrap_used)]
 
 use crate::common::{LODGE, Lodge, Raw, demo_server_toml};
@@ -38,7 +39,7 @@ async fn session_ids_are_sealed_with_the_cluster_key_and_die_with_their_node() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("pass --rotate"));
 
     let config = format!(
-        "[cluster]\nnode_id = \"node-a\"\nkey_file = {:?}\n{}",
+        "[cluster]\nkey_file = {:?}\n{}",
         key_file.to_str().unwrap(),
         demo_server_toml()
     );
@@ -107,4 +108,250 @@ async fn session_ids_are_sealed_with_the_cluster_key_and_die_with_their_node() {
     assert_eq!(ids.len(), 2);
     assert_ne!(ids[0], old);
     assert_eq!(ids[1], old);
+}
+
+/// A `redis-server` of the test's own on a free port, shut down on drop; `None` (the
+/// test skips) where Debian's redis-server is not installed, except under CI.
+struct Redis(std::process::Child, u16);
+
+impl Redis {
+    fn start() -> Option<Redis> {
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--bind", "127.0.0.1"])
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        match child {
+            Ok(child) => Some(Redis(child, port)),
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!("skipping: no redis-server ({e}); .ci/run installs it");
+                None
+            }
+            Err(e) => panic!("redis-server is needed under CI: {e}"),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.1)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A node of the cluster: its client URL and admin base URL.
+struct Node {
+    lodge: Lodge,
+    admin: String,
+}
+
+fn node(id: &str, key_file: &Path, redis: &Redis) -> Node {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let config = format!(
+        "[cluster]\nnode_id = {id:?}\nkey_file = {:?}\nredis_url = {:?}\ninternal_listen = \"127.0.0.1:{}\"\n{}",
+        key_file.to_str().unwrap(),
+        redis.url(),
+        free_port(),
+        demo_server_toml()
+    );
+    let lodge = Lodge::start_under(&[], &config, &["--admin-listen", &admin]);
+    Node {
+        lodge,
+        admin: format!("http://{admin}"),
+    }
+}
+
+fn on(node: &Node, session: &Option<String>) -> Raw {
+    Raw {
+        session: session.clone(),
+        ..Raw::new(node.lodge.url())
+    }
+}
+
+fn counter_text(reply: &crate::common::Reply) -> String {
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let data = reply
+        .body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .find(|d| d.contains("\"result\""))
+        .unwrap_or_else(|| panic!("no result: {}", reply.body));
+    let v: serde_json::Value = serde_json::from_str(data).unwrap();
+    v["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_node_serves_any_session_and_a_dead_nodes_sessions_answer_404() {
+    let Some(redis) = Redis::start() else { return };
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("cluster.key");
+    assert!(
+        keygen(&["--out", key_file.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let nodes: Vec<Node> = ["a", "b", "c"]
+        .iter()
+        .map(|id| node(id, &key_file, &redis))
+        .collect();
+    let http = reqwest::Client::new();
+    // Every node has heard of every other.
+    crate::common::eventually(
+        std::time::Duration::from_secs(10),
+        "the nodes see each other",
+        async || {
+            let ready = http.get(format!("{}/readyz", nodes[2].admin)).send().await;
+            ready.is_ok_and(|r| r.status() == 200)
+        },
+    )
+    .await;
+    // One heartbeat (a second) after the last node started, every node has read the others.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    // A session made on a, used through b and c: one sandbox, its state kept.
+    let mut first = Raw::new(nodes[0].lodge.url());
+    first.initialize().await;
+    let session = first.session.clone();
+    let add = json!({"action": "increment"});
+    for (n, want) in [(1, "1"), (2, "2"), (0, "3"), (1, "4")] {
+        let reply = on(&nodes[n], &session)
+            .call(7, "counter", add.clone())
+            .await;
+        assert_eq!(counter_text(&reply), want, "through node {n}");
+    }
+
+    // The admin list of any node shows the cluster's sessions, with their node.
+    crate::common::eventually(
+        std::time::Duration::from_secs(5),
+        "node c lists a's session",
+        async || {
+            let list: serde_json::Value = http
+                .get(format!("{}/admin/sessions", nodes[2].admin))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            list["sessions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["id"].as_str() == session.as_deref() && s["node"] == "a")
+        },
+    )
+    .await;
+
+    // An admin stop on c ends a's session; the client hears why through b.
+    let stop = http
+        .delete(format!(
+            "{}/admin/sessions/{}",
+            nodes[2].admin,
+            session.as_deref().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stop.status(), 202);
+    crate::common::eventually(
+        std::time::Duration::from_secs(5),
+        "the stopped session answers 404",
+        async || {
+            let reply = on(&nodes[1], &session)
+                .call(8, "counter", add.clone())
+                .await;
+            reply.status == 404 && reply.body.contains("stopped by an operator")
+        },
+    )
+    .await;
+
+    // A hop header nobody signed is refused on the internal listener; a forged id is
+    // 404 on every node without asking its "owner".
+    let forged = Some("k1.not-a-token".to_string());
+    assert_eq!(
+        on(&nodes[1], &forged)
+            .call(9, "echo", json!({"text": "x"}))
+            .await
+            .status,
+        404
+    );
+
+    // The owner dies: its sessions answer 404 through the others within 5 s.
+    let mut second = Raw::new(nodes[0].lodge.url());
+    second.initialize().await;
+    let orphan = second.session.clone();
+    let mut nodes = nodes;
+    drop(nodes.remove(0));
+    let died = std::time::Instant::now();
+    let reply = on(&nodes[0], &orphan)
+        .call(10, "echo", json!({"text": "x"}))
+        .await;
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    assert!(
+        reply.body.contains("is gone; initialize again"),
+        "{}",
+        reply.body
+    );
+    assert!(died.elapsed() < std::time::Duration::from_secs(5));
+
+    // Redis stops: live sessions keep working, readiness says degraded.
+    let mut third = Raw::new(nodes[0].lodge.url());
+    third.initialize().await;
+    let live = third.session.clone();
+    drop(redis);
+    let reply = on(&nodes[1], &live).call(11, "counter", add.clone()).await;
+    assert_eq!(counter_text(&reply), "1");
+    crate::common::eventually(
+        std::time::Duration::from_secs(5),
+        "readyz says degraded",
+        async || {
+            let r = http
+                .get(format!("{}/readyz", nodes[1].admin))
+                .send()
+                .await
+                .unwrap();
+            r.status() == 200 && r.text().await.unwrap().contains("\"degraded\"")
+        },
+    )
+    .await;
+
+    // Drain b: readyz 503, its live session still served through c.
+    let drained = http
+        .post(format!("{}/admin/drain", nodes[0].admin))
+        .body(r#"{"deadline": "1m"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(drained.status(), 202);
+    let ready = http
+        .get(format!("{}/readyz", nodes[0].admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let reply = on(&nodes[1], &live).call(12, "counter", add.clone()).await;
+    assert_eq!(counter_text(&reply), "2");
 }
