@@ -370,22 +370,19 @@ impl Admission for Coordinator {
     }
 
     fn release(&self, server: &str, principal: &Principal) {
-        if lock(&self.connection).is_none() {
-            return; // the next heartbeat writes the counts afresh
-        }
-        let field = quota_field(server, principal);
-        let key = load_key(&self.node);
-        let connection = lock(&self.connection).clone();
-        if let Some(mut connection) = connection {
-            tokio::spawn(async move {
-                let mut pipe = redis::pipe();
-                pipe.hincr(&key, "all", -1)
-                    .ignore()
-                    .hincr(&key, field, -1)
-                    .ignore();
-                let _: Result<(), _> = pipe.query_async(&mut connection).await;
-            });
-        }
+        // Without a connection, the next heartbeat writes the counts afresh.
+        let Some(mut connection) = lock(&self.connection).clone() else {
+            return;
+        };
+        let (key, field) = (load_key(&self.node), quota_field(server, principal));
+        tokio::spawn(async move {
+            let mut pipe = redis::pipe();
+            pipe.hincr(&key, "all", -1)
+                .ignore()
+                .hincr(&key, field, -1)
+                .ignore();
+            let _: Result<(), _> = pipe.query_async(&mut connection).await;
+        });
     }
 }
 

@@ -163,21 +163,24 @@ fn free_port() -> u16 {
 struct Node {
     lodge: Lodge,
     admin: String,
+    /// The node-to-node listener's MCP URL.
+    internal: String,
 }
 
 fn node(id: &str, key_file: &Path, redis: &Redis) -> Node {
     let admin = format!("127.0.0.1:{}", free_port());
+    let internal = format!("127.0.0.1:{}", free_port());
     let config = format!(
-        "[cluster]\nnode_id = {id:?}\nkey_file = {:?}\nredis_url = {:?}\ninternal_listen = \"127.0.0.1:{}\"\n{}",
+        "[cluster]\nnode_id = {id:?}\nkey_file = {:?}\nredis_url = {:?}\ninternal_listen = {internal:?}\n{}",
         key_file.to_str().unwrap(),
         redis.url(),
-        free_port(),
         demo_server_toml()
     );
     let lodge = Lodge::start_under(&[], &config, &["--admin-listen", &admin]);
     Node {
         lodge,
         admin: format!("http://{admin}"),
+        internal: format!("http://{internal}/mcp"),
     }
 }
 
@@ -288,8 +291,36 @@ async fn any_node_serves_any_session_and_a_dead_nodes_sessions_answer_404() {
     )
     .await;
 
-    // A hop header nobody signed is refused on the internal listener; a forged id is
-    // 404 on every node without asking its "owner".
+    // The internal listener serves other nodes only: without a hop header, or with
+    // one nobody of this cluster sealed, even a live session is refused.
+    let mut live = Raw::new(nodes[0].lodge.url());
+    live.initialize().await;
+    let direct = Raw {
+        session: live.session.clone(),
+        ..Raw::new(nodes[0].internal.clone())
+    };
+    let refused = direct.call(9, "echo", json!({"text": "x"})).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(
+        refused.body.contains("serves other Lodge nodes only"),
+        "{}",
+        refused.body
+    );
+    let forged_hop = direct
+        .post_builder(&json!({"jsonrpc": "2.0", "id": 9, "method": "tools/list"}))
+        .header("lodge-hop", "b 1 k1.AAAA")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged_hop.status(), 403);
+    assert_eq!(
+        on(&nodes[1], &live.session)
+            .call(9, "echo", json!({"text": "x"}))
+            .await
+            .status,
+        200
+    );
+    // A forged id is 404 on every node without asking its "owner".
     let forged = Some("k1.not-a-token".to_string());
     assert_eq!(
         on(&nodes[1], &forged)
